@@ -1,0 +1,1 @@
+"""Great Expectations suites, one per layer gate, and the gate runner."""

@@ -1,0 +1,1 @@
+"""How data arrives: the ingestion service, the simulator, and landing -> raw."""

@@ -1,0 +1,1 @@
+"""Kidjamo vitals pipeline: the shared core (settings, storage, database, command line)."""

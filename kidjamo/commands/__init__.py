@@ -1,0 +1,1 @@
+"""Sub-commands of ``kidjamo``: every module here that defines ``command`` (a click command) is one."""

@@ -1,0 +1,70 @@
+"""The one place that decides where the pipeline runs: local lake or S3, embedded or external PostgreSQL.
+
+Every value comes from the environment (``KIDJAMO_*``), all optional; see DESIGN.md and the README.
+Pipeline code receives a :class:`Settings` (or the objects built from it) and never asks where it
+runs.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Deployment settings, read from ``KIDJAMO_*`` environment variables."""
+
+    model_config = SettingsConfigDict(env_prefix="KIDJAMO_", extra="ignore")
+
+    home: Path = Field(default=Path(".kidjamo"), description="local state: lake, PostgreSQL data, Airflow home, logs")
+    lake_url: str | None = Field(default=None, description="lake root: file:///path or s3://bucket/prefix")
+    s3_endpoint_url: str | None = Field(default=None, description="S3-compatible endpoint (SeaweedFS, MinIO, LocalStack)")
+    s3_region: str = Field(default="us-east-1")
+    database_url: str | None = Field(default=None, description="external postgresql:// URL; unset = embedded")
+    pg_bin_dir: Path | None = Field(default=None, description="PostgreSQL binaries for the embedded server")
+    pg_port: int | None = Field(default=None, description="TCP port of the embedded server; unset = a free port")
+    lateness: timedelta = Field(default=timedelta(days=7), description="older readings are quarantined too_late")
+    future_tolerance: timedelta = Field(default=timedelta(minutes=5))
+    pseudonym_key: str = Field(default="kidjamo-local-development-key", description="key of analytics patient hashes")
+
+    @field_validator("home")
+    @classmethod
+    def _absolute_home(cls, home: Path) -> Path:
+        return home.expanduser().resolve()
+
+    @property
+    def lake_root(self) -> str:
+        """The lake URL, defaulting to ``file://$KIDJAMO_HOME/lake``."""
+        return self.lake_url or f"file://{self.home / 'lake'}"
+
+    @property
+    def pg_data_dir(self) -> Path:
+        return self.home / "pg"
+
+    @property
+    def airflow_home(self) -> Path:
+        return self.home / "airflow"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def uses_embedded_database(self) -> bool:
+        return not self.database_url
+
+
+@lru_cache(maxsize=1)
+def _cached(environ_key: tuple) -> Settings:
+    return Settings()
+
+
+def get_settings() -> Settings:
+    """Settings for the current environment (re-read whenever a ``KIDJAMO_*`` variable changes)."""
+    key = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("KIDJAMO_")))
+    return _cached(key)

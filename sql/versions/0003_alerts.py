@@ -1,0 +1,16 @@
+"""Alerts raised by the clinical rules (CLINICAL.md); one open alert per patient and rule."""
+
+from kidjamo.migrations import run_sql_file
+
+revision = "0003"
+down_revision = "0002"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    run_sql_file("0003_alerts.sql")
+
+
+def downgrade() -> None:
+    raise NotImplementedError("forward-only migrations: write a new revision instead")

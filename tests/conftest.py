@@ -1,0 +1,68 @@
+"""Shared fixtures: a real embedded PostgreSQL (migrated once per session) and a temporary local lake.
+
+Each test session gets its own ``KIDJAMO_HOME`` under pytest's temporary folder, so parallel
+sessions and a developer's own ``.kidjamo`` never collide.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from kidjamo import migrations
+from kidjamo.embedded_pg import EmbeddedPostgres
+from kidjamo.storage import Lake
+
+# Keep the suite quiet and independent of the developer's environment.
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+for variable in [name for name in os.environ if name.startswith("KIDJAMO_")]:
+    del os.environ[variable]
+
+
+@pytest.fixture(scope="session")
+def kidjamo_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    home = tmp_path_factory.mktemp("kidjamo-home")
+    os.environ["KIDJAMO_HOME"] = str(home)
+    return home
+
+
+@pytest.fixture(scope="session")
+def postgres_server(kidjamo_home: Path):
+    """A real PostgreSQL server for the whole session (embedded 18, or KIDJAMO_TEST_PG_BIN_DIR's)."""
+    bin_dir = os.environ.get("KIDJAMO_TEST_PG_BIN_DIR") or None
+    server = EmbeddedPostgres(kidjamo_home / "pg", bin_dir=bin_dir)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def migrated_url(postgres_server: EmbeddedPostgres) -> str:
+    """URL of a database with every migration applied (shared by the session: clean up what you add)."""
+    url = postgres_server.url()
+    migrations.migrate(url)
+    return url
+
+
+@pytest.fixture
+def fresh_database_url(postgres_server: EmbeddedPostgres, request: pytest.FixtureRequest) -> str:
+    """URL of a new, empty, migrated database for one test (dropped afterwards)."""
+    name = "t_" + request.node.name.lower().replace("[", "_").replace("]", "").replace("-", "_")[:50]
+    admin_url = postgres_server.url("postgres")
+    with psycopg.connect(admin_url, autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        connection.execute(f'CREATE DATABASE "{name}"')
+    url = postgres_server.url(name)
+    migrations.migrate(url)
+    yield url
+    with psycopg.connect(admin_url, autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def lake(tmp_path: Path) -> Lake:
+    """An empty local lake."""
+    return Lake(f"file://{tmp_path / 'lake'}")
