@@ -1,0 +1,303 @@
+"""Load and validate the clinical rule set (``rules.yaml``), the versioned data behind every alert.
+
+A malformed file fails loudly at load time with the rule id and the field at fault, e.g.
+``rules.yaml: rule 'fever' field 'thresholds.temperature_above': Field required``.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+RULES_PATH = Path(__file__).resolve().parent / "rules.yaml"
+
+Severity = Literal["info", "warning", "high", "critical"]
+SEVERITY_RANK: dict[str, int] = {"info": 0, "warning": 1, "high": 2, "critical": 3}
+
+
+class RuleFileError(ValueError):
+    """The rule file is malformed; the message names the file, the rule and the field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Bound(_Strict):
+    """One side of an extreme band: ``value op bound`` (e.g. heart rate >= 190)."""
+
+    op: Literal[">", ">=", "<", "<="]
+    value: float
+
+
+class VitalBand(_Strict):
+    normal: tuple[float, float]
+    extreme_high: Bound
+    extreme_low: Bound
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "VitalBand":
+        low, high = self.normal
+        if not (self.extreme_low.value <= low <= high <= self.extreme_high.value):
+            raise ValueError(f"expected extreme_low <= normal low <= normal high <= extreme_high, got {self}")
+        return self
+
+
+class AgeBand(_Strict):
+    id: str
+    min_years: float = Field(ge=0)
+    max_years: float
+    heart_rate: VitalBand
+    respiratory_rate: VitalBand
+    typical_heart_rate: float = Field(gt=0)
+
+
+class Baselines(_Strict):
+    window_days: int = Field(gt=0)
+    min_hours_of_data: float = Field(gt=0)
+    genotype_spo2_default: dict[str, float]
+    typical_temperature: float
+
+
+class Escalation(_Strict):
+    escalation_channel_minutes: float = Field(gt=0)
+    second_tier_minutes: float = Field(gt=0)
+
+
+# Thresholds of each rule: a rule id without a model here is an unknown rule.
+class FeverThresholds(_Strict):
+    temperature_above: float
+
+
+class FeverInfantThresholds(_Strict):
+    age_below_years: float
+    temperature_at_least: float
+
+
+class FeverOnsetThresholds(_Strict):
+    temperature_at_least: float
+    temperature_at_most: float
+    age_at_least_years: float
+
+
+class TemperatureAtMost(_Strict):
+    temperature_at_most: float
+
+
+class SpO2AtMost(_Strict):
+    spo2_at_most: float
+
+
+class SpO2Below(_Strict):
+    spo2_below: float
+
+
+class SpO2DropThresholds(_Strict):
+    spo2_below: float
+    drop_at_least: float
+
+
+class AcsThresholds(_Strict):
+    temperature_above: float
+    pain_at_least: int
+
+
+class AgeBandThresholds(_Strict):
+    extreme_severity: Severity
+
+
+class PainSevereThresholds(_Strict):
+    pain_at_least: int
+    consecutive_readings: int = Field(ge=1)
+
+
+class VocThresholds(_Strict):
+    pain_at_least: int
+    temperature_above: float
+    spo2_at_most: float
+
+
+class News2Thresholds(_Strict):
+    age_at_least_years: float
+    critical_at_least: int
+    high_at_least: int
+    single_parameter_at_least: int
+    critical_severity: Severity
+
+
+class DehydrationThresholds(_Strict):
+    drop_at_least: float
+    hydration_below: float
+
+
+class HeatDehydrationThresholds(_Strict):
+    ambient_at_least: float
+    activity_at_least: int
+
+
+class HeatExposureThresholds(_Strict):
+    heat_index_at_least: float
+    high_at_least: float
+    high_severity: Severity
+
+
+class ColdThresholds(_Strict):
+    ambient_at_most: float
+
+
+class FlatlineThresholds(_Strict):
+    minutes: float = Field(gt=0)
+    vitals: list[Literal["spo2", "heart_rate", "temperature", "respiratory_rate"]]
+
+
+class BatteryThresholds(_Strict):
+    battery_below: float
+
+
+class SilentThresholds(_Strict):
+    silent_minutes: float = Field(gt=0)
+    lookback_hours: float = Field(gt=0)
+    with_open_critical_severity: Severity
+
+
+class FastPathThresholds(_Strict):
+    spo2_below: float | None = None
+    temperature_at_least: float | None = None
+
+
+THRESHOLD_MODELS: dict[str, type[BaseModel]] = {
+    "fever": FeverThresholds,
+    "fever_infant": FeverInfantThresholds,
+    "fever_onset": FeverOnsetThresholds,
+    "hypothermia": TemperatureAtMost,
+    "hypoxia": SpO2AtMost,
+    "hypoxia_severe": SpO2Below,
+    "hypoxia_emergency": SpO2Below,
+    "spo2_drop": SpO2DropThresholds,
+    "acs_pattern": AcsThresholds,
+    "tachypnoea": AgeBandThresholds,
+    "heart_rate": AgeBandThresholds,
+    "pain_severe": PainSevereThresholds,
+    "voc_pattern": VocThresholds,
+    "news2": News2Thresholds,
+    "dehydration": DehydrationThresholds,
+    "heat_dehydration": HeatDehydrationThresholds,
+    "heat_exposure": HeatExposureThresholds,
+    "cold_exposure": ColdThresholds,
+    "sensor_flatline": FlatlineThresholds,
+    "sensor_battery": BatteryThresholds,
+    "sensor_silent": SilentThresholds,
+}
+
+
+class Rule(_Strict):
+    id: str
+    version: int = Field(ge=1)
+    title: str
+    condition: str
+    severity: Severity
+    source: str
+    project_choice: bool = False
+    thresholds: BaseModel
+    fast_path: FastPathThresholds | None = None
+    supersedes: list[str] = Field(default_factory=list)
+
+    @property
+    def version_label(self) -> str:
+        return f"{self.id}@v{self.version}"
+
+
+class RuleSet(_Strict):
+    ruleset_version: str
+    age_bands: list[AgeBand]
+    baselines: Baselines
+    escalation: Escalation
+    rules: dict[str, Rule]
+
+    def band(self, band_id: str) -> AgeBand:
+        return next(band for band in self.age_bands if band.id == band_id)
+
+    def __getitem__(self, rule_id: str) -> Rule:
+        return self.rules[rule_id]
+
+
+def _location(loc: tuple) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+def parse_rules(document: object, *, source: str = "rules.yaml") -> RuleSet:
+    """Validate a parsed rule document; raise :class:`RuleFileError` naming the rule and the field."""
+    if not isinstance(document, dict):
+        raise RuleFileError(f"{source}: expected a mapping at the top level, got {type(document).__name__}")
+    raw_rules = document.get("rules")
+    if not isinstance(raw_rules, list) or not raw_rules:
+        raise RuleFileError(f"{source}: field 'rules': expected a non-empty list of rules")
+    rules: dict[str, Rule] = {}
+    for position, raw in enumerate(raw_rules):
+        rule_id = raw.get("id") if isinstance(raw, dict) else None
+        label = f"rule {rule_id!r}" if rule_id else f"rule #{position + 1}"
+        if not isinstance(raw, dict) or not isinstance(rule_id, str):
+            raise RuleFileError(f"{source}: {label} field 'id': expected a rule id string")
+        if rule_id in rules:
+            raise RuleFileError(f"{source}: {label} field 'id': duplicate rule id")
+        model = THRESHOLD_MODELS.get(rule_id)
+        if model is None:
+            raise RuleFileError(f"{source}: {label} field 'id': unknown rule (known: {', '.join(THRESHOLD_MODELS)})")
+        try:
+            thresholds = model.model_validate(raw.get("thresholds"))
+        except ValidationError as error:
+            first = error.errors()[0]
+            raise RuleFileError(
+                f"{source}: {label} field 'thresholds.{_location(first['loc'])}': {first['msg']}"
+            ) from None
+        try:
+            rules[rule_id] = Rule.model_validate({**raw, "thresholds": thresholds})
+        except ValidationError as error:
+            first = error.errors()[0]
+            raise RuleFileError(f"{source}: {label} field '{_location(first['loc'])}': {first['msg']}") from None
+    missing = set(THRESHOLD_MODELS) - set(rules)
+    if missing:
+        raise RuleFileError(f"{source}: field 'rules': missing rule(s) {', '.join(sorted(missing))}")
+    for rule in rules.values():
+        for other in rule.supersedes:
+            if other not in rules:
+                raise RuleFileError(f"{source}: rule {rule.id!r} field 'supersedes': unknown rule {other!r}")
+    try:
+        ruleset = RuleSet.model_validate({**document, "rules": rules})
+    except ValidationError as error:
+        first = error.errors()[0]
+        raise RuleFileError(f"{source}: field '{_location(first['loc'])}': {first['msg']}") from None
+    _check_bands(ruleset, source)
+    return ruleset
+
+
+def _check_bands(ruleset: RuleSet, source: str) -> None:
+    bands = sorted(ruleset.age_bands, key=lambda band: band.min_years)
+    if bands[0].min_years != 0:
+        raise RuleFileError(f"{source}: age band {bands[0].id!r} field 'min_years': the first band must start at 0")
+    for previous, band in zip(bands, bands[1:]):
+        if band.min_years != previous.max_years:
+            raise RuleFileError(
+                f"{source}: age band {band.id!r} field 'min_years': expected {previous.max_years} "
+                f"(the end of band {previous.id!r}), got {band.min_years}"
+            )
+
+
+def load_rules(path: Path | str | None = None) -> RuleSet:
+    """Read and validate a rule file (default: the repository's ``rules.yaml``)."""
+    path = Path(path) if path else RULES_PATH
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise RuleFileError(f"{path}: not valid YAML: {error}") from None
+    return parse_rules(document, source=str(path))
+
+
+@lru_cache(maxsize=1)
+def default_rules() -> RuleSet:
+    """The repository rule set, loaded and validated once per process."""
+    return load_rules()

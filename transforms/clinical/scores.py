@@ -1,0 +1,184 @@
+"""Clinical scores and indices, vectorized over pandas Series (one value per reading).
+
+Tables come from CLINICAL.md: PEWS age bands (Parshuram 2009), NEWS2 (RCP 2017), the NOAA heat
+index (Rothfusz regression with its adjustments) and the physiological strain index (Moran 1998).
+Missing inputs give missing outputs (or a 0 parameter score for NEWS2, which scores what it sees).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from transforms.clinical.rules import Bound, RuleSet, VitalBand, default_rules
+
+DAYS_PER_YEAR = 365.25
+NEWS2_MIN_AGE_YEARS = 16  # NEWS2 is validated for adults only
+
+
+def age_years(birth_date: pd.Series, at: pd.Series) -> pd.Series:
+    """Age in (fractional) years at each reading's time; NaN where either date is missing."""
+    birth = pd.to_datetime(birth_date, utc=True)
+    moment = pd.to_datetime(at, utc=True)
+    days = (moment.dt.tz_convert("UTC").dt.tz_localize(None) - birth.dt.tz_convert("UTC").dt.tz_localize(None))
+    return (days / pd.Timedelta(days=1)).astype("float64") / DAYS_PER_YEAR
+
+
+def age_band(age_years: pd.Series, rules: RuleSet | None = None) -> pd.Series:
+    """PEWS band id of each age ("0-3m", "3-12m", "1-4y", "4-12y", ">12y"); NA when unknown or negative."""
+    rules = rules or default_rules()
+    ages = pd.Series(age_years, dtype="float64")
+    conditions = [(ages >= band.min_years) & (ages < band.max_years) for band in rules.age_bands]
+    labels = np.select(conditions, [band.id for band in rules.age_bands], default="")
+    return pd.Series(labels, index=ages.index, dtype="string").replace("", pd.NA)
+
+
+def _compare(values: pd.Series, bound: Bound) -> pd.Series:
+    return {">": values > bound.value, ">=": values >= bound.value,
+            "<": values < bound.value, "<=": values <= bound.value}[bound.op]
+
+
+def _band_lookup(band_ids: pd.Series, vital: str, rules: RuleSet) -> dict[str, VitalBand]:
+    return {band.id: getattr(band, vital) for band in rules.age_bands}
+
+
+def pews_band(values: pd.Series, band_ids: pd.Series, vital: str, rules: RuleSet | None = None) -> pd.DataFrame:
+    """Where each value sits in its age band's PEWS ranges for ``vital`` (heart_rate or respiratory_rate).
+
+    Columns: ``above_normal``, ``below_normal``, ``extreme_high``, ``extreme_low`` (booleans, False
+    when the value or the band is unknown) and ``pews_band_score``: 0 normal, 1 outside the normal
+    range, 2 in the extreme band (NA when unknown).
+    """
+    rules = rules or default_rules()
+    values = pd.Series(values, dtype="float64")
+    band_ids = pd.Series(band_ids, index=values.index, dtype="string")
+    normal_low = pd.Series(np.nan, index=values.index)
+    normal_high = pd.Series(np.nan, index=values.index)
+    extreme_high = pd.Series(False, index=values.index)
+    extreme_low = pd.Series(False, index=values.index)
+    for band_id, band in _band_lookup(band_ids, vital, rules).items():
+        in_band = (band_ids == band_id).fillna(False).astype(bool)
+        if not in_band.any():
+            continue
+        normal_low = normal_low.mask(in_band, band.normal[0])
+        normal_high = normal_high.mask(in_band, band.normal[1])
+        extreme_high |= in_band & _compare(values, band.extreme_high).fillna(False)
+        extreme_low |= in_band & _compare(values, band.extreme_low).fillna(False)
+    above = (values > normal_high).fillna(False)
+    below = (values < normal_low).fillna(False)
+    known = values.notna() & normal_low.notna()
+    score = pd.Series(np.where(extreme_high | extreme_low, 2, np.where(above | below, 1, 0)), index=values.index)
+    return pd.DataFrame(
+        {
+            "above_normal": above.astype(bool),
+            "below_normal": below.astype(bool),
+            "extreme_high": extreme_high.astype(bool),
+            "extreme_low": extreme_low.astype(bool),
+            "pews_band_score": score.astype("Int16").where(known, pd.NA),
+        }
+    )
+
+
+def heart_rate_pews_band(heart_rate: pd.Series, band_ids: pd.Series, rules: RuleSet | None = None) -> pd.DataFrame:
+    """PEWS heart-rate position by age band (see :func:`pews_band`)."""
+    return pews_band(heart_rate, band_ids, "heart_rate", rules)
+
+
+def respiratory_rate_pews_band(respiratory_rate: pd.Series, band_ids: pd.Series, rules: RuleSet | None = None) -> pd.DataFrame:
+    """PEWS respiratory-rate position by age band (see :func:`pews_band`)."""
+    return pews_band(respiratory_rate, band_ids, "respiratory_rate", rules)
+
+
+def _news2_parameter(values: pd.Series, bins: list[tuple[pd.Series, int]]) -> pd.Series:
+    """The first matching bin's score; 0 when nothing matches or the value is missing."""
+    conditions = [condition.fillna(False).to_numpy(dtype=bool) for condition, _ in bins]
+    return pd.Series(np.select(conditions, [score for _, score in bins], default=0), index=values.index)
+
+
+def news2_parameter_scores(respiratory_rate, spo2, heart_rate, temperature) -> pd.DataFrame:
+    """NEWS2 score of each measured parameter (RCP 2017, SpO2 scale 1).
+
+    The published bins are on whole numbers (temperature on tenths); a value between two bins
+    (e.g. a heart rate of 90.5) falls in the more abnormal one, so nothing is under-scored.
+    """
+    rr = pd.Series(respiratory_rate, dtype="float64")
+    sat = pd.Series(spo2, dtype="float64", index=rr.index)
+    hr = pd.Series(heart_rate, dtype="float64", index=rr.index)
+    temp = pd.Series(temperature, dtype="float64", index=rr.index)
+    return pd.DataFrame(
+        {
+            # <= 8: 3 | 9-11: 1 | 12-20: 0 | 21-24: 2 | >= 25: 3
+            "respiratory_rate": _news2_parameter(rr, [(rr < 9, 3), (rr < 12, 1), (rr > 24, 3), (rr > 20, 2)]),
+            # <= 91: 3 | 92-93: 2 | 94-95: 1 | >= 96: 0
+            "spo2": _news2_parameter(sat, [(sat < 92, 3), (sat < 94, 2), (sat < 96, 1)]),
+            # <= 40: 3 | 41-50: 1 | 51-90: 0 | 91-110: 1 | 111-130: 2 | >= 131: 3
+            "heart_rate": _news2_parameter(hr, [(hr < 41, 3), (hr < 51, 1), (hr > 130, 3), (hr > 110, 2), (hr > 90, 1)]),
+            # <= 35.0: 3 | 35.1-36.0: 1 | 36.1-38.0: 0 | 38.1-39.0: 1 | >= 39.1: 2
+            "temperature": _news2_parameter(
+                temp, [(temp < 35.05, 3), (temp < 36.05, 1), (temp > 39.05, 2), (temp > 38.05, 1)]
+            ),
+        }
+    )
+
+
+def news2_partial(respiratory_rate, spo2, heart_rate, temperature, age_years) -> pd.DataFrame:
+    """Partial NEWS2 (what a wearable measures; air and alert score 0) for adults (>= 16 y).
+
+    Columns ``news2_partial`` (sum) and ``news2_max_parameter`` (highest single-parameter score),
+    nullable Int16, NA for children and unknown ages.
+    """
+    scores = news2_parameter_scores(respiratory_rate, spo2, heart_rate, temperature)
+    ages = pd.Series(age_years, dtype="float64", index=scores.index)
+    adult = (ages >= NEWS2_MIN_AGE_YEARS).fillna(False)
+    return pd.DataFrame(
+        {
+            "news2_partial": scores.sum(axis=1).astype("Int16").where(adult, pd.NA),
+            "news2_max_parameter": scores.max(axis=1).astype("Int16").where(adult, pd.NA),
+        }
+    )
+
+
+def heat_index_c(ambient_temp, ambient_humidity) -> pd.DataFrame:
+    """NOAA/NWS heat index in °C; the ambient temperature (a lower bound) where humidity is missing.
+
+    Columns ``heat_index_c`` and ``heat_index_is_lower_bound`` (True when humidity was absent).
+    Follows https://www.wpc.ncep.noaa.gov/html/heatindex_equation.shtml: Steadman's simple formula
+    below 80 °F, else the Rothfusz regression with the low- and high-humidity adjustments.
+    """
+    celsius = pd.Series(ambient_temp, dtype="float64")
+    humidity = pd.Series(ambient_humidity, dtype="float64", index=celsius.index)
+    t = celsius * 9 / 5 + 32
+    rh = humidity
+    simple = 0.5 * (t + 61.0 + (t - 68.0) * 1.2 + rh * 0.094)
+    rothfusz = (
+        -42.379 + 2.04901523 * t + 10.14333127 * rh - 0.22475541 * t * rh - 0.00683783 * t * t
+        - 0.05481717 * rh * rh + 0.00122874 * t * t * rh + 0.00085282 * t * rh * rh - 0.00000199 * t * t * rh * rh
+    )
+    dry = (rh < 13) & (t >= 80) & (t <= 112)
+    dry_adjustment = ((13 - rh) / 4) * np.sqrt(((17 - (t - 95).abs()) / 17).clip(lower=0))
+    humid = (rh > 85) & (t >= 80) & (t <= 87)
+    humid_adjustment = ((rh - 85) / 10) * ((87 - t) / 5)
+    regression = rothfusz - dry_adjustment.where(dry, 0) + humid_adjustment.where(humid, 0)
+    fahrenheit = simple.where((simple + t) / 2 < 80, regression)
+    computed = (fahrenheit - 32) * 5 / 9
+    lower_bound = humidity.isna()
+    return pd.DataFrame(
+        {
+            "heat_index_c": computed.where(~lower_bound, celsius),
+            "heat_index_is_lower_bound": lower_bound & celsius.notna(),
+        }
+    )
+
+
+def physiological_strain_index(temperature, heart_rate, temperature_baseline, heart_rate_baseline) -> pd.Series:
+    """Moran 1998 PSI = 5(T-T0)/(39.5-T0) + 5(HR-HR0)/(180-HR0), clipped to its 0-10 scale.
+
+    Validated in adults with core temperature: informational only (no rule uses it).
+    """
+    t = pd.Series(temperature, dtype="float64")
+    hr = pd.Series(heart_rate, dtype="float64", index=t.index)
+    t0 = pd.Series(temperature_baseline, dtype="float64", index=t.index)
+    hr0 = pd.Series(heart_rate_baseline, dtype="float64", index=t.index)
+    thermal = 5 * (t - t0) / (39.5 - t0).where(39.5 - t0 > 0)
+    cardiac = 5 * (hr - hr0) / (180 - hr0).where(180 - hr0 > 0)
+    return (thermal + cardiac).clip(lower=0, upper=10)
