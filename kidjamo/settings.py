@@ -30,7 +30,19 @@ class Settings(BaseSettings):
     pg_port: int | None = Field(default=None, description="TCP port of the embedded server; unset = a free port")
     lateness: timedelta = Field(default=timedelta(days=7), description="older readings are quarantined too_late")
     future_tolerance: timedelta = Field(default=timedelta(minutes=5))
+    late_after: timedelta = Field(default=timedelta(minutes=5), description="a reading delayed longer is marked late")
+    max_bad_share: float = Field(default=0.5, ge=0, le=1, description="a batch with more bad readings fails its gate")
     pseudonym_key: str = Field(default="kidjamo-local-development-key", description="key of analytics patient hashes")
+
+    # Ingestion service (ingestion/service.py, docs/ingestion.md).
+    ingest_max_body_bytes: int = Field(default=65_536, description="larger request bodies get 413")
+    ingest_max_batch: int = Field(default=10, description="most readings in one POST /v1/vitals")
+    ingest_flush_interval_ms: float = Field(default=50.0, description="group commit: how long a flush collects requests")
+    ingest_rate_per_device: float = Field(default=1.0, description="readings per second a device may sustain (429 above)")
+    ingest_burst_per_device: int = Field(default=60, description="readings a device may send at once (token bucket size)")
+    ingest_dedupe_window_s: int = Field(default=900, description="how long the service remembers message ids")
+    ingest_signature_tolerance_s: int = Field(default=300, description="accepted clock difference of a signed request")
+    ingest_credential_cache_s: float = Field(default=15.0, description="how long a device credential is cached")
 
     @field_validator("home")
     @classmethod

@@ -101,9 +101,10 @@ SILVER = pa.schema(
     ]
 )
 
-#: Gold: one row per patient and measured minute of the batch.
+#: Gold: one row per arrival minute, patient and measured minute.
 GOLD = pa.schema(
     [
+        pa.field("arrival_minute", TS, nullable=False),
         pa.field("patient_id", pa.string(), nullable=False),
         pa.field("minute", TS, nullable=False),
         pa.field("readings", pa.int32(), nullable=False),

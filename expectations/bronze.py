@@ -1,0 +1,44 @@
+"""The bronze gate: what must hold of bronze rows before they may become silver."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pandas as pd
+
+from expectations import gate  # noqa: F401  (configures GX logging before the import below)
+import great_expectations as gx
+import great_expectations.expectations as gxe
+
+from transforms.schema import BRONZE, RANGES
+
+SUITE_NAME = "bronze"
+
+
+def build_suite(interval_start: datetime, interval_end: datetime, *, lateness: timedelta,
+                future_tolerance: timedelta) -> gx.ExpectationSuite:
+    """The suite for arrival minutes [interval_start, interval_end)."""
+    row = {"level": "row"}
+    batch = {"level": "batch"}
+    expectations = [
+        gxe.ExpectTableColumnsToMatchSet(column_set=BRONZE.names, exact_match=True, meta=batch),
+        *[gxe.ExpectColumnValuesToNotBeNull(column=name, meta=row)
+          for name in ("device_id", "patient_id", "measured_at", "raw_file", "record_hash")],
+        gxe.ExpectColumnValuesToMatchRegex(column="device_id", regex=r"^\S{1,128}$", meta=row),
+        gxe.ExpectColumnValuesToMatchRegex(column="record_hash", regex=r"^[0-9a-f]{64}$", meta=batch),
+        *[gxe.ExpectColumnValuesToBeBetween(column=name, min_value=low, max_value=high, meta=row)
+          for (_, name), (_, low, high) in RANGES.items()],
+        # Timestamps as Timestamps: GX compares a date bound wrongly and silently passes.
+        gxe.ExpectColumnValuesToBeBetween(
+            column="measured_at",
+            min_value=pd.Timestamp(interval_start - lateness),
+            max_value=pd.Timestamp(interval_end + future_tolerance),
+            meta=row,
+        ),
+        gxe.ExpectColumnValuesToBeBetween(
+            column="arrival_minute", min_value=pd.Timestamp(interval_start),
+            max_value=pd.Timestamp(interval_end - timedelta(minutes=1)), meta=batch,
+        ),
+        gxe.ExpectCompoundColumnsToBeUnique(column_list=["raw_file", "record_index"], meta=batch),
+    ]
+    return gx.ExpectationSuite(name=SUITE_NAME, expectations=expectations)

@@ -1,0 +1,142 @@
+"""The gate runner: validates a layer's batch with its Great Expectations suite.
+
+Each expectation carries ``meta["level"]``:
+- ``row``: failing rows are routed to quarantine (their raw file and record index come back in
+  ``GateResult.rejected``), the batch goes on;
+- ``batch``: a failure (schema drift, a broken invariant) stops the task with a message saying what
+  was expected and what was found.
+On top of that, a batch whose share of bad rows exceeds ``max_bad_share`` fails as a whole:
+a sudden flood of bad readings is an incident, not noise to quarantine quietly.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+import pandas as pd
+import pyarrow as pa
+
+# GX floods task logs and draws progress bars unless told not to (set before the import).
+logging.getLogger("great_expectations").setLevel(logging.WARNING)
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+
+ROW_ID_COLUMNS = ["raw_file", "record_index"]
+
+
+class GateFailed(RuntimeError):
+    """A batch-level expectation failed: the task must stop."""
+
+
+@dataclass
+class GateResult:
+    suite: str
+    success: bool
+    evaluated_rows: int
+    rejected: pa.Table  # raw_file, record_index, detail of the rows that failed row-level expectations
+    results: list[dict] = field(default_factory=list)
+    statistics: dict = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+
+    def counts(self) -> dict:
+        return {"suite": self.suite, "success": self.success, "evaluated_rows": self.evaluated_rows,
+                "rejected_rows": self.rejected.num_rows, **{f"expectations_{k}": v for k, v in self.statistics.items()
+                                                            if k in ("evaluated_expectations", "unsuccessful_expectations")}}
+
+
+REJECTED_SCHEMA = pa.schema([("raw_file", pa.string()), ("record_index", pa.int32()), ("detail", pa.string())])
+
+
+@lru_cache(maxsize=1)
+def _context():
+    import great_expectations as gx
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = {"globally": False, "metric_calculations": False}
+    return context
+
+
+@lru_cache(maxsize=8)
+def _batch_definition(asset_name: str):
+    context = _context()
+    source = context.data_sources.add_or_update_pandas(f"kidjamo_{asset_name}")
+    asset = source.add_dataframe_asset(asset_name)
+    return asset.add_batch_definition_whole_dataframe(f"{asset_name}_batch")
+
+
+def _describe(expectation_config) -> str:
+    kwargs = {k: v for k, v in expectation_config.kwargs.items() if k not in ("batch_id", "result_format")}
+    return f"{expectation_config.type}({', '.join(f'{k}={v}' for k, v in kwargs.items())})"
+
+
+def run_gate(suite, frame: pd.DataFrame, *, max_bad_share: float = 0.5, prior_bad_rows: int = 0,
+             prior_rows: int = 0) -> GateResult:
+    """Validate ``frame`` with ``suite``; raise :class:`GateFailed` on a batch-level failure.
+
+    ``prior_bad_rows`` / ``prior_rows`` let the bronze gate count readings the bronze step already
+    quarantined in the bad-row share.
+    """
+    if frame.empty:
+        return GateResult(suite.name, True, 0, REJECTED_SCHEMA.empty_table(), statistics={"evaluated_expectations": 0})
+    batch = _batch_definition(suite.name).get_batch(batch_parameters={"dataframe": frame})
+    validation = batch.validate(
+        suite,
+        result_format={"result_format": "COMPLETE", "unexpected_index_column_names": ROW_ID_COLUMNS,
+                       "return_unexpected_index_query": False, "partial_unexpected_count": 5},
+    )
+    rejected: dict[tuple[str, int], str] = {}
+    failures: list[str] = []
+    results: list[dict] = []
+    for outcome in validation.results:
+        config = outcome.expectation_config
+        level = (config.meta or {}).get("level", "batch")
+        result = outcome.result or {}
+        column = config.kwargs.get("column")
+        summary = {"expectation": config.type, "column": column, "level": level, "success": bool(outcome.success),
+                   "unexpected_count": int(result.get("unexpected_count") or 0),
+                   "observed_value": _jsonable(result.get("observed_value")),
+                   "partial_unexpected_list": _jsonable(result.get("partial_unexpected_list", [])[:5])}
+        if outcome.exception_info and outcome.exception_info.get("raised_exception"):
+            summary["exception"] = outcome.exception_info.get("exception_message")
+            failures.append(f"{_describe(config)} could not run: {summary['exception']}")
+        results.append(summary)
+        if outcome.success:
+            continue
+        if level == "row":
+            for row in result.get("unexpected_index_list") or []:
+                key = (row["raw_file"], int(row["record_index"]))
+                value = row.get(column) if column else None
+                rejected.setdefault(key, f"{suite.name} gate: {column}={value!r} fails {_describe(config)}")
+        else:
+            failures.append(f"{_describe(config)}: expected it to hold, found {summary['observed_value']!r}"
+                            f" ({summary['unexpected_count']} unexpected)")
+    bad = prior_bad_rows + len(rejected)
+    total = prior_rows + len(frame)
+    if total and bad / total > max_bad_share:
+        failures.append(f"{bad} of {total} readings are bad ({bad / total:.0%}); at most {max_bad_share:.0%} is plausible")
+    rejected_table = pa.table(
+        {"raw_file": [k[0] for k in rejected], "record_index": [k[1] for k in rejected], "detail": list(rejected.values())},
+        schema=REJECTED_SCHEMA,
+    )
+    outcome = GateResult(suite.name, not failures, len(frame), rejected_table, results,
+                         dict(validation.statistics), failures)
+    return outcome
+
+
+def raise_on_failure(result: GateResult) -> None:
+    if result.failures:
+        raise GateFailed(f"{result.suite} gate failed: " + "; ".join(result.failures))
+
+
+def _jsonable(value):
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)

@@ -1,0 +1,328 @@
+"""The pipeline, step by step, for one interval of arrival minutes [start, end).
+
+Each ``step_*`` function is one task of the ``kidjamo_vitals`` DAG and runs as well without
+Airflow (tests, ``kidjamo pipeline run``, benchmarks). Steps hand data to each other through the
+lake, partitioned by arrival minute, and every step rewrites exactly the partitions of its
+interval, so any step can be re-run alone. :func:`process_interval` runs them all, for one minute
+or for a whole day in one go.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import pandas as pd
+import pyarrow as pa
+
+from ingestion.to_raw import landing_to_raw, read_manifest
+from kidjamo.database import connect
+from kidjamo.settings import Settings, get_settings
+from kidjamo.storage import Lake, minutes_between
+from transforms.bronze import raw_to_bronze, read_partitions, write_partitions
+from transforms.gold import silver_to_gold
+from transforms.schema import BRONZE, QUARANTINE, SILVER
+
+log = logging.getLogger(__name__)
+
+GATE_REJECTED_SCHEMA = pa.schema(
+    [("raw_file", pa.string()), ("record_index", pa.int32()), ("detail", pa.string()),
+     ("arrival_minute", pa.timestamp("us", tz="UTC"))]
+)
+
+
+class AccountingError(RuntimeError):
+    """Records went missing between layers: the run must not be trusted."""
+
+
+@dataclass
+class Interval:
+    """One pipeline run's arrival minutes [start, end), with where it reads and writes."""
+
+    start: datetime
+    end: datetime
+    lake: Lake
+    database_url: str
+    run_id: str
+    settings: Settings = field(default_factory=get_settings)
+
+    def __post_init__(self) -> None:
+        self.start = _utc_minute(self.start)
+        self.end = _utc_minute(self.end)
+        if self.end <= self.start:
+            raise ValueError(f"empty interval: start {self.start:%Y-%m-%dT%H:%MZ} must be before end {self.end:%Y-%m-%dT%H:%MZ}")
+
+    def read(self, layer: str, file_name: str, schema: pa.Schema) -> pa.Table:
+        return read_partitions(self.lake, layer, self.start, self.end, file_name, schema)
+
+    def write(self, layer: str, file_name: str, table: pa.Table) -> int:
+        return write_partitions(self.lake, layer, table, self.start, self.end, file_name)
+
+
+def _utc_minute(moment: datetime) -> datetime:
+    if moment.tzinfo is None:
+        raise ValueError(f"{moment!r} has no time zone: pipeline intervals are UTC instants")
+    moment = moment.astimezone(timezone.utc)
+    if moment.second or moment.microsecond:
+        raise ValueError(f"{moment.isoformat()} is not on a minute boundary")
+    return moment
+
+
+# --- bookkeeping ---------------------------------------------------------------------------------
+def record_step(interval: Interval, step: str, status: str, counts: dict, started: float) -> None:
+    """Upsert the step's row in kidjamo.pipeline_runs (re-running a step replaces its counts)."""
+    counts = {**counts, "duration_s": round(time.perf_counter() - started, 3)}
+    with connect(interval.database_url) as connection:
+        connection.execute(
+            """
+            INSERT INTO kidjamo.pipeline_runs (run_id, step, interval_start, interval_end, status, counts, finished_at)
+            VALUES (%s, %s, %s, %s, %s, %s, now())
+            ON CONFLICT (run_id, step) DO UPDATE SET status = excluded.status, counts = excluded.counts,
+                interval_start = excluded.interval_start, interval_end = excluded.interval_end,
+                finished_at = excluded.finished_at
+            """,
+            (interval.run_id, step, interval.start, interval.end, status, json.dumps(counts, default=str)),
+        )
+
+
+def _recorded(step: str):
+    """Time a step and record its counts (or its failure) in kidjamo.pipeline_runs."""
+
+    def decorate(function):
+        def run(interval: Interval) -> dict:
+            started = time.perf_counter()
+            try:
+                counts = function(interval)
+            except Exception as error:
+                record_step(interval, step, "failed", {"error": f"{type(error).__name__}: {error}"[:2000]}, started)
+                raise
+            record_step(interval, step, "success", counts, started)
+            log.info("%s %s..%s: %s", step, interval.start, interval.end, counts)
+            return counts
+
+        run.__name__ = function.__name__
+        run.__doc__ = function.__doc__
+        return run
+
+    return decorate
+
+
+# --- steps ---------------------------------------------------------------------------------------
+@_recorded("to_raw")
+def step_to_raw(interval: Interval) -> dict:
+    """Landing -> raw: verified byte-exact copies with a manifest; landing files removed after."""
+    return landing_to_raw(interval.lake, interval.start, interval.end, run_id=interval.run_id).counts()
+
+
+@_recorded("to_bronze")
+def step_to_bronze(interval: Interval) -> dict:
+    """Raw -> bronze typed rows and bronze quarantine (reason, field, detail, original text)."""
+    from transforms.registry import load_registry
+
+    result = raw_to_bronze(
+        interval.lake, interval.start, interval.end, run_id=interval.run_id,
+        registry=load_registry(interval.database_url), ingested_at=interval.end,
+        lateness=interval.settings.lateness, future_tolerance=interval.settings.future_tolerance,
+    )
+    return result.counts()
+
+
+def _record_gate(interval: Interval, result) -> None:
+    with connect(interval.database_url) as connection:
+        connection.execute(
+            """
+            INSERT INTO kidjamo.data_quality_results
+                (run_id, suite, interval_start, interval_end, success, evaluated, failed_rows, statistics, results)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+            ON CONFLICT (run_id, suite) DO UPDATE SET success = excluded.success, evaluated = excluded.evaluated,
+                failed_rows = excluded.failed_rows, statistics = excluded.statistics, results = excluded.results,
+                validated_at = now()
+            """,
+            (interval.run_id, result.suite, interval.start, interval.end, result.success, result.evaluated_rows,
+             result.rejected.num_rows, json.dumps(result.statistics, default=str), json.dumps(result.results, default=str)),
+        )
+
+
+def _with_arrival(rejected: pa.Table, frame: pd.DataFrame) -> pa.Table:
+    """Attach each rejected row's arrival minute (its partition) from the validated frame."""
+    keys = frame[["raw_file", "record_index", "arrival_minute"]].drop_duplicates(["raw_file", "record_index"])
+    joined = rejected.to_pandas().merge(keys, on=["raw_file", "record_index"], how="left")
+    return pa.Table.from_pandas(joined[GATE_REJECTED_SCHEMA.names], schema=GATE_REJECTED_SCHEMA, preserve_index=False)
+
+
+@_recorded("gate_bronze")
+def step_gate_bronze(interval: Interval) -> dict:
+    """Great Expectations bronze suite: failing rows set aside for quarantine, batch failures stop the run."""
+    from expectations import bronze as bronze_suite
+    from expectations.gate import raise_on_failure, run_gate
+
+    bronze = interval.read("bronze", "part-0.parquet", BRONZE)
+    quarantined = interval.read("quarantine", "bronze.parquet", QUARANTINE).num_rows
+    frame = bronze.to_pandas()
+    suite = bronze_suite.build_suite(interval.start, interval.end, lateness=interval.settings.lateness,
+                                     future_tolerance=interval.settings.future_tolerance)
+    result = run_gate(suite, frame, max_bad_share=interval.settings.max_bad_share,
+                      prior_bad_rows=quarantined, prior_rows=quarantined)
+    _record_gate(interval, result)
+    raise_on_failure(result)
+    interval.write("gates", "bronze_rejected.parquet", _with_arrival(result.rejected, frame))
+    return result.counts()
+
+
+@_recorded("to_silver")
+def step_to_silver(interval: Interval) -> dict:
+    """Bronze -> silver: deduplicated, registry-joined, enriched with indices, scores and flags."""
+    from transforms.clinical.baselines import patient_baselines
+    from transforms.registry import load_registry
+    from transforms.silver import bronze_to_silver, loaded_readings
+
+    bronze = interval.read("bronze", "part-0.parquet", BRONZE)
+    registry = load_registry(interval.database_url)
+    result = bronze_to_silver(
+        bronze,
+        registry=registry,
+        baselines=patient_baselines(interval.database_url, registry, at=interval.start),
+        loaded=loaded_readings(interval.database_url, bronze),
+        gate_rejected=interval.read("gates", "bronze_rejected.parquet", GATE_REJECTED_SCHEMA),
+        run_id=interval.run_id,
+        late_after=interval.settings.late_after,
+    )
+    interval.write("silver", "part-0.parquet", result.silver)
+    interval.write("quarantine", "silver.parquet", result.rejected)
+    return result.counts()
+
+
+@_recorded("gate_silver")
+def step_gate_silver(interval: Interval) -> dict:
+    """Great Expectations silver suite; failing rows move from silver to quarantine; accounting checked."""
+    from expectations import silver as silver_suite
+    from expectations.gate import raise_on_failure, run_gate
+    from transforms.silver import gate_rejections
+
+    silver = interval.read("silver", "part-0.parquet", SILVER)
+    frame = silver.to_pandas()
+    result = run_gate(silver_suite.build_suite(), frame, max_bad_share=interval.settings.max_bad_share)
+    _record_gate(interval, result)
+    raise_on_failure(result)
+    kept, rejected = gate_rejections(silver, result.rejected, run_id=interval.run_id)
+    interval.write("silver", "part-0.parquet", kept)
+    interval.write("quarantine", "silver_gate.parquet", rejected)
+    counts = result.counts()
+    counts["accounting"] = check_accounting(interval)
+    return counts
+
+
+@_recorded("to_gold")
+def step_to_gold(interval: Interval) -> dict:
+    """Silver -> gold patient-minute features."""
+    gold = silver_to_gold(interval.read("silver", "part-0.parquet", SILVER))
+    interval.write("gold", "part-0.parquet", gold)
+    return {"gold_rows": gold.num_rows}
+
+
+@_recorded("load")
+def step_load(interval: Interval) -> dict:
+    """Silver rows and every quarantine row of the interval into PostgreSQL (COPY, idempotent)."""
+    from transforms.load import load_measurements, load_quarantine
+
+    silver = interval.read("silver", "part-0.parquet", SILVER)
+    quarantine = pa.concat_tables(
+        [interval.read("quarantine", name, QUARANTINE) for name in ("bronze.parquet", "silver.parquet", "silver_gate.parquet")]
+    )
+    return {
+        "measurements": load_measurements(interval.database_url, silver, interval.run_id),
+        "quarantine": load_quarantine(interval.database_url, quarantine, interval.run_id),
+    }
+
+
+@_recorded("alerts")
+def step_alerts(interval: Interval) -> dict:
+    """Clinical rules over the interval's silver rows and recent history; alerts upserted; notifications sent."""
+    from transforms.alerts import deliver_notifications, escalate, raise_alerts
+
+    silver = interval.read("silver", "part-0.parquet", SILVER)
+    result = raise_alerts(interval.database_url, silver, interval_start=interval.start, interval_end=interval.end,
+                          run_id=interval.run_id)
+    candidates = result.pop("candidates", None)
+    if candidates is not None:
+        interval.write("gold", "alert_candidates.parquet", _candidates_table(candidates, interval))
+        result["candidates"] = len(candidates)
+    result["escalations"] = escalate(interval.database_url, as_of=interval.end)
+    result["notifications"] = deliver_notifications(interval.database_url, now=interval.end)
+    return _jsonable_counts(result)
+
+
+@_recorded("refresh_views")
+def step_refresh_views(interval: Interval) -> dict:
+    """Refresh the per-minute analytics views (CONCURRENTLY)."""
+    from transforms.load import refresh_views
+
+    return refresh_views(interval.database_url)
+
+
+STEPS = (step_to_raw, step_to_bronze, step_gate_bronze, step_to_silver, step_gate_silver, step_to_gold,
+         step_load, step_alerts, step_refresh_views)
+
+
+def process_interval(start: datetime, end: datetime, *, lake: Lake, database_url: str, run_id: str,
+                     settings: Settings | None = None) -> dict:
+    """Run every step for arrival minutes [start, end): one minute, or a whole day in one run."""
+    interval = Interval(start, end, lake, database_url, run_id, settings or get_settings())
+    return {step.__name__.removeprefix("step_"): step(interval) for step in STEPS}
+
+
+# --- accounting ----------------------------------------------------------------------------------
+def check_accounting(interval: Interval) -> dict:
+    """Check, from what is in the lake, that no record of the interval went missing.
+
+    raw records = bronze rows + bronze quarantine; bronze rows = silver + rejected + duplicates.
+    """
+    raw_records = sum(
+        entry["records"] for minute in minutes_between(interval.start, interval.end)
+        for entry in read_manifest(interval.lake, minute).values()
+    )
+    bronze = interval.read("bronze", "part-0.parquet", BRONZE).num_rows
+    bronze_quarantine = interval.read("quarantine", "bronze.parquet", QUARANTINE).num_rows
+    silver_quarantine = interval.read("quarantine", "silver.parquet", QUARANTINE)
+    silver_gate = interval.read("quarantine", "silver_gate.parquet", QUARANTINE).num_rows
+    silver = interval.read("silver", "part-0.parquet", SILVER).num_rows
+    reasons_column = silver_quarantine.column("reason").to_pylist()
+    duplicates = sum(1 for r in reasons_column if r == "duplicate")
+    rejected = len(reasons_column) - duplicates + silver_gate
+    counts = {"raw_records": raw_records, "bronze": bronze, "bronze_quarantined": bronze_quarantine,
+              "silver": silver, "rejected": rejected, "duplicates": duplicates}
+    problems = []
+    if raw_records != bronze + bronze_quarantine:
+        problems.append(f"raw records {raw_records} != bronze {bronze} + quarantined {bronze_quarantine}")
+    if bronze != silver + rejected + duplicates:
+        problems.append(f"bronze {bronze} != silver {silver} + rejected {rejected} + duplicates {duplicates}")
+    if problems:
+        raise AccountingError(f"run {interval.run_id} {interval.start:%Y-%m-%dT%H:%MZ}..{interval.end:%H:%MZ}: " + "; ".join(problems))
+    return counts
+
+
+def _candidates_table(candidates: pd.DataFrame, interval: Interval) -> pa.Table:
+    """Alert candidates as Parquet, partitioned by the arrival minute of their last reading."""
+    frame = candidates.copy()
+    if "arrival_minute" not in frame:
+        frame["arrival_minute"] = interval.start
+    frame = frame.map(lambda v: json.dumps(v, default=str) if isinstance(v, (dict, list)) else v)
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    return table.set_column(table.schema.get_field_index("arrival_minute"), "arrival_minute",
+                            table.column("arrival_minute").cast(pa.timestamp("us", tz="UTC")))
+
+
+def _jsonable_counts(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable_counts(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable_counts(v) for v in value]
+    if isinstance(value, (pd.DataFrame, pd.Series)):
+        return len(value)
+    if hasattr(value, "item"):
+        return value.item()
+    return value
+

@@ -1,0 +1,234 @@
+"""Bronze -> silver: deduplicated, attributed to a patient, enriched with indices, scores and flags.
+
+Deduplication keeps the first copy of each (device_id, measured_at) in (arrival minute, raw file,
+record index) order, within the batch and against what earlier batches already loaded. A copy that
+comes from the same raw record as the loaded row is the same reading being replayed, not a
+duplicate, so re-running an interval gives the same silver partitions.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from kidjamo.database import connect
+from transforms import reasons
+from transforms.clinical import scores
+from transforms.schema import BRONZE, QUARANTINE, SILVER
+
+LOW_BATTERY_PCT = 15  # CLINICAL.md sensor_battery
+WEAK_SIGNAL_PCT = 50  # project choice: below half of the sensor's signal-quality scale
+LOW_CONFIDENCE_SPO2 = 70  # ISO 80601-2-61: oximeters are specified for accuracy from 70 %
+
+
+@dataclass
+class SilverResult:
+    silver: pa.Table
+    rejected: pa.Table  # QUARANTINE rows: gate rejections and duplicates of this step
+    bronze_rows: int
+    gate_rejected: int
+    duplicates_in_batch: int
+    duplicates_of_earlier: int
+
+    def counts(self) -> dict:
+        return {
+            "bronze_rows": self.bronze_rows,
+            "silver_rows": self.silver.num_rows,
+            "gate_rejected": self.gate_rejected,
+            "duplicates": self.duplicates_in_batch + self.duplicates_of_earlier,
+            "duplicates_in_batch": self.duplicates_in_batch,
+            "duplicates_of_earlier_batches": self.duplicates_of_earlier,
+        }
+
+
+def loaded_readings(database_url: str, bronze: pa.Table) -> pd.DataFrame:
+    """Readings already in the warehouse with the same (device_id, measured_at) as a bronze row."""
+    columns = ["device_id", "measured_at", "raw_file", "record_index"]
+    if bronze.num_rows == 0:
+        return pd.DataFrame(columns=columns)
+    keys = bronze.select(["device_id", "measured_at"]).to_pandas()
+    with connect(database_url) as connection:
+        rows = connection.execute(
+            """
+            SELECT m.device_id, m.measured_at, m.raw_file, m.record_index
+            FROM kidjamo.measurements AS m
+            JOIN unnest(%s::text[], %s::timestamptz[]) AS k(device_id, measured_at)
+              ON m.device_id = k.device_id AND m.measured_at = k.measured_at
+            WHERE m.measured_at BETWEEN %s AND %s
+            """,
+            (
+                keys["device_id"].tolist(),
+                keys["measured_at"].dt.to_pydatetime().tolist(),
+                keys["measured_at"].min().to_pydatetime(),
+                keys["measured_at"].max().to_pydatetime(),
+            ),
+        ).fetchall()
+    return pd.DataFrame(rows, columns=columns)
+
+
+def bronze_to_silver(
+    bronze: pa.Table,
+    *,
+    registry: pd.DataFrame,
+    baselines: pd.DataFrame,
+    loaded: pd.DataFrame,
+    gate_rejected: pa.Table,
+    run_id: str,
+    late_after: timedelta = timedelta(minutes=5),
+) -> SilverResult:
+    """Deduplicate, enrich and flag the bronze rows that passed the bronze gate."""
+    frame = bronze.to_pandas(types_mapper={pa.string(): pd.StringDtype()}.get)
+    frame = frame.sort_values(["arrival_minute", "raw_file", "record_index"], kind="stable").reset_index(drop=True)
+
+    is_rejected = _record_key(frame["raw_file"], frame["record_index"]).isin(
+        _record_key(pd.Series(gate_rejected.column("raw_file").to_pylist(), dtype="string"),
+                    pd.Series(gate_rejected.column("record_index").to_pylist(), dtype="int64"))
+    )
+    candidates = frame[~is_rejected.to_numpy()]
+
+    in_batch_duplicate = candidates.duplicated(["device_id", "measured_at"], keep="first").to_numpy()
+    first_copies = candidates[~in_batch_duplicate]
+    earlier = first_copies[["device_id", "measured_at", "raw_file", "record_index"]].merge(
+        loaded.rename(columns={"raw_file": "loaded_raw_file", "record_index": "loaded_record_index"}).astype(
+            {"device_id": "string"}
+        ).assign(measured_at=lambda f: pd.to_datetime(f["measured_at"], utc=True).dt.as_unit("us")),
+        on=["device_id", "measured_at"],
+        how="left",
+    )
+    replayed_elsewhere = (
+        earlier["loaded_raw_file"].notna()
+        & ~((earlier["loaded_raw_file"].astype("string") == earlier["raw_file"]).fillna(False)
+            & (earlier["loaded_record_index"] == earlier["record_index"]).fillna(False))
+    ).to_numpy(dtype=bool)
+    kept = first_copies[~replayed_elsewhere]
+
+    duplicate_rows = pd.concat([candidates[in_batch_duplicate], first_copies[replayed_elsewhere]])
+    original_of = _original_readings(candidates, earlier, duplicate_rows)
+    rejected = pd.concat(
+        [
+            _quarantine_rows(frame[is_rejected.to_numpy()], reasons.GATE_REJECTED, _gate_details(gate_rejected), run_id),
+            _quarantine_rows(duplicate_rows, reasons.DUPLICATE, original_of, run_id),
+        ],
+        ignore_index=True,
+    )
+    silver = _enrich(kept, registry, baselines, late_after)
+    return SilverResult(
+        silver=pa.Table.from_pandas(silver[SILVER.names], schema=SILVER, preserve_index=False),
+        rejected=pa.Table.from_pandas(rejected[QUARANTINE.names], schema=QUARANTINE, preserve_index=False),
+        bronze_rows=bronze.num_rows,
+        gate_rejected=int(is_rejected.sum()),
+        duplicates_in_batch=int(in_batch_duplicate.sum()),
+        duplicates_of_earlier=int(replayed_elsewhere.sum()),
+    )
+
+
+def _record_key(raw_file: pd.Series, record_index: pd.Series) -> pd.Series:
+    return raw_file.astype("string") + "#" + record_index.astype("string")
+
+
+def _enrich(kept: pd.DataFrame, registry: pd.DataFrame, baselines: pd.DataFrame, late_after: timedelta) -> pd.DataFrame:
+    patients = registry.drop_duplicates("device_id")[["device_id", "birth_date", "genotype", "care_team"]].astype(
+        {"device_id": "string"}
+    )
+    frame = kept.merge(patients, on="device_id", how="left", validate="many_to_one")
+    frame = frame.merge(baselines.astype({"patient_id": "string"}), on="patient_id", how="left", validate="many_to_one")
+    frame["age_years"] = scores.age_years(frame["birth_date"], frame["measured_at"])
+    frame["age_band"] = scores.age_band(frame["age_years"])
+    news2 = scores.news2_partial(frame["respiratory_rate"], frame["spo2"], frame["heart_rate"], frame["temperature"], frame["age_years"])
+    frame["news2_partial"] = news2["news2_partial"]
+    frame["news2_max_parameter"] = news2["news2_max_parameter"]
+    heat = scores.heat_index_c(frame["ambient_temp"], frame["ambient_humidity"])
+    frame["heat_index_c"] = heat["heat_index_c"]
+    frame["heat_index_is_lower_bound"] = heat["heat_index_is_lower_bound"]
+    frame["physiological_strain_index"] = scores.physiological_strain_index(
+        frame["temperature"], frame["heart_rate"], frame["temperature_baseline"], frame["heart_rate_baseline"]
+    )
+    frame["spo2_low_confidence"] = (frame["spo2"] < LOW_CONFIDENCE_SPO2).fillna(False).astype(bool)
+    frame["low_battery"] = (frame["battery_level"] < LOW_BATTERY_PCT).fillna(False).astype(bool)
+    frame["weak_signal"] = (frame["signal_quality"] < WEAK_SIGNAL_PCT).fillna(False).astype(bool)
+    delay = (frame["arrival_minute"] - frame["measured_at"]).dt.total_seconds()
+    frame["delay_seconds"] = delay.astype("float64")
+    frame["is_late"] = (delay > late_after.total_seconds()).astype(bool)
+    return frame
+
+
+def _gate_details(gate_rejected: pa.Table) -> dict[tuple[str, int], str]:
+    return {
+        (f, i): d
+        for f, i, d in zip(
+            gate_rejected.column("raw_file").to_pylist(),
+            gate_rejected.column("record_index").to_pylist(),
+            gate_rejected.column("detail").to_pylist(),
+        )
+    }
+
+
+def _original_readings(candidates: pd.DataFrame, earlier: pd.DataFrame, duplicates: pd.DataFrame) -> dict[tuple[str, int], str]:
+    """For each duplicate, a detail naming the copy that was kept."""
+    first = candidates.drop_duplicates(["device_id", "measured_at"], keep="first").set_index(["device_id", "measured_at"])
+    loaded = earlier.dropna(subset=["loaded_raw_file"]).set_index(["device_id", "measured_at"])
+    details = {}
+    for row in duplicates.itertuples(index=False):  # duplicates are few; this loop is over them only
+        key = (row.device_id, row.measured_at)
+        if key in loaded.index:
+            kept_file, kept_index = loaded.loc[key, "loaded_raw_file"], loaded.loc[key, "loaded_record_index"]
+            where = "already loaded from"
+        else:
+            kept_file, kept_index = first.loc[key, "raw_file"], first.loc[key, "record_index"]
+            where = "kept from"
+        details[(row.raw_file, row.record_index)] = (
+            f"device_id {row.device_id} measured_at {row.measured_at:%Y-%m-%dT%H:%M:%SZ}: duplicate, {where} {kept_file} record {int(kept_index)}"
+        )
+    return details
+
+
+def _quarantine_rows(rows: pd.DataFrame, reason: str, details: dict, run_id: str) -> pd.DataFrame:
+    bronze_columns = [name for name in BRONZE.names if name != "ingested_at"]
+    original = [
+        json.dumps({k: _json_value(v) for k, v in record.items()}, separators=(",", ":"))
+        for record in rows[bronze_columns].to_dict("records")
+    ]
+    return pd.DataFrame(
+        {
+            "layer": "silver",
+            "reason": reason,
+            "field": "device_id,measured_at" if reason == reasons.DUPLICATE else None,
+            "detail": [details.get((f, i), reason) for f, i in zip(rows["raw_file"], rows["record_index"])],
+            "device_id": rows["device_id"].to_numpy(dtype=object),
+            "measured_at": rows["measured_at"].to_numpy(),
+            "original_text": original,
+            "raw_file": rows["raw_file"].to_numpy(dtype=object),
+            "record_index": rows["record_index"].to_numpy(dtype=np.int32),
+            "record_hash": rows["record_hash"].to_numpy(dtype=object),
+            "arrival_minute": rows["arrival_minute"].to_numpy(),
+            "run_id": run_id,
+        },
+        index=range(len(rows)),
+    )
+
+
+def _json_value(value):
+    if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, (pd.Timestamp, datetime)):
+        return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def gate_rejections(silver: pa.Table, rejected: pa.Table, *, run_id: str) -> tuple[pa.Table, pa.Table]:
+    """Split silver rows that failed the silver gate off into QUARANTINE rows (layer ``silver``)."""
+    if rejected.num_rows == 0:
+        return silver, QUARANTINE.empty_table()
+    frame = silver.to_pandas(types_mapper={pa.string(): pd.StringDtype()}.get)
+    keys = _record_key(frame["raw_file"], frame["record_index"])
+    failed = keys.isin(_record_key(pd.Series(rejected.column("raw_file").to_pylist(), dtype="string"),
+                                   pd.Series(rejected.column("record_index").to_pylist(), dtype="int64"))).to_numpy()
+    quarantine = _quarantine_rows(frame[failed], reasons.GATE_REJECTED, _gate_details(rejected), run_id)
+    return silver.filter(pa.array(~failed)), pa.Table.from_pandas(quarantine[QUARANTINE.names], schema=QUARANTINE, preserve_index=False)
