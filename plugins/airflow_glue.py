@@ -26,3 +26,10 @@ def kidjamo_database_url() -> str:
 
 def kidjamo_lake() -> Lake:
     return Lake.from_settings()
+
+
+def failure_notifiers() -> list:
+    """Notifiers that report a failed task or run (not patient alerts) on the configured channels."""
+    from plugins.notifiers import PipelineFailureNotifier
+
+    return [PipelineFailureNotifier()]

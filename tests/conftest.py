@@ -66,3 +66,23 @@ def fresh_database_url(postgres_server: EmbeddedPostgres, request: pytest.Fixtur
 def lake(tmp_path: Path) -> Lake:
     """An empty local lake."""
     return Lake(f"file://{tmp_path / 'lake'}")
+
+
+@pytest.fixture(scope="session")
+def airflow_home(kidjamo_home: Path, migrated_url: str) -> Path:
+    """A migrated Airflow metadata database (SQLite) under the session's KIDJAMO_HOME.
+
+    The environment is set in this process before Airflow is first imported, so ``dag.test()`` and
+    DagBag use it. The ``kidjamo_postgres`` connection points at the session's warehouse.
+    """
+    import subprocess
+    import sys
+
+    from kidjamo.airflow_env import apply_airflow_environment
+
+    environment = apply_airflow_environment()
+    os.environ["AIRFLOW_CONN_KIDJAMO_POSTGRES"] = migrated_url
+    airflow = str(Path(sys.executable).parent / "airflow")
+    subprocess.run([airflow, "db", "migrate"], check=True, env={**os.environ, **environment},
+                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return Path(environment["AIRFLOW_HOME"])
