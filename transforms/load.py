@@ -1,0 +1,191 @@
+"""Silver and quarantine rows into PostgreSQL, the analytics refresh, partitions and retention.
+
+A load is one transaction: the batch is COPYed (CSV written by Arrow, no per-row Python) into a
+temporary staging table, then inserted into its table with ``ON CONFLICT DO NOTHING`` on the natural
+key, so a re-load changes nothing and a failure anywhere leaves nothing behind. The same transaction
+creates the daily partitions the batch needs (a reading far in the past or future never fails) and
+keeps the incremental rollups behind the analytics views: the (patient, hour) rows of
+``kidjamo.vitals_hourly_rollup`` the batch touched, and ``kidjamo.device_status``. Loads run as the
+role ``kidjamo_pipeline`` (``SET LOCAL ROLE``), never with the connecting superuser's rights.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from datetime import date, timedelta
+
+import psycopg
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from kidjamo import privacy
+from kidjamo.database import connect
+from kidjamo.settings import get_settings
+from transforms.schema import QUARANTINE, SILVER
+
+PIPELINE_ROLE = "kidjamo_pipeline"
+#: Silver columns stored in kidjamo.measurements (ingested_at is replaced by run_id and loaded_at).
+MEASUREMENT_COLUMNS = [name for name in SILVER.names if name != "ingested_at"] + ["run_id"]
+QUARANTINE_COLUMNS = list(QUARANTINE.names)
+#: Refreshed every minute: bounded by the fleet size and by days x reasons.
+LIGHT_VIEWS = ("device_health", "data_quality_daily")
+#: Refreshed on the maintenance schedule: they grow with patients x hours or days of history.
+HEAVY_VIEWS = ("vitals_hourly", "patient_daily")
+
+
+def _copy_csv(connection: psycopg.Connection, table_name: str, table: pa.Table) -> None:
+    buffer = io.BytesIO()
+    pacsv.write_csv(table, buffer, pacsv.WriteOptions(include_header=False))
+    columns = ", ".join(table.column_names)
+    with connection.cursor() as cursor, cursor.copy(f"COPY {table_name} ({columns}) FROM STDIN (FORMAT csv)") as copy:
+        copy.write(buffer.getbuffer())
+
+
+def _utc_days(timestamps: pa.ChunkedArray) -> list[date]:
+    days = pc.unique(pc.cast(pc.floor_temporal(timestamps, unit="day"), pa.timestamp("us", tz="UTC")))
+    return sorted({value.date() for value in days.to_pylist() if value is not None})
+
+
+def load_measurements(database_url: str, silver: pa.Table, run_id: str) -> dict:
+    """Load a SILVER table into ``kidjamo.measurements`` (idempotent, one transaction).
+
+    Returns ``{"staged", "inserted", "already_present", "partitions_created", "hours_recomputed"}``.
+    """
+    empty = {"staged": 0, "inserted": 0, "already_present": 0, "partitions_created": 0, "hours_recomputed": 0}
+    if silver.num_rows == 0:
+        return empty
+    batch = silver.select([name for name in MEASUREMENT_COLUMNS if name != "run_id"])
+    batch = batch.append_column("run_id", pa.array([run_id] * batch.num_rows, pa.string()))
+    with connect(database_url, application_name="kidjamo-load") as connection:
+        connection.execute(f"SET LOCAL ROLE {PIPELINE_ROLE}")
+        partitions_created = connection.execute(
+            "SELECT kidjamo.ensure_measurement_partitions_for(%s::date[])", (_utc_days(batch["measured_at"]),)
+        ).fetchone()[0]
+        connection.execute(
+            "CREATE TEMP TABLE measurements_staging (LIKE kidjamo.measurements INCLUDING DEFAULTS) ON COMMIT DROP;"
+            "CREATE TEMP TABLE measurements_touched (patient_id text, hour timestamptz) ON COMMIT DROP"
+        )
+        _copy_csv(connection, "measurements_staging", batch)
+        columns = ", ".join(MEASUREMENT_COLUMNS)
+        inserted = connection.execute(
+            f"""
+            WITH inserted AS (
+                INSERT INTO kidjamo.measurements ({columns})
+                SELECT {columns} FROM measurements_staging
+                ON CONFLICT (device_id, measured_at) DO NOTHING
+                RETURNING device_id, patient_id, measured_at, arrival_minute, battery_level, signal_quality,
+                          low_battery, weak_signal, firmware_version
+            ),
+            touched AS (
+                INSERT INTO measurements_touched (patient_id, hour)
+                SELECT DISTINCT patient_id, date_trunc('hour', measured_at, 'UTC') FROM inserted
+            ),
+            device_latest AS (
+                INSERT INTO kidjamo.device_status AS s (device_id, patient_id, last_measured_at, last_arrival_minute,
+                    battery_level, signal_quality, low_battery, weak_signal, firmware_version)
+                SELECT DISTINCT ON (device_id) device_id, patient_id, measured_at, arrival_minute,
+                       battery_level, signal_quality, low_battery, weak_signal, firmware_version
+                FROM inserted ORDER BY device_id, measured_at DESC
+                ON CONFLICT (device_id) DO UPDATE SET
+                    patient_id = excluded.patient_id, last_measured_at = excluded.last_measured_at,
+                    last_arrival_minute = excluded.last_arrival_minute, battery_level = excluded.battery_level,
+                    signal_quality = excluded.signal_quality, low_battery = excluded.low_battery,
+                    weak_signal = excluded.weak_signal, firmware_version = excluded.firmware_version, updated_at = now()
+                WHERE excluded.last_measured_at >= s.last_measured_at
+            )
+            SELECT count(*) FROM inserted
+            """
+        ).fetchone()[0]
+        hours_recomputed = connection.execute(
+            "SELECT kidjamo.recompute_vitals_hourly(coalesce(array_agg(patient_id), '{}'), coalesce(array_agg(hour), '{}'))"
+            " FROM measurements_touched"
+        ).fetchone()[0]
+    return {
+        "staged": batch.num_rows,
+        "inserted": inserted,
+        "already_present": batch.num_rows - inserted,
+        "partitions_created": partitions_created,
+        "hours_recomputed": hours_recomputed,
+    }
+
+
+def load_quarantine(database_url: str, quarantine: pa.Table, run_id: str) -> dict:
+    """Load a QUARANTINE table into ``kidjamo.quarantine``, idempotent on (raw_file, record_index, layer).
+
+    ``run_id`` fills rows whose own run_id is missing. Returns ``{"staged", "inserted", "already_present"}``.
+    """
+    if quarantine.num_rows == 0:
+        return {"staged": 0, "inserted": 0, "already_present": 0}
+    batch = quarantine.select(QUARANTINE_COLUMNS)
+    batch = batch.set_column(
+        batch.schema.get_field_index("run_id"), "run_id", pc.fill_null(batch["run_id"], pa.scalar(run_id, pa.string()))
+    )
+    with connect(database_url, application_name="kidjamo-load") as connection:
+        connection.execute(f"SET LOCAL ROLE {PIPELINE_ROLE}")
+        connection.execute("CREATE TEMP TABLE quarantine_staging (LIKE kidjamo.quarantine INCLUDING DEFAULTS) ON COMMIT DROP")
+        _copy_csv(connection, "quarantine_staging", batch)
+        columns = ", ".join(QUARANTINE_COLUMNS)
+        inserted = connection.execute(
+            f"""
+            WITH inserted AS (
+                INSERT INTO kidjamo.quarantine ({columns}) SELECT {columns} FROM quarantine_staging
+                ON CONFLICT (raw_file, record_index, layer) DO NOTHING
+                RETURNING 1
+            )
+            SELECT count(*) FROM inserted
+            """
+        ).fetchone()[0]
+    return {"staged": batch.num_rows, "inserted": inserted, "already_present": batch.num_rows - inserted}
+
+
+def refresh_views(database_url: str, *, heavy: bool = False, pseudonym_key: str | None = None) -> dict:
+    """Refresh the analytics materialized views CONCURRENTLY (analysts keep reading meanwhile).
+
+    Every minute (``heavy=False``): ``device_health`` and ``data_quality_daily``, whose size does not
+    grow with history. On the maintenance schedule (``heavy=True``) also ``vitals_hourly`` and
+    ``patient_daily``. New patients and devices first get their pseudonym. Returns
+    ``{"pseudonyms_added": n, "views": {name: seconds}}``.
+    """
+    key = pseudonym_key if pseudonym_key is not None else get_settings().pseudonym_key
+    timings: dict[str, float] = {}
+    with connect(database_url, application_name="kidjamo-refresh") as connection:
+        connection.execute(f"SET ROLE {PIPELINE_ROLE}")
+        added = privacy.ensure_pseudonyms(connection, key)
+        connection.commit()
+        for view in LIGHT_VIEWS + (HEAVY_VIEWS if heavy else ()):
+            started = time.perf_counter()
+            connection.execute("SELECT kidjamo.refresh_analytics_view(%s)", (view,))
+            connection.commit()
+            timings[view] = round(time.perf_counter() - started, 4)
+    return {"pseudonyms_added": added, "views": timings}
+
+
+def ensure_partitions(database_url: str, first_day: date, last_day: date) -> int:
+    """Create the daily partitions of ``kidjamo.measurements`` from first_day to last_day; return how many were new."""
+    with connect(database_url, application_name="kidjamo-maintenance") as connection:
+        connection.execute(f"SET LOCAL ROLE {PIPELINE_ROLE}")
+        return connection.execute("SELECT kidjamo.ensure_measurement_partitions(%s, %s)", (first_day, last_day)).fetchone()[0]
+
+
+def apply_retention(database_url: str, keep_days: int, as_of: date) -> list[str]:
+    """Drop the measurement partitions (and rollup rows) older than ``keep_days`` days before ``as_of``.
+
+    A partition goes once all of it is older than the horizon: with keep_days=30 and as_of=2026-11-27,
+    days up to 2026-10-27 inclusive are dropped. Whole partitions are dropped, never DELETEd row by
+    row. Returns the dropped partitions; the retention is recorded in the audit log.
+    """
+    if keep_days < 1:
+        raise ValueError(f"keep_days must be at least 1, got {keep_days}")
+    cutoff = as_of - timedelta(days=keep_days)
+    with connect(database_url, application_name="kidjamo-maintenance") as connection:
+        connection.execute(f"SET LOCAL ROLE {PIPELINE_ROLE}")
+        dropped = connection.execute("SELECT kidjamo.drop_measurement_partitions_before(%s)", (cutoff,)).fetchone()[0]
+        connection.execute(
+            "DELETE FROM kidjamo.vitals_hourly_rollup WHERE hour < %s::date::timestamp AT TIME ZONE 'UTC'", (cutoff,)
+        )
+        privacy.record_audit_event(
+            connection, "retention", {"keep_days": keep_days, "as_of": as_of.isoformat(), "cutoff": cutoff.isoformat(), "dropped": dropped}
+        )
+    return list(dropped)
