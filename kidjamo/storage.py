@@ -95,14 +95,14 @@ class Lake:
 
     # --- bytes ---------------------------------------------------------------------------------
     def read_bytes(self, path: str) -> bytes:
-        with self.fs.open_input_stream(self._full(path)) as stream:
+        with self.fs.open_input_stream(self._full(path), compression=None) as stream:
             return stream.read()
 
     def write_bytes(self, path: str, data: bytes) -> None:
         """Write a whole file so that readers see either nothing or all of it."""
         full = self._full(path)
         if self.is_s3:
-            with self.fs.open_output_stream(full) as stream:
+            with self.fs.open_output_stream(full, compression=None) as stream:
                 stream.write(data)
             return
         directory = os.path.dirname(full)

@@ -263,9 +263,9 @@ def _check(frame: pd.DataFrame, parse_errors: list, non_finite: dict[str, np.nda
     flag(~pd.isna(behind) & (behind > np.timedelta64(lateness)), reasons.TOO_LATE, "timestamp",
          lambda i: f"timestamp: {timestamp.iloc[i]} is older than the lateness limit ({lateness}) at arrival {arrival.iloc[i]:%Y-%m-%dT%H:%MZ}")
 
-    known = registry.set_index("device_id") if len(registry) else pd.DataFrame(columns=["patient_id", "device_active"])
-    registered_patient = frame["device_id"].map(known["patient_id"]) if len(known) else pd.Series([None] * rows, dtype=object)
-    active = frame["device_id"].map(known["device_active"]).fillna(False).astype(bool) if len(known) else pd.Series([False] * rows)
+    devices = frame["device_id"].astype(object)
+    registered_patient = devices.map(dict(zip(registry["device_id"], registry["patient_id"])))
+    active = devices.map(dict(zip(registry["device_id"], registry["device_active"]))).fillna(False).astype(bool)
     unknown = (registered_patient.isna() | ~active).to_numpy()
     flag(unknown, reasons.UNKNOWN_DEVICE, "device_id",
          lambda i: f"device_id: {frame['device_id'].iloc[i]!r} is not an active device of the patient registry")
