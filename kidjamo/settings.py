@@ -44,6 +44,24 @@ class Settings(BaseSettings):
     ingest_signature_tolerance_s: int = Field(default=300, description="accepted clock difference of a signed request")
     ingest_credential_cache_s: float = Field(default=15.0, description="how long a device credential is cached")
 
+    # Clinical alerting and notifications (transforms/alerts.py, kidjamo/notify.py, docs/clinical-rules.md).
+    alert_quiet_minutes: float = Field(default=30.0, description="an alert whose rule has not matched this long resolves itself")
+    notify_channels: str = Field(default="log", description="comma-separated channels: webhook, sns, log")
+    notify_min_severity: str = Field(default="high", description="webhook and SNS are used from this severity; the log gets every event")
+    notify_max_attempts: int = Field(default=8, description="delivery attempts before a notification is marked failed")
+    notify_attempts_per_run: int = Field(default=3, description="immediate retries (with backoff) within one delivery run")
+    notify_retry_base_s: float = Field(default=30.0, description="backoff between delivery runs: base * 2^attempts, capped at 1 h")
+    notify_claim_timeout_s: float = Field(default=300.0, description="a claim older than this (crashed sender) is retried")
+    webhook_url: str | None = Field(default=None, description="care-team webhook (HTTP POST of the JSON document)")
+    webhook_secret: str | None = Field(default=None, description="HMAC-SHA256 key of the X-Kidjamo-Signature header")
+    webhook_timeout_s: float = Field(default=5.0)
+    escalation_webhook_url: str | None = Field(default=None, description="webhook of the escalation channel")
+    second_tier_webhook_url: str | None = Field(default=None, description="webhook of the second tier")
+    sns_topic_arn: str | None = Field(default=None, description="care-team SNS topic")
+    escalation_sns_topic_arn: str | None = Field(default=None)
+    second_tier_sns_topic_arn: str | None = Field(default=None)
+    sns_endpoint_url: str | None = Field(default=None, description="SNS-compatible endpoint (moto_server, LocalStack)")
+
     @field_validator("home")
     @classmethod
     def _absolute_home(cls, home: Path) -> Path:

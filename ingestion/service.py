@@ -1,0 +1,592 @@
+"""The ingestion service: authenticated, rate-limited, idempotent and durable HTTP intake into landing.
+
+``POST /v1/vitals`` takes one reading or a list of up to 10 (DESIGN.md payload). A request is
+checked in this order, cheapest first: content type (415), size (413), device credential (401),
+JSON and batch shape (422), the device's rate (429 with Retry-After), that every reading is the
+authenticated device's own and for its patient (403), then each reading's fields. Readings with
+field errors are reported per reading; if no reading is valid the answer is 422. Valid readings
+are handed to the group-commit :class:`~ingestion.landing_writer.LandingWriter`, and the answer,
+202 with one outcome per reading (accepted, duplicate, rejected), is sent only once they are
+durable in landing. A reading with SpO2 < 85 % or temperature >= 39.0 degC then goes to the
+critical fast path (``transforms.alerts.raise_fast_path_alert``) without waiting for the batch.
+
+The service checks the contract (shape, JSON types, identifiers, timestamp format); plausibility
+ranges stay with the pipeline, which quarantines out-of-range readings with a reason code instead of
+losing them at the door. Run one process per instance (``kidjamo ingest serve``): rate limits,
+replay protection and idempotency are per instance, so a proxy in front routes a device to one
+instance (sticky by ``X-Device-Id``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import time
+from contextlib import asynccontextmanager
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import BaseModel
+
+from ingestion.auth import AuthError, CredentialStore, ReplayGuard, verify_request
+from ingestion.landing_writer import FlushStats, LandingWriter
+from kidjamo.database import connect, database_url as configured_database_url
+from kidjamo.settings import Settings, get_settings
+from kidjamo.storage import Lake
+
+log = logging.getLogger(__name__)
+
+FAST_PATH_SPO2_BELOW = 85.0
+FAST_PATH_TEMPERATURE_FROM = 39.0
+NUMBER_VITALS = ("spo2", "heart_rate", "temperature", "ambient_temp", "respiratory_rate", "hydration_pct", "ambient_humidity")
+INTEGER_VITALS = ("activity_level", "pain_scale")
+REQUIRED_VITALS = ("spo2", "heart_rate", "temperature")
+NUMBER_METADATA = ("battery_level", "signal_quality")
+MAX_ID_LENGTH = 128
+
+
+# --- request validation -----------------------------------------------------------------------------
+class _NotFinite(ValueError):
+    pass
+
+
+def _reject_constant(name: str) -> float:
+    raise _NotFinite(f"{name} is not a number JSON allows")
+
+
+def _describe(value: Any) -> str:
+    kind = {bool: "boolean", int: "integer", float: "number", str: "string", list: "array", dict: "object", type(None): "null"}
+    text = json.dumps(value, ensure_ascii=False) if not isinstance(value, (dict, list)) else kind[type(value)]
+    return f"{text[:60]} ({kind.get(type(value), type(value).__name__)})"
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def validate_reading(reading: Any, prefix: str) -> tuple[list[dict], float | None]:
+    """Field errors of one reading as [{path, expected, got}], and its measured time (epoch s) if valid."""
+    errors: list[dict] = []
+
+    def error(path: str, expected: str, got: Any, *, missing: bool = False) -> None:
+        errors.append({"path": prefix + path, "expected": expected, "got": "nothing (field absent)" if missing else _describe(got)})
+
+    if not isinstance(reading, dict):
+        error("", "a reading object", reading)
+        return errors, None
+    for name in ("device_id", "patient_id"):
+        value = reading.get(name)
+        if not isinstance(value, str) or not value.strip() or len(value) > MAX_ID_LENGTH:
+            error(name, f"a non-empty string of at most {MAX_ID_LENGTH} characters", value, missing=name not in reading)
+    if "message_id" in reading and reading["message_id"] is not None:
+        value = reading["message_id"]
+        if not isinstance(value, str) or not value or len(value) > MAX_ID_LENGTH:
+            error("message_id", f"a non-empty string of at most {MAX_ID_LENGTH} characters, or absent", value)
+    measured_at = None
+    timestamp = reading.get("timestamp")
+    if not isinstance(timestamp, str):
+        error("timestamp", "an ISO-8601 instant with a time zone, e.g. 2026-11-27T10:30:00Z", timestamp, missing="timestamp" not in reading)
+    else:
+        try:
+            parsed = datetime.fromisoformat(timestamp)
+        except ValueError:
+            parsed = None
+        if parsed is None or parsed.tzinfo is None:
+            error("timestamp", "an ISO-8601 instant with a time zone, e.g. 2026-11-27T10:30:00Z", timestamp)
+        else:
+            measured_at = parsed.timestamp()
+    vitals = reading.get("vitals")
+    if not isinstance(vitals, dict):
+        error("vitals", "an object of vital signs", vitals, missing="vitals" not in reading)
+    else:
+        for name in REQUIRED_VITALS:
+            if vitals.get(name) is None:
+                error(f"vitals.{name}", "a number", None, missing=name not in vitals)
+        for name in NUMBER_VITALS:
+            value = vitals.get(name)
+            if value is not None and not _is_number(value):
+                error(f"vitals.{name}", "a number", value)
+        for name in INTEGER_VITALS:
+            value = vitals.get(name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+                error(f"vitals.{name}", "an integer from 0 to 10", value)
+    metadata = reading.get("metadata")
+    if metadata is not None:
+        if not isinstance(metadata, dict):
+            error("metadata", "an object (battery_level, signal_quality, firmware_version)", metadata)
+        else:
+            for name in NUMBER_METADATA:
+                value = metadata.get(name)
+                if value is not None and not _is_number(value):
+                    error(f"metadata.{name}", "a number", value)
+            firmware = metadata.get("firmware_version")
+            if firmware is not None and not isinstance(firmware, str):
+                error("metadata.firmware_version", "a string", firmware)
+    return errors, (measured_at if not errors else None)
+
+
+def idempotency_keys(reading: dict, measured_at: float) -> tuple[str, ...]:
+    """A reading is a duplicate when its message_id, or its device and instant, were already received."""
+    instant = f"d:{reading['device_id']}|{round(measured_at * 1_000_000)}"
+    message_id = reading.get("message_id")
+    return (f"m:{reading['device_id']}|{message_id}", instant) if message_id else (instant,)
+
+
+def is_critical(reading: dict) -> bool:
+    """The sensor's emergency thresholds, for plausible values only (implausible ones are quarantined)."""
+    vitals = reading["vitals"]
+    spo2, temperature = vitals.get("spo2"), vitals.get("temperature")
+    return (_is_number(spo2) and 50 <= spo2 < FAST_PATH_SPO2_BELOW) or (
+        _is_number(temperature) and FAST_PATH_TEMPERATURE_FROM <= temperature <= 45
+    )
+
+
+# --- rate limiting ----------------------------------------------------------------------------------
+class RateLimiter:
+    """A token bucket of readings per device: ``rate`` per second sustained, ``burst`` at once."""
+
+    def __init__(self, rate: float, burst: int):
+        self.rate = rate
+        self.burst = float(burst)
+        self._buckets: dict[str, tuple[float, float]] = {}
+
+    def take(self, device_id: str, count: int, now: float) -> float:
+        """Take ``count`` tokens; return 0 if allowed, else the seconds to wait before retrying."""
+        tokens, last = self._buckets.get(device_id, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - last) * self.rate)
+        if tokens >= count:
+            self._buckets[device_id] = (tokens - count, now)
+            return 0.0
+        self._buckets[device_id] = (tokens, now)
+        return (min(count, self.burst) - tokens) / self.rate
+
+
+# --- metrics ----------------------------------------------------------------------------------------
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class _Histogram:
+    def __init__(self, buckets: tuple[float, ...] = LATENCY_BUCKETS):
+        self.buckets = buckets
+        self.counts = [0] * len(buckets)
+        self.total = 0
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        self.total += 1
+        self.sum += value
+        for i, bound in enumerate(self.buckets):
+            if value <= bound:
+                self.counts[i] += 1
+                break
+
+    def render(self, name: str) -> list[str]:
+        lines, cumulative = [], 0
+        for bound, count in zip(self.buckets, self.counts):
+            cumulative += count
+            lines.append(f'{name}_bucket{{le="{bound}"}} {cumulative}')
+        lines += [f'{name}_bucket{{le="+Inf"}} {self.total}', f"{name}_sum {self.sum:.6f}", f"{name}_count {self.total}"]
+        return lines
+
+
+class Metrics:
+    """The service's counters and histograms, rendered in the Prometheus text format."""
+
+    def __init__(self):
+        self.requests: dict[int, int] = {}
+        self.readings: dict[str, int] = {"accepted": 0, "duplicate": 0, "rejected": 0}
+        self.request_seconds = _Histogram()
+        self.flush_seconds = _Histogram()
+        self.landing_files = 0
+        self.landing_readings = 0
+        self.fast_path: dict[str, int] = {"raised": 0, "not_raised": 0, "failed": 0, "unavailable": 0}
+        self.fast_path_seconds = _Histogram()
+
+    def on_flush(self, stats: FlushStats) -> None:
+        self.landing_files += 1
+        self.landing_readings += stats.readings
+        self.flush_seconds.observe(stats.seconds)
+
+    def render(self) -> str:
+        lines = [
+            "# HELP kidjamo_ingest_requests_total HTTP requests to POST /v1/vitals by status code.",
+            "# TYPE kidjamo_ingest_requests_total counter",
+            *[f'kidjamo_ingest_requests_total{{status="{status}"}} {count}' for status, count in sorted(self.requests.items())],
+            "# HELP kidjamo_ingest_readings_total Readings received, by outcome (accepted, duplicate, rejected).",
+            "# TYPE kidjamo_ingest_readings_total counter",
+            *[f'kidjamo_ingest_readings_total{{outcome="{outcome}"}} {count}' for outcome, count in self.readings.items()],
+            "# HELP kidjamo_ingest_request_duration_seconds Time from request to answer of POST /v1/vitals.",
+            "# TYPE kidjamo_ingest_request_duration_seconds histogram",
+            *self.request_seconds.render("kidjamo_ingest_request_duration_seconds"),
+            "# HELP kidjamo_ingest_landing_files_total Landing files written (one per group commit).",
+            "# TYPE kidjamo_ingest_landing_files_total counter",
+            f"kidjamo_ingest_landing_files_total {self.landing_files}",
+            "# HELP kidjamo_ingest_landing_readings_total Readings written to landing files.",
+            "# TYPE kidjamo_ingest_landing_readings_total counter",
+            f"kidjamo_ingest_landing_readings_total {self.landing_readings}",
+            "# HELP kidjamo_ingest_flush_duration_seconds Time to make one landing file durable.",
+            "# TYPE kidjamo_ingest_flush_duration_seconds histogram",
+            *self.flush_seconds.render("kidjamo_ingest_flush_duration_seconds"),
+            "# HELP kidjamo_ingest_fast_path_total Critical readings sent to the fast path, by result.",
+            "# TYPE kidjamo_ingest_fast_path_total counter",
+            *[f'kidjamo_ingest_fast_path_total{{result="{result}"}} {count}' for result, count in self.fast_path.items()],
+            "# HELP kidjamo_ingest_fast_path_duration_seconds Time from receiving a critical reading to its alert row.",
+            "# TYPE kidjamo_ingest_fast_path_duration_seconds histogram",
+            *self.fast_path_seconds.render("kidjamo_ingest_fast_path_duration_seconds"),
+        ]
+        return "\n".join(lines) + "\n"
+
+
+# --- OpenAPI documentation models (the handler parses the raw body itself: it signs and sizes it) --
+class ReadingOutcome(BaseModel):
+    index: int
+    message_id: str | None = None
+    status: str  # accepted | duplicate | rejected
+    errors: list[dict] = []
+
+
+class VitalsAccepted(BaseModel):
+    accepted: int
+    duplicates: int
+    rejected: int
+    results: list[ReadingOutcome]
+
+
+class FieldError(BaseModel):
+    path: str
+    expected: str
+    got: str
+
+
+class ErrorBody(BaseModel):
+    detail: str | list[FieldError]
+
+
+_NUMBER = {"type": "number"}
+_READING_SCHEMA = {
+    "type": "object",
+    "required": ["device_id", "patient_id", "timestamp", "vitals"],
+    "properties": {
+        "device_id": {"type": "string", "example": "device-000001"},
+        "patient_id": {"type": "string", "example": "patient-000001"},
+        "timestamp": {"type": "string", "format": "date-time", "example": "2026-11-27T10:30:00Z"},
+        "message_id": {"type": "string", "description": "identifies a send: a re-send with the same id is a duplicate"},
+        "vitals": {
+            "type": "object",
+            "required": list(REQUIRED_VITALS),
+            "properties": {
+                **{name: _NUMBER for name in NUMBER_VITALS},
+                **{name: {"type": "integer", "minimum": 0, "maximum": 10} for name in INTEGER_VITALS},
+            },
+        },
+        "metadata": {
+            "type": "object",
+            "properties": {**{name: _NUMBER for name in NUMBER_METADATA}, "firmware_version": {"type": "string"}},
+        },
+    },
+}
+_REQUEST_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": {"oneOf": [_READING_SCHEMA, {"type": "array", "maxItems": 10, "items": _READING_SCHEMA}]}}},
+    },
+    "parameters": [
+        {"name": "X-Device-Id", "in": "header", "required": True, "schema": {"type": "string"}},
+        {"name": "X-Api-Key", "in": "header", "required": False, "schema": {"type": "string"}, "description": "the device secret"},
+        {"name": "X-Timestamp", "in": "header", "required": False, "schema": {"type": "integer"}, "description": "unix seconds (signed requests)"},
+        {"name": "X-Signature", "in": "header", "required": False, "schema": {"type": "string"},
+         "description": "hex HMAC-SHA256 of '<X-Timestamp>.<body>' keyed with sha256(secret)"},
+    ],
+}
+
+
+# --- the application --------------------------------------------------------------------------------
+class IngestionService:
+    """The state behind the app: settings, lake, database, writer, credentials, limits and metrics."""
+
+    def __init__(self, settings: Settings, database_url: str | None, lake: Lake, state_dir: Path):
+        self.settings = settings
+        self.lake = lake
+        self._database_url = database_url
+        self.metrics = Metrics()
+        self.writer = LandingWriter(
+            lake,
+            state_dir,
+            flush_interval_s=settings.ingest_flush_interval_ms / 1000.0,
+            dedupe_window_s=settings.ingest_dedupe_window_s,
+            on_flush=self.metrics.on_flush,
+        )
+        self.replay_guard = ReplayGuard(settings.ingest_signature_tolerance_s)
+        self.rate_limiter = RateLimiter(settings.ingest_rate_per_device, settings.ingest_burst_per_device)
+        self.credentials: CredentialStore | None = None
+        self._background: set[asyncio.Task] = set()
+        self._fast_path = None
+
+    @property
+    def database_url(self) -> str:
+        if self._database_url is None:
+            self._database_url = configured_database_url(self.settings)
+        return self._database_url
+
+    async def start(self) -> None:
+        recovered = await asyncio.to_thread(self.writer.recover)
+        log.info("ingestion service: %d idempotency keys recovered from the journal", recovered)
+        self.credentials = CredentialStore(self.database_url, self.settings.ingest_credential_cache_s)
+        try:
+            await asyncio.to_thread(self.credentials.refresh)
+        except Exception:  # the database may come up later; /readyz says so meanwhile
+            log.exception("could not load device credentials")
+        await self.writer.start()
+        self._spawn(self._refresh_credentials_forever())
+
+    async def stop(self) -> None:
+        await self.writer.stop()
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+
+    def _spawn(self, coroutine) -> None:
+        task = asyncio.create_task(coroutine)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _refresh_credentials_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.credentials.refresh_s)
+            try:
+                await asyncio.to_thread(self.credentials.refresh)
+            except Exception:
+                log.exception("could not refresh device credentials")
+
+    async def credential_for(self, device_id: str):
+        cached = self.credentials.cached(device_id)
+        if cached is not False:
+            return cached
+        return await asyncio.to_thread(self.credentials.get, device_id)
+
+    # --- the fast path ---------------------------------------------------------------------------
+    def _raise_fast_path_alert(self):
+        if self._fast_path is None:
+            try:
+                from transforms.alerts import raise_fast_path_alert
+            except ImportError:
+                return None
+            self._fast_path = raise_fast_path_alert
+        return self._fast_path
+
+    def send_to_fast_path(self, readings: list[dict], received_at: datetime, started: float) -> None:
+        self._spawn(self._fast_path_alerts(readings, received_at, started))
+
+    async def _fast_path_alerts(self, readings: list[dict], received_at: datetime, started: float) -> None:
+        raise_alert = self._raise_fast_path_alert()
+        if raise_alert is None:
+            self.metrics.fast_path["unavailable"] += len(readings)
+            log.error("critical reading(s) from %s but transforms.alerts.raise_fast_path_alert is missing", readings[0]["device_id"])
+            return
+        for reading in readings:
+            try:
+                alert_id = await asyncio.to_thread(raise_alert, self.database_url, reading, received_at=received_at)
+            except Exception:
+                self.metrics.fast_path["failed"] += 1
+                log.exception("fast-path alert failed for %s at %s", reading["device_id"], reading["timestamp"])
+                continue
+            self.metrics.fast_path["raised" if alert_id is not None else "not_raised"] += 1
+            self.metrics.fast_path_seconds.observe(time.perf_counter() - started)
+
+    # --- POST /v1/vitals -------------------------------------------------------------------------
+    async def post_vitals(self, request: Request) -> JSONResponse:
+        started = time.perf_counter()
+        try:
+            response = await self._post_vitals(request, started)
+        except Exception:
+            log.exception("POST /v1/vitals failed")
+            response = JSONResponse({"detail": "internal error; retry later"}, status_code=500)
+        self.metrics.requests[response.status_code] = self.metrics.requests.get(response.status_code, 0) + 1
+        self.metrics.request_seconds.observe(time.perf_counter() - started)
+        return response
+
+    async def _post_vitals(self, request: Request, started: float) -> JSONResponse:
+        settings = self.settings
+        content_type = request.headers.get("content-type", "")
+        if content_type.split(";")[0].strip().lower() != "application/json":
+            return _error(415, f"Content-Type must be application/json, got {content_type or 'nothing'!r}")
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > settings.ingest_max_body_bytes:
+            return _error(413, f"body of {declared} bytes is above the limit of {settings.ingest_max_body_bytes} bytes")
+        body = bytearray()
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > settings.ingest_max_body_bytes:
+                return _error(413, f"body is above the limit of {settings.ingest_max_body_bytes} bytes")
+        body = bytes(body)
+
+        device_id = request.headers.get("x-device-id")
+        if not device_id:
+            return _error(401, "missing X-Device-Id header", authenticate=True)
+        now = time.time()
+        try:
+            credential = await self.credential_for(device_id)
+            verify_request(credential, request.headers, body, replay_guard=self.replay_guard, now=now)
+        except AuthError as error:
+            return _error(error.status, error.detail, authenticate=error.status == 401)
+
+        try:
+            document = json.loads(body, parse_constant=_reject_constant)
+        except (ValueError, _NotFinite) as error:
+            self.rate_limiter.take(device_id, 1, now)
+            return JSONResponse({"detail": [{"path": "body", "expected": "JSON (one reading or a list of readings)", "got": str(error)[:200]}]}, status_code=422)
+        readings = document if isinstance(document, list) else [document]
+        if not 1 <= len(readings) <= settings.ingest_max_batch:
+            self.rate_limiter.take(device_id, 1, now)
+            return JSONResponse({"detail": [{"path": "body", "expected": f"1 to {settings.ingest_max_batch} readings", "got": f"{len(readings)} readings"}]}, status_code=422)
+        wait = self.rate_limiter.take(device_id, len(readings), now)
+        if wait > 0:
+            retry_after = max(1, math.ceil(wait))
+            return JSONResponse(
+                {"detail": f"device {device_id} is above {settings.ingest_rate_per_device:g} readings/s; retry in {retry_after} s"},
+                status_code=429,
+                headers={"Retry-After": str(retry_after)},
+            )
+        for reading in readings:
+            if isinstance(reading, dict) and reading.get("device_id", device_id) != device_id:
+                return _error(403, f"device {device_id} may not post readings of device {reading.get('device_id')!r}")
+            if isinstance(reading, dict) and isinstance(reading.get("patient_id"), str) and reading["patient_id"] != credential.patient_id:
+                return _error(403, f"device {device_id} is not assigned to patient {reading['patient_id']!r}")
+
+        prefix = "" if not isinstance(document, list) else None
+        results: list[dict] = []
+        valid: list[tuple[int, dict, float]] = []
+        for index, reading in enumerate(readings):
+            errors, measured_at = validate_reading(reading, prefix if prefix is not None else f"[{index}].")
+            message_id = reading.get("message_id") if isinstance(reading, dict) else None
+            results.append({"index": index, "message_id": message_id if isinstance(message_id, str) else None, "status": "rejected", "errors": errors})
+            if not errors:
+                valid.append((index, reading, measured_at))
+        rejected = len(readings) - len(valid)
+        self.metrics.readings["rejected"] += rejected
+        if not valid:
+            return JSONResponse({"detail": [error for result in results for error in result["errors"]]}, status_code=422)
+
+        received_at = datetime.now(timezone.utc)
+        entries = [
+            (idempotency_keys(reading, measured_at), json.dumps(reading, separators=(",", ":"), ensure_ascii=False).encode() + b"\n")
+            for _, reading, measured_at in valid
+        ]
+        try:
+            written = await self.writer.submit(entries)
+        except Exception as error:
+            return JSONResponse(
+                {"detail": f"the landing zone is not writable ({type(error).__name__}); nothing was stored, retry"},
+                status_code=503,
+                headers={"Retry-After": "5"},
+            )
+        accepted = 0
+        critical: list[dict] = []
+        for (index, reading, _), is_new in zip(valid, written):
+            results[index]["status"] = "accepted" if is_new else "duplicate"
+            if is_new:
+                accepted += 1
+                if is_critical(reading):
+                    critical.append(reading)
+        if critical:
+            self.send_to_fast_path(critical, received_at, started)
+        self.metrics.readings["accepted"] += accepted
+        self.metrics.readings["duplicate"] += len(valid) - accepted
+        return JSONResponse(
+            {"accepted": accepted, "duplicates": len(valid) - accepted, "rejected": rejected, "results": results},
+            status_code=202,
+        )
+
+    # --- health ----------------------------------------------------------------------------------
+    async def readiness(self) -> tuple[bool, dict]:
+        checks: dict[str, str] = {}
+        try:
+            await asyncio.wait_for(asyncio.to_thread(self.lake.list_files, "landing/vitals", False), timeout=3)
+            checks["landing"] = "ok" if self.writer.last_error is None else f"last flush failed: {self.writer.last_error}"
+        except Exception as error:
+            checks["landing"] = f"unreachable: {type(error).__name__}: {error}"
+        try:
+            await asyncio.wait_for(asyncio.to_thread(_ping_database, self.database_url), timeout=3)
+            checks["database"] = "ok"
+        except Exception as error:
+            checks["database"] = f"unreachable: {type(error).__name__}: {error}"
+        return all(value == "ok" for value in checks.values()), checks
+
+
+def _ping_database(url: str) -> None:
+    with connect(url, application_name="kidjamo-ingest-ready") as connection:
+        connection.execute("SELECT 1")
+
+
+def _error(status: int, detail: str, *, authenticate: bool = False) -> JSONResponse:
+    headers = {"WWW-Authenticate": 'KidjamoDevice realm="vitals"'} if authenticate else None
+    return JSONResponse({"detail": detail}, status_code=status, headers=headers)
+
+
+def create_app(settings: Settings | None = None, database_url: str | None = None, lake: Lake | None = None, *, state_dir: str | Path | None = None) -> FastAPI:
+    """The FastAPI app of the ingestion service (served by ``kidjamo ingest serve``).
+
+    ``state_dir`` holds the group-commit journal (default ``$KIDJAMO_HOME/ingest``); a restarted
+    service must be given the same one.
+    """
+    settings = settings or get_settings()
+    lake = lake or Lake.from_settings(settings)
+    service = IngestionService(settings, database_url, lake, Path(state_dir) if state_dir else settings.home / "ingest")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await service.start()
+        try:
+            yield
+        finally:
+            await service.stop()
+
+    app = FastAPI(
+        title="Kidjamo ingestion service",
+        version="1",
+        description=(
+            "Durable, authenticated intake of wearable vitals into the landing zone. A 202 means the readings are "
+            "in landing (fsync and atomic rename, or S3 PUT). See docs/ingestion.md."
+        ),
+        lifespan=lifespan,
+    )
+    app.state.service = service
+
+    @app.post(
+        "/v1/vitals",
+        status_code=202,
+        openapi_extra=_REQUEST_BODY,
+        responses={
+            202: {"model": VitalsAccepted, "description": "stored in landing; one outcome per reading"},
+            401: {"model": ErrorBody, "description": "missing, wrong, revoked or replayed credential"},
+            403: {"model": ErrorBody, "description": "a reading of another device or of a patient the device is not assigned to"},
+            413: {"model": ErrorBody, "description": "body above the size limit"},
+            415: {"model": ErrorBody, "description": "Content-Type is not application/json"},
+            422: {"model": ErrorBody, "description": "no valid reading: one entry per invalid field (path, expected, got)"},
+            429: {"model": ErrorBody, "description": "the device is above its rate; see Retry-After"},
+            503: {"model": ErrorBody, "description": "landing not writable; nothing stored; see Retry-After"},
+        },
+        summary="Post one reading or a batch of up to 10",
+    )
+    async def post_vitals(request: Request) -> JSONResponse:
+        return await service.post_vitals(request)
+
+    @app.get("/healthz", summary="The process is alive")
+    async def healthz() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/readyz", summary="Landing and database are reachable", responses={503: {"description": "not ready"}})
+    async def readyz() -> JSONResponse:
+        ready, checks = await service.readiness()
+        return JSONResponse({"status": "ready" if ready else "not ready", **checks}, status_code=200 if ready else 503)
+
+    @app.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics")
+    async def metrics() -> PlainTextResponse:
+        return PlainTextResponse(service.metrics.render(), media_type="text/plain; version=0.0.4")
+
+    return app
