@@ -90,3 +90,14 @@ def silver_batch(
     }
     columns.update(overrides or {})
     return pa.Table.from_pydict(columns, schema=SILVER)
+
+
+def insert_alert(url: str, patient_id: str, *, severity: str = "critical", status: str = "open", rule_id: str = "spo2_low",
+                 first_reading_at: datetime, last_reading_at: datetime) -> int:
+    """Insert one alert row directly (the alert logic itself is tested by the alerts suite)."""
+    with psycopg.connect(url) as connection:
+        return connection.execute(
+            "INSERT INTO kidjamo.alerts (patient_id, rule_id, rule_version, severity, status, first_reading_at, last_reading_at, evidence)"
+            " VALUES (%s, %s, '1', %s, %s, %s, %s, '{}') RETURNING alert_id",
+            (patient_id, rule_id, severity, status, first_reading_at, last_reading_at),
+        ).fetchone()[0]
