@@ -100,6 +100,10 @@ def _read_raw(lake: Lake, start: datetime, end: datetime) -> _RawRecords:
 # --- parsing -------------------------------------------------------------------------------------
 def _fast_parse(lines: list[bytes]) -> pa.Table:
     """Arrow's reader over NDJSON lines; raises ``pa.ArrowInvalid`` when anything cannot be typed."""
+    # Arrow's reader expects one object per line (and crashes on a bare ``null``): anything else
+    # goes to the per-record path.
+    if not all(line[:1] == b"{" and line[-1:] == b"}" for line in lines):
+        raise pa.ArrowInvalid("not one JSON object per line")
     table = pajson.read_json(io.BytesIO(b"\n".join(lines) + b"\n"), parse_options=_PARSE_OPTIONS)
     if table.num_rows != len(lines):
         raise pa.ArrowInvalid("row count differs from line count")
