@@ -24,6 +24,7 @@ CREATE TABLE kidjamo.alerts (
     source            text NOT NULL DEFAULT 'batch' CHECK (source IN ('batch', 'fast_path')),
     opened_at         timestamptz NOT NULL DEFAULT now(),
     updated_at        timestamptz NOT NULL DEFAULT now(),
+    severity_since    timestamptz NOT NULL DEFAULT now(),  -- when the alert reached its current severity (escalation clock)
     acknowledged_at   timestamptz,
     acknowledged_by   text,
     resolved_at       timestamptz,

@@ -1,0 +1,753 @@
+"""Clinical alerts: rules over each batch and its history, the alert lifecycle, and notifications.
+
+The steps, in the order the pipeline runs them for an interval:
+
+1. :func:`evaluate_rules` (pure): every rule of ``transforms/clinical/rules.yaml`` over the batch's
+   silver readings, with recent history for the rules that span batches (pain on consecutive
+   readings, flatline). One candidate per (patient, rule) with its evidence and lineage.
+2. :func:`raise_alerts`: candidates become alerts in ``kidjamo.alerts`` — one open alert per
+   patient and rule, updated by new readings; a higher severity escalates it (an event row); a
+   rule quiet for ``alert_quiet_minutes`` resolves it; silent devices raise ``sensor_silent``.
+   Each matching reading is attached once (``kidjamo.alert_readings``), so re-running or
+   backfilling an interval changes nothing and queues nothing.
+3. :func:`escalate`: critical alerts unacknowledged after 5 / 15 minutes get an escalation event.
+4. :func:`deliver_notifications`: each (event, channel) notification is claimed with
+   ``FOR UPDATE SKIP LOCKED``, sent, and every attempt recorded; failures retry with backoff.
+
+:func:`raise_fast_path_alert` lets the ingestion service open a critical alert within seconds of
+a reading arriving; the minute batch later attaches to the same open alert.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+from kidjamo import notify
+from kidjamo.database import connect
+from kidjamo.settings import Settings, get_settings
+from transforms.clinical import scores
+from transforms.clinical.matching import EVIDENCE_VALUES, MATCHERS
+from transforms.clinical.rules import SEVERITY_RANK, RuleSet, default_rules
+
+log = logging.getLogger(__name__)
+
+#: Columns the rules read; missing ones are treated as not measured.
+READING_COLUMNS = {
+    "spo2": "float64", "heart_rate": "float64", "temperature": "float64", "ambient_temp": "float64",
+    "respiratory_rate": "float64", "hydration_pct": "float64", "activity_level": "float64", "pain_scale": "float64",
+    "ambient_humidity": "float64", "battery_level": "float64", "age_years": "float64",
+    "spo2_baseline": "float64", "heart_rate_baseline": "float64", "temperature_baseline": "float64",
+    "hydration_baseline": "float64", "heat_index_c": "float64", "delay_seconds": "float64",
+}
+HISTORY_COLUMNS = ["device_id", "patient_id", "measured_at", "spo2", "heart_rate", "pain_scale", "age_years"]
+LINEAGE_IN_ALERT = 20  # the alert row keeps the latest readings; alert_readings keeps all of them
+CANDIDATE_COLUMNS = ["patient_id", "rule_id", "rule_version", "severity", "superseded", "first_reading_at",
+                     "last_reading_at", "reading_count", "device_id", "is_late", "delay_seconds", "evidence", "lineage"]
+
+
+# --- 1. rules over readings (pure) ------------------------------------------------------------------
+def _prepare(silver: pd.DataFrame, history: pd.DataFrame, rules: RuleSet) -> pd.DataFrame:
+    """Batch and history readings in one frame, sorted by patient and time, with every rule input."""
+    batch = silver.copy()
+    batch["in_batch"] = True
+    parts = [batch]
+    if history is not None and len(history):
+        past = history.copy()
+        past["in_batch"] = False
+        parts.append(past)
+    frame = pd.concat(parts, ignore_index=True) if len(parts) > 1 else batch.reset_index(drop=True)
+    frame["measured_at"] = pd.to_datetime(frame["measured_at"], utc=True)
+    # The batch may already be loaded into the measurements the history came from: keep the batch row.
+    frame = frame.drop_duplicates(["device_id", "measured_at"], keep="first")
+    frame = frame.sort_values(["patient_id", "measured_at", "device_id"], kind="stable").reset_index(drop=True)
+    for column, dtype in READING_COLUMNS.items():
+        frame[column] = pd.to_numeric(frame[column], errors="coerce").astype(dtype) if column in frame else np.nan
+    if "age_band" not in frame or frame["age_band"].isna().all():
+        frame["age_band"] = scores.age_band(frame["age_years"], rules)
+    frame["age_band"] = frame["age_band"].astype("string")
+    if "news2_partial" not in frame or "news2_max_parameter" not in frame:
+        frame = frame.join(scores.news2_partial(frame["respiratory_rate"], frame["spo2"], frame["heart_rate"],
+                                                frame["temperature"], frame["age_years"]))
+    for column, default in (("is_late", False), ("raw_file", None), ("record_index", None)):
+        if column not in frame:
+            frame[column] = default
+    frame["is_late"] = frame["is_late"].fillna(False).astype(bool)
+    frame["delay_seconds"] = frame["delay_seconds"].fillna(0.0)
+    return frame
+
+
+def match_readings(silver: pd.DataFrame, history: pd.DataFrame, *, rules: RuleSet | None = None) -> pd.DataFrame:
+    """One row per (batch reading, matching rule): the reading's columns plus ``rule_id`` and ``severity``."""
+    rules = rules or default_rules()
+    frame = _prepare(silver, history, rules)
+    matches = []
+    for rule_id, matcher in MATCHERS.items():
+        severity = matcher(frame, rules[rule_id], rules)
+        hit = severity.notna() & frame["in_batch"]
+        if hit.any():
+            matched = frame.loc[hit].copy()
+            matched["rule_id"] = rule_id
+            matched["severity"] = severity[hit]
+            matches.append(matched)
+    if not matches:
+        return frame.iloc[0:0].assign(rule_id=pd.Series(dtype="object"), severity=pd.Series(dtype="object"))
+    return pd.concat(matches, ignore_index=True)
+
+
+def _json_value(value):
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+        return None
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating, float)):
+        return round(float(value), 3)
+    if isinstance(value, (pd.Timestamp, datetime)):
+        return value.isoformat()
+    return value
+
+
+def _thresholds(rule_id: str, band_id, rules: RuleSet) -> dict:
+    thresholds = rules[rule_id].thresholds.model_dump()
+    if rule_id in ("tachypnoea", "acs_pattern", "heart_rate") and isinstance(band_id, str):
+        vital = "heart_rate" if rule_id == "heart_rate" else "respiratory_rate"
+        thresholds[f"{vital}_band"] = {"age_band": band_id, **getattr(rules.band(band_id), vital).model_dump()}
+    if rule_id == "acs_pattern":
+        thresholds["spo2_drop"] = rules["spo2_drop"].thresholds.model_dump()
+    if rule_id == "heat_dehydration":
+        thresholds["dehydration"] = rules["dehydration"].thresholds.model_dump()
+    return thresholds
+
+
+def _rule_summary(rule_id: str, rules: RuleSet) -> dict:
+    rule = rules[rule_id]
+    return {"id": rule.id, "version": rule.version, "title": rule.title, "condition": rule.condition,
+            "source": rule.source, "ruleset_version": rules.ruleset_version}
+
+
+BASELINE_NAMES = ("spo2_baseline", "heart_rate_baseline", "temperature_baseline", "hydration_baseline")
+
+
+def _evidences(worst: pd.DataFrame, rules: RuleSet) -> list[dict]:
+    """Evidence of each candidate, from its most severe reading: values, thresholds, baseline."""
+    thresholds_cache: dict[tuple, dict] = {}
+    evidences = []
+    needed = {"rule_id", "age_band", "device_id", "measured_at", "is_late", "delay_seconds", *BASELINE_NAMES,
+              *(name for names in EVIDENCE_VALUES.values() for name in names)}
+    for row in worst[[column for column in worst.columns if column in needed]].to_dict("records"):
+        rule_id, band = row["rule_id"], row.get("age_band")
+        band = band if isinstance(band, str) else None
+        if (rule_id, band) not in thresholds_cache:
+            thresholds_cache[(rule_id, band)] = _thresholds(rule_id, band, rules)
+        evidences.append({
+            "rule": _rule_summary(rule_id, rules),
+            "values": {name: _json_value(row.get(name)) for name in EVIDENCE_VALUES.get(rule_id, [])},
+            "thresholds": thresholds_cache[(rule_id, band)],
+            "baseline": {name: _json_value(row.get(name)) for name in BASELINE_NAMES},
+            "age_band": band,
+            "device_id": row["device_id"],
+            "measured_at": _json_value(row["measured_at"]),
+            "is_late": bool(row["is_late"]),
+            "delay_seconds": _json_value(row["delay_seconds"]),
+        })
+    return evidences
+
+
+def candidates_from_matches(matches: pd.DataFrame, rules: RuleSet) -> pd.DataFrame:
+    """Group matches into one candidate per (patient, rule); mark candidates superseded by a sibling."""
+    if matches.empty:
+        return pd.DataFrame(columns=CANDIDATE_COLUMNS)
+    ordered = matches.assign(rank=matches["severity"].map(SEVERITY_RANK))
+    keys = ["patient_id", "rule_id"]
+    # Evidence comes from the most severe reading (the latest among equals); lateness from the latest.
+    worst = ordered.sort_values(["rank", "measured_at"], ascending=[False, False], kind="stable").drop_duplicates(keys)
+    newest_first = ordered.sort_values("measured_at", ascending=False, kind="stable")
+    latest = newest_first.drop_duplicates(keys)
+    summary = ordered.groupby(keys, sort=False).agg(
+        first_reading_at=("measured_at", "min"), last_reading_at=("measured_at", "max"),
+        reading_count=("measured_at", "size")).reset_index()
+    kept = newest_first.groupby(keys, sort=False).head(LINEAGE_IN_ALERT)
+    entries = [{"device_id": d, "measured_at": m.isoformat(), "raw_file": r, "record_index": _json_value(i)}
+               for d, m, r, i in zip(kept["device_id"], kept["measured_at"], kept["raw_file"], kept["record_index"])]
+    lineage: dict[tuple, list] = {}
+    for key, entry in zip(zip(kept["patient_id"], kept["rule_id"]), entries):
+        lineage.setdefault(key, []).append(entry)
+    worst = worst.assign(evidence=_evidences(worst, rules))
+    candidates = (
+        summary.merge(worst[[*keys, "severity", "device_id", "evidence"]], on=keys)
+        .merge(latest[[*keys, "is_late", "delay_seconds"]], on=keys)
+    )
+    candidates["lineage"] = [lineage[key] for key in zip(candidates["patient_id"], candidates["rule_id"])]
+    candidates["rule_version"] = candidates["rule_id"].map({rule_id: str(rule.version) for rule_id, rule in rules.rules.items()})
+    candidates["superseded"] = _superseded(candidates, rules)
+    candidates["delay_seconds"] = candidates["delay_seconds"].astype("float64")
+    return candidates[CANDIDATE_COLUMNS].sort_values(keys).reset_index(drop=True)
+
+
+def _superseded(candidates: pd.DataFrame, rules: RuleSet) -> pd.Series:
+    """True where another candidate of the same patient supersedes this rule (e.g. hypoxia_severe > hypoxia)."""
+    pairs = pd.DataFrame([(rule.id, other) for rule in rules.rules.values() for other in rule.supersedes],
+                         columns=["rule_id", "superseded_rule"])
+    superseded = candidates[["patient_id", "rule_id"]].merge(pairs, on="rule_id")[["patient_id", "superseded_rule"]]
+    flagged = candidates[["patient_id", "rule_id"]].merge(
+        superseded.drop_duplicates().rename(columns={"superseded_rule": "rule_id"}).assign(flag=True),
+        on=["patient_id", "rule_id"], how="left")
+    return pd.Series(flagged["flag"].fillna(False).astype(bool).to_numpy(), index=candidates.index)
+
+
+def evaluate_rules(silver: pd.DataFrame, history: pd.DataFrame | None, *, as_of: datetime,
+                   rules: RuleSet | None = None) -> pd.DataFrame:
+    """Candidates of the batch: one row per (patient, rule) that matched at least one batch reading.
+
+    ``silver`` holds the batch's readings (columns of ``transforms.schema.SILVER``); ``history``
+    recent readings of the same patients (columns of ``kidjamo.measurements``) for the rules that
+    span batches. Columns: patient_id, rule_id, rule_version, severity (most severe matching
+    reading), superseded (a more specific rule of the same patient matched too: it only updates an
+    already open alert), first/last_reading_at, reading_count, device_id, is_late and
+    delay_seconds (of the latest matching reading), evidence (values, thresholds, baseline) and
+    lineage (raw_file, record_index of the latest readings), as_of.
+    """
+    rules = rules or default_rules()
+    if silver is None or len(silver) == 0:
+        return pd.DataFrame(columns=[*CANDIDATE_COLUMNS, "as_of"])
+    candidates = candidates_from_matches(match_readings(silver, history, rules=rules), rules)
+    candidates["as_of"] = as_of
+    return candidates
+
+
+# --- 2. alerts in the database ----------------------------------------------------------------------
+def _history_lookback(rules: RuleSet) -> timedelta:
+    # Flatline needs its window; three consecutive pain readings need a minute at a 30 s cadence.
+    return timedelta(minutes=rules["sensor_flatline"].thresholds.minutes + 1)
+
+
+def read_history(connection, silver: pd.DataFrame, rules: RuleSet) -> pd.DataFrame:
+    """Readings of the batch's devices in the look-back window before each device's first batch reading."""
+    if silver.empty:
+        return pd.DataFrame(columns=HISTORY_COLUMNS)
+    first = silver.groupby("device_id", sort=False)["measured_at"].min()
+    since = first - _history_lookback(rules)
+    rows = connection.execute(
+        """
+        SELECT m.device_id, m.patient_id, m.measured_at, m.spo2, m.heart_rate, m.pain_scale, m.age_years
+        FROM unnest(%s::text[], %s::timestamptz[], %s::timestamptz[]) AS b(device_id, since, until)
+        JOIN kidjamo.measurements AS m ON m.device_id = b.device_id AND m.measured_at >= b.since AND m.measured_at < b.until
+        """,
+        (list(first.index), [t.to_pydatetime() for t in since], [t.to_pydatetime() for t in first]),
+    ).fetchall()
+    history = pd.DataFrame(rows, columns=HISTORY_COLUMNS)
+    history["measured_at"] = pd.to_datetime(history["measured_at"], utc=True)
+    return history
+
+
+def _silver_frame(silver: pa.Table | pd.DataFrame) -> pd.DataFrame:
+    frame = silver.to_pandas() if isinstance(silver, pa.Table) else silver.copy()
+    if len(frame):
+        frame["measured_at"] = pd.to_datetime(frame["measured_at"], utc=True)
+    return frame
+
+
+def _update_last_seen(connection, frame: pd.DataFrame) -> int:
+    if frame.empty:
+        return 0
+    latest = frame.groupby("device_id", sort=False).agg(patient_id=("patient_id", "first"), last=("measured_at", "max"))
+    connection.execute(
+        """
+        INSERT INTO kidjamo.device_last_seen AS s (device_id, patient_id, last_measured_at)
+        SELECT * FROM unnest(%s::text[], %s::text[], %s::timestamptz[])
+        ON CONFLICT (device_id) DO UPDATE SET
+            last_measured_at = GREATEST(s.last_measured_at, excluded.last_measured_at),
+            patient_id = CASE WHEN excluded.last_measured_at >= s.last_measured_at THEN excluded.patient_id ELSE s.patient_id END,
+            updated_at = now()
+        """,
+        (list(latest.index), list(latest["patient_id"]), [t.to_pydatetime() for t in latest["last"]]),
+    )
+    return len(latest)
+
+
+def silent_device_candidates(connection, as_of: datetime, rules: RuleSet) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``sensor_silent`` candidates: active devices whose last reading is older than the silence limit."""
+    t = rules["sensor_silent"].thresholds
+    rows = connection.execute(
+        """
+        SELECT d.device_id, d.patient_id, s.last_measured_at,
+               EXISTS (SELECT 1 FROM kidjamo.alerts AS a WHERE a.patient_id = d.patient_id AND a.status <> 'resolved'
+                       AND a.severity = 'critical' AND a.rule_id <> 'sensor_silent') AS has_open_critical
+        FROM kidjamo.devices AS d JOIN kidjamo.device_last_seen AS s USING (device_id)
+        WHERE d.active AND s.last_measured_at < %(silent_since)s AND s.last_measured_at >= %(lookback)s
+        """,
+        {"silent_since": as_of - timedelta(minutes=t.silent_minutes), "lookback": as_of - timedelta(hours=t.lookback_hours)},
+    ).fetchall()
+    if not rows:
+        return pd.DataFrame(columns=CANDIDATE_COLUMNS), pd.DataFrame(columns=["patient_id", "rule_id", "device_id", "measured_at"])
+    rule = rules["sensor_silent"]
+    records, matches = [], []
+    for device_id, patient_id, last_seen, has_critical in rows:
+        silent_minutes = (as_of - last_seen).total_seconds() / 60
+        severity = t.with_open_critical_severity if has_critical else rule.severity
+        evidence = {
+            "rule": {"id": rule.id, "version": rule.version, "title": rule.title, "condition": rule.condition,
+                     "source": rule.source, "ruleset_version": rules.ruleset_version},
+            "values": {"last_reading_at": last_seen.isoformat(), "silent_minutes": round(silent_minutes, 1),
+                       "patient_has_open_critical_alert": has_critical},
+            "thresholds": t.model_dump(), "baseline": {}, "device_id": device_id,
+            "measured_at": last_seen.isoformat(), "is_late": False, "delay_seconds": 0.0,
+        }
+        records.append({"patient_id": patient_id, "rule_id": rule.id, "rule_version": str(rule.version),
+                        "severity": severity, "superseded": False, "first_reading_at": last_seen,
+                        "last_reading_at": last_seen, "reading_count": 1, "device_id": device_id, "is_late": False,
+                        "delay_seconds": 0.0, "evidence": evidence,
+                        "lineage": [{"device_id": device_id, "measured_at": last_seen.isoformat()}]})
+        matches.append({"patient_id": patient_id, "rule_id": rule.id, "device_id": device_id, "measured_at": last_seen})
+    return pd.DataFrame(records, columns=CANDIDATE_COLUMNS), pd.DataFrame(matches)
+
+
+_UPSERT = """
+INSERT INTO kidjamo.alerts AS a (
+    patient_id, rule_id, rule_version, severity, status, first_reading_at, last_reading_at, reading_count,
+    evidence, lineage, is_late, delay_seconds, source, opened_at, updated_at, severity_since)
+VALUES (%(patient_id)s, %(rule_id)s, %(rule_version)s, %(severity)s, 'open', %(first_reading_at)s, %(last_reading_at)s,
+        GREATEST(%(fresh)s, 1), %(evidence)s, %(lineage)s, %(is_late)s, %(delay_seconds)s, %(source)s, %(at)s, %(at)s, %(at)s)
+ON CONFLICT (patient_id, rule_id) WHERE status <> 'resolved' DO UPDATE SET
+    rule_version = excluded.rule_version,
+    severity = CASE WHEN kidjamo.severity_rank(excluded.severity) > kidjamo.severity_rank(a.severity)
+                    THEN excluded.severity ELSE a.severity END,
+    severity_since = CASE WHEN kidjamo.severity_rank(excluded.severity) > kidjamo.severity_rank(a.severity)
+                          THEN excluded.severity_since ELSE a.severity_since END,
+    -- a higher severity needs a new acknowledgement
+    status = CASE WHEN kidjamo.severity_rank(excluded.severity) > kidjamo.severity_rank(a.severity)
+                  THEN 'open' ELSE a.status END,
+    evidence = CASE WHEN kidjamo.severity_rank(excluded.severity) >= kidjamo.severity_rank(a.severity)
+                    THEN excluded.evidence ELSE a.evidence END,
+    first_reading_at = LEAST(a.first_reading_at, excluded.first_reading_at),
+    last_reading_at = GREATEST(a.last_reading_at, excluded.last_reading_at),
+    reading_count = a.reading_count + %(fresh)s,
+    lineage = (SELECT coalesce(jsonb_agg(entry), '[]'::jsonb) FROM (
+                   SELECT entry FROM jsonb_array_elements(excluded.lineage || a.lineage) WITH ORDINALITY AS e(entry, n)
+                   ORDER BY n LIMIT %(lineage_limit)s) AS kept),
+    is_late = CASE WHEN excluded.last_reading_at >= a.last_reading_at THEN excluded.is_late ELSE a.is_late END,
+    delay_seconds = CASE WHEN excluded.last_reading_at >= a.last_reading_at THEN excluded.delay_seconds ELSE a.delay_seconds END,
+    updated_at = excluded.updated_at
+RETURNING alert_id, patient_id, rule_id, severity, (xmax = 0) AS inserted
+"""
+
+
+def _upsert_candidates(connection, candidates: pd.DataFrame, matches: pd.DataFrame, *, at: datetime, run_id: str,
+                       source: str, settings: Settings) -> dict:
+    """Apply candidates to kidjamo.alerts; attach their new readings; record events; queue notifications."""
+    counts = {"opened": 0, "updated": 0, "escalated": 0, "unchanged": 0, "unknown_patient": 0}
+    if candidates.empty:
+        return counts
+    keys = ["patient_id", "rule_id"]
+    known = {row[0] for row in connection.execute(
+        "SELECT patient_id FROM kidjamo.patients WHERE patient_id = ANY(%s)", (list(candidates["patient_id"].unique()),))}
+    unknown = ~candidates["patient_id"].isin(known)
+    counts["unknown_patient"] = int(unknown.sum())
+    candidates = candidates.loc[~unknown]
+    matches = matches.merge(candidates[keys], on=keys)
+    if candidates.empty:
+        return counts
+    fresh = _fresh_matches(connection, matches)
+    fresh_count = fresh.groupby(keys).size().to_dict() if len(fresh) else {}
+    prior = {(p, r): (alert_id, severity) for alert_id, p, r, severity in connection.execute(
+        """
+        SELECT a.alert_id, a.patient_id, a.rule_id, a.severity FROM kidjamo.alerts AS a
+        JOIN unnest(%s::text[], %s::text[]) AS c(patient_id, rule_id) USING (patient_id, rule_id)
+        WHERE a.status <> 'resolved' ORDER BY a.alert_id FOR UPDATE OF a
+        """,
+        (list(candidates["patient_id"]), list(candidates["rule_id"])),
+    )}
+    params = []
+    for row in candidates.itertuples(index=False):
+        key = (row.patient_id, row.rule_id)
+        new_readings = fresh_count.get(key, 0)
+        higher = key in prior and SEVERITY_RANK[row.severity] > SEVERITY_RANK[prior[key][1]]
+        if (new_readings == 0 and not higher) or (row.superseded and key not in prior):
+            counts["unchanged"] += 1
+            continue
+        params.append({
+            "patient_id": row.patient_id, "rule_id": row.rule_id, "rule_version": row.rule_version,
+            "severity": row.severity, "first_reading_at": _py_time(row.first_reading_at),
+            "last_reading_at": _py_time(row.last_reading_at), "fresh": new_readings,
+            "evidence": json.dumps(row.evidence, default=str), "lineage": json.dumps(row.lineage, default=str),
+            "is_late": bool(row.is_late), "delay_seconds": float(row.delay_seconds), "source": source, "at": at,
+            "lineage_limit": LINEAGE_IN_ALERT,
+        })
+    events = []
+    with connection.cursor() as cursor:
+        cursor.executemany(_UPSERT, params, returning=True)
+        while params:
+            alert_id, patient_id, rule_id, severity, inserted = cursor.fetchone()
+            key = (patient_id, rule_id)
+            if inserted:
+                counts["opened"] += 1
+                events.append((alert_id, f"{alert_id}:opened", "opened", severity, {"run_id": run_id}))
+            elif SEVERITY_RANK[severity] > SEVERITY_RANK[prior[key][1]]:
+                counts["escalated"] += 1
+                events.append((alert_id, f"{alert_id}:severity:{severity}", "escalated", severity,
+                               {"from": prior[key][1], "to": severity, "run_id": run_id}))
+            else:
+                counts["updated"] += 1
+            if not cursor.nextset():
+                break
+    _attach_readings(connection, fresh)
+    counts["events"] = len(events)
+    counts["notifications_queued"] = record_events(connection, events, at=at, run_id=run_id, settings=settings)
+    return counts
+
+
+def _py_time(value) -> datetime:
+    return value.to_pydatetime() if isinstance(value, pd.Timestamp) else value
+
+
+def _fresh_matches(connection, matches: pd.DataFrame) -> pd.DataFrame:
+    """The matches not yet attached to any alert of the same patient and rule."""
+    if matches.empty:
+        return matches
+    columns = ["patient_id", "rule_id", "device_id", "measured_at"]
+    frame = matches.copy()
+    for column in ("raw_file", "record_index"):
+        if column not in frame:
+            frame[column] = None
+    times = [_py_time(t) for t in pd.to_datetime(frame["measured_at"], utc=True)]
+    attached = connection.execute(
+        """
+        SELECT m.n FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[]) WITH ORDINALITY
+             AS m(patient_id, rule_id, device_id, measured_at, n)
+        JOIN kidjamo.alert_readings AS r USING (patient_id, rule_id, device_id, measured_at)
+        """,
+        (list(frame["patient_id"]), list(frame["rule_id"]), list(frame["device_id"]), times),
+    ).fetchall()
+    seen = np.zeros(len(frame), dtype=bool)
+    if attached:
+        seen[[n - 1 for (n,) in attached]] = True
+    return frame.loc[~seen, [*columns, "raw_file", "record_index"]]
+
+
+def _attach_readings(connection, fresh: pd.DataFrame) -> None:
+    if fresh.empty:
+        return
+    record_index = [None if pd.isna(i) else int(i) for i in fresh["record_index"]]
+    raw_file = [None if pd.isna(f) else str(f) for f in fresh["raw_file"]]
+    connection.execute(
+        """
+        INSERT INTO kidjamo.alert_readings (patient_id, rule_id, device_id, measured_at, alert_id, raw_file, record_index)
+        SELECT m.patient_id, m.rule_id, m.device_id, m.measured_at, a.alert_id, m.raw_file, m.record_index
+        FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[], %s::text[], %s::integer[])
+             AS m(patient_id, rule_id, device_id, measured_at, raw_file, record_index)
+        JOIN kidjamo.alerts AS a ON a.patient_id = m.patient_id AND a.rule_id = m.rule_id AND a.status <> 'resolved'
+        ON CONFLICT (patient_id, rule_id, device_id, measured_at) DO UPDATE
+            SET raw_file = coalesce(kidjamo.alert_readings.raw_file, excluded.raw_file),
+                record_index = coalesce(kidjamo.alert_readings.record_index, excluded.record_index)
+        """,
+        (list(fresh["patient_id"]), list(fresh["rule_id"]), list(fresh["device_id"]),
+         [_py_time(t) for t in pd.to_datetime(fresh["measured_at"], utc=True)], raw_file, record_index),
+    )
+
+
+def record_events(connection, events: list[tuple], *, at: datetime, run_id: str | None, settings: Settings,
+                  audience: str = "care_team", actor: str = "pipeline") -> int:
+    """Insert alert events (once per event key) and queue their notifications; return how many were queued."""
+    queued = 0
+    for alert_id, event_key, event_type, severity, details in events:
+        row = connection.execute(
+            """
+            INSERT INTO kidjamo.alert_events (alert_id, event_key, event_type, severity, audience, actor, details, run_id, event_at)
+            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (event_key) DO NOTHING RETURNING event_id
+            """,
+            (alert_id, event_key, event_type, severity, audience, actor, json.dumps(details, default=str), run_id, at),
+        ).fetchone()
+        if row is None or event_type not in ("opened", "escalated", "escalation_notice"):
+            continue
+        for channel in _channels_for(severity, settings):
+            queued += connection.execute(
+                "INSERT INTO kidjamo.notifications (event_id, channel, next_attempt_at) VALUES (%s, %s, %s)"
+                " ON CONFLICT (event_id, channel) DO NOTHING",
+                (row[0], channel, at),
+            ).rowcount
+    return queued
+
+
+def _channels_for(severity: str, settings: Settings) -> list[str]:
+    """Webhook and SNS page from ``notify_min_severity``; the log records every event."""
+    pages = SEVERITY_RANK[severity] >= SEVERITY_RANK[settings.notify_min_severity]
+    return [channel for channel in notify.configured_channels(settings) if channel == "log" or pages]
+
+
+def _auto_resolve(connection, as_of: datetime, run_id: str, settings: Settings) -> int:
+    """Resolve alerts whose rule stopped matching: newer readings exist and the quiet period has passed.
+
+    ``sensor_silent`` resolves as soon as its device reports again.
+    """
+    quiet = timedelta(minutes=settings.alert_quiet_minutes)
+    rows = connection.execute(
+        """
+        WITH patient_last AS (
+            SELECT patient_id, max(last_measured_at) AS last_seen FROM kidjamo.device_last_seen GROUP BY patient_id
+        )
+        UPDATE kidjamo.alerts AS a
+        SET status = 'resolved', resolved_at = %(as_of)s, resolved_by = 'pipeline', updated_at = %(as_of)s,
+            resolution = CASE WHEN a.rule_id = 'sensor_silent' THEN 'device reporting again'
+                              ELSE 'rule quiet for ' || %(quiet_minutes)s || ' minutes' END
+        FROM patient_last AS p
+        WHERE a.patient_id = p.patient_id AND a.status <> 'resolved'
+          AND CASE WHEN a.rule_id = 'sensor_silent'
+                   THEN EXISTS (SELECT 1 FROM kidjamo.device_last_seen AS s
+                                WHERE s.device_id = a.evidence ->> 'device_id' AND s.last_measured_at > a.last_reading_at)
+                   ELSE a.last_reading_at <= %(as_of)s - %(quiet)s AND p.last_seen >= a.last_reading_at + %(quiet)s END
+        RETURNING a.alert_id, a.severity
+        """,
+        {"as_of": as_of, "quiet": quiet, "quiet_minutes": f"{settings.alert_quiet_minutes:g}"},
+    ).fetchall()
+    events = [(alert_id, f"{alert_id}:resolved", "resolved", severity, {"reason": "auto", "run_id": run_id})
+              for alert_id, severity in rows]
+    record_events(connection, events, at=as_of, run_id=run_id, settings=settings)
+    return len(rows)
+
+
+def raise_alerts(database_url: str, silver: pa.Table | pd.DataFrame, *, interval_start: datetime, interval_end: datetime,
+                 run_id: str, rules: RuleSet | None = None, settings: Settings | None = None) -> dict:
+    """Evaluate the interval's silver readings and bring ``kidjamo.alerts`` up to date (idempotent).
+
+    Returns counts (opened, updated, escalated, unchanged, resolved, silent, notifications_queued…)
+    and ``candidates``: the DataFrame of :func:`evaluate_rules` plus silent-device candidates.
+    """
+    rules = rules or default_rules()
+    settings = settings or get_settings()
+    frame = _silver_frame(silver)
+    with connect(database_url, application_name="kidjamo-alerts") as connection:
+        history = read_history(connection, frame, rules)
+        matches = match_readings(frame, history, rules=rules) if len(frame) else pd.DataFrame()
+        candidates = candidates_from_matches(matches, rules) if len(frame) else pd.DataFrame(columns=CANDIDATE_COLUMNS)
+        devices_seen = _update_last_seen(connection, frame)
+        silent, silent_matches = silent_device_candidates(connection, interval_end, rules)
+        all_candidates = pd.concat([c for c in (candidates, silent) if len(c)], ignore_index=True) \
+            if len(candidates) or len(silent) else pd.DataFrame(columns=CANDIDATE_COLUMNS)
+        match_keys = matches[["patient_id", "rule_id", "device_id", "measured_at", "raw_file", "record_index"]] \
+            if len(matches) else pd.DataFrame(columns=["patient_id", "rule_id", "device_id", "measured_at"])
+        all_matches = pd.concat([m for m in (match_keys, silent_matches) if len(m)], ignore_index=True) \
+            if len(match_keys) or len(silent_matches) else match_keys
+        counts = _upsert_candidates(connection, all_candidates, all_matches, at=interval_end, run_id=run_id,
+                                    source="batch", settings=settings)
+        counts["resolved"] = _auto_resolve(connection, interval_end, run_id, settings)
+    all_candidates["as_of"] = interval_end
+    return {"readings": len(frame), "history_readings": len(history), "devices_seen": devices_seen,
+            "matches": len(matches), "silent_devices": len(silent), **counts, "candidates": all_candidates}
+
+
+# --- fast path ---------------------------------------------------------------------------------------
+def raise_fast_path_alert(database_url: str, reading: dict, *, received_at: datetime, rules: RuleSet | None = None,
+                          settings: Settings | None = None) -> int | None:
+    """Open (or update) a critical alert at once for a raw payload crossing a fast-path threshold.
+
+    ``reading`` is a payload of DESIGN.md (device_id, patient_id, timestamp, vitals…). Returns the
+    alert id, or None when nothing crosses a threshold or the patient is not registered. The
+    reading is attached to the alert, so the minute batch updates this alert instead of counting
+    the reading again.
+    """
+    rules = rules or default_rules()
+    settings = settings or get_settings()
+    vitals = reading.get("vitals") or {}
+    spo2, temperature = vitals.get("spo2"), vitals.get("temperature")
+    fired = []
+    for rule in rules.rules.values():
+        fast = rule.fast_path
+        if fast is None:
+            continue
+        if fast.spo2_below is not None and isinstance(spo2, (int, float)) and spo2 < fast.spo2_below:
+            fired.append((rule, {"spo2": spo2}, fast.model_dump(exclude_none=True)))
+        elif fast.temperature_at_least is not None and isinstance(temperature, (int, float)) \
+                and temperature >= fast.temperature_at_least:
+            fired.append((rule, {"temperature": temperature}, fast.model_dump(exclude_none=True)))
+    if not fired:
+        return None
+    measured_at = pd.Timestamp(reading["timestamp"]).tz_convert("UTC") if pd.Timestamp(reading["timestamp"]).tzinfo \
+        else pd.Timestamp(reading["timestamp"]).tz_localize("UTC")
+    delay = max((received_at - measured_at.to_pydatetime()).total_seconds(), 0.0)
+    is_late = delay > settings.late_after.total_seconds()
+    records, matches = [], []
+    for rule, values, thresholds in fired:
+        evidence = {
+            "rule": {"id": rule.id, "version": rule.version, "title": rule.title, "condition": rule.condition,
+                     "source": rule.source, "ruleset_version": rules.ruleset_version},
+            "values": values, "thresholds": {"fast_path": thresholds, **rule.thresholds.model_dump()}, "baseline": {},
+            "device_id": reading.get("device_id"), "measured_at": measured_at.isoformat(), "is_late": is_late,
+            "delay_seconds": delay, "fast_path": True, "message_id": reading.get("message_id"),
+        }
+        records.append({"patient_id": reading["patient_id"], "rule_id": rule.id, "rule_version": str(rule.version),
+                        "severity": rule.severity, "superseded": False, "first_reading_at": measured_at,
+                        "last_reading_at": measured_at, "reading_count": 1, "device_id": reading.get("device_id"),
+                        "is_late": is_late, "delay_seconds": delay, "evidence": evidence,
+                        "lineage": [{"device_id": reading.get("device_id"), "measured_at": measured_at.isoformat(),
+                                     "message_id": reading.get("message_id"), "source": "fast_path"}]})
+        matches.append({"patient_id": reading["patient_id"], "rule_id": rule.id, "device_id": reading.get("device_id"),
+                        "measured_at": measured_at})
+    with connect(database_url, application_name="kidjamo-fast-path") as connection:
+        _upsert_candidates(connection, pd.DataFrame(records, columns=CANDIDATE_COLUMNS), pd.DataFrame(matches),
+                           at=received_at, run_id=None, source="fast_path", settings=settings)
+        row = connection.execute(
+            "SELECT alert_id FROM kidjamo.alerts WHERE patient_id = %s AND rule_id = ANY(%s) AND status <> 'resolved'"
+            " ORDER BY kidjamo.severity_rank(severity) DESC, alert_id LIMIT 1",
+            (reading["patient_id"], [rule.id for rule, _, _ in fired]),
+        ).fetchone()
+    return row[0] if row else None
+
+
+# --- 3. escalation -----------------------------------------------------------------------------------
+def escalate(database_url: str, *, as_of: datetime, rules: RuleSet | None = None, settings: Settings | None = None) -> dict:
+    """Escalation notices for critical alerts still unacknowledged 5 and 15 minutes after becoming critical."""
+    rules = rules or default_rules()
+    settings = settings or get_settings()
+    tiers = [(1, "escalation", rules.escalation.escalation_channel_minutes),
+             (2, "second_tier", rules.escalation.second_tier_minutes)]
+    counts = {"escalation": 0, "second_tier": 0, "notifications_queued": 0}
+    with connect(database_url, application_name="kidjamo-escalation") as connection:
+        for tier, audience, minutes in tiers:
+            due = connection.execute(
+                """
+                SELECT alert_id FROM kidjamo.alerts AS a
+                WHERE status = 'open' AND severity = 'critical' AND severity_since <= %s
+                  AND NOT EXISTS (SELECT 1 FROM kidjamo.alert_events AS e WHERE e.event_key = a.alert_id || ':escalation:' || %s)
+                """,
+                (as_of - timedelta(minutes=minutes), tier),
+            ).fetchall()
+            events = [(alert_id, f"{alert_id}:escalation:{tier}", "escalation_notice", "critical",
+                       {"tier": tier, "unacknowledged_minutes": minutes}) for (alert_id,) in due]
+            counts[audience] = len(events)
+            counts["notifications_queued"] += record_events(connection, events, at=as_of, run_id=None,
+                                                            settings=settings, audience=audience)
+    return counts
+
+
+# --- 4. delivery -------------------------------------------------------------------------------------
+_CLAIM = """
+WITH due AS (
+    SELECT n.notification_id FROM kidjamo.notifications AS n
+    WHERE (n.status = 'pending' AND n.next_attempt_at <= %(now)s)
+       OR (n.status = 'sending' AND n.claimed_at < %(stale)s)
+    ORDER BY n.next_attempt_at, n.notification_id
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE kidjamo.notifications AS n SET status = 'sending', claimed_at = %(now)s
+FROM due WHERE n.notification_id = due.notification_id
+RETURNING n.notification_id
+"""
+
+_DOCUMENT = """
+SELECT n.notification_id, n.channel, n.attempts, e.event_id, e.event_key, e.event_type, e.audience, e.severity,
+       e.event_at, e.details, a.alert_id, a.patient_id, a.rule_id, a.rule_version, a.status, a.first_reading_at,
+       a.last_reading_at, a.reading_count, a.is_late, a.delay_seconds, a.evidence, p.care_team
+FROM kidjamo.notifications AS n
+JOIN kidjamo.alert_events AS e USING (event_id)
+JOIN kidjamo.alerts AS a USING (alert_id)
+LEFT JOIN kidjamo.patients AS p USING (patient_id)
+WHERE n.notification_id = ANY(%s)
+ORDER BY kidjamo.severity_rank(e.severity) DESC, n.notification_id
+"""
+
+
+def notification_document(row: dict) -> dict:
+    """The JSON document sent for an alert event (the same on every channel)."""
+    evidence = row["evidence"] or {}
+    return {
+        "kind": "kidjamo.alert", "event_id": row["event_id"], "event_key": row["event_key"],
+        "event_type": row["event_type"], "audience": row["audience"], "event_at": row["event_at"],
+        "alert_id": row["alert_id"], "patient_id": row["patient_id"], "care_team": row["care_team"],
+        "rule_id": row["rule_id"], "rule_version": row["rule_version"], "severity": row["severity"],
+        "status": row["status"], "title": (evidence.get("rule") or {}).get("title"),
+        "first_reading_at": row["first_reading_at"], "last_reading_at": row["last_reading_at"],
+        "reading_count": row["reading_count"], "is_late": row["is_late"], "delay_seconds": row["delay_seconds"],
+        "evidence": evidence, "details": row["details"],
+    }
+
+
+def deliver_notifications(database_url: str, *, now: datetime | None = None, limit: int = 500,
+                          settings: Settings | None = None) -> dict:
+    """Send every due notification once; record each attempt; reschedule failures with backoff.
+
+    Rows are claimed (status ``sending``) in a committed transaction with ``FOR UPDATE SKIP LOCKED``
+    before anything is sent, so concurrent or retried tasks never send the same notification; a
+    claim left by a crashed sender is retried after ``notify_claim_timeout_s`` with the same
+    delivery id (``X-Kidjamo-Delivery`` header, SNS deduplication id) for receivers to deduplicate.
+    """
+    settings = settings or get_settings()
+    now = now or datetime.now(timezone.utc)
+    stale = now - timedelta(seconds=settings.notify_claim_timeout_s)
+    with connect(database_url, application_name="kidjamo-notify") as connection:
+        claimed = [row[0] for row in connection.execute(_CLAIM, {"now": now, "stale": stale, "limit": limit})]
+    counts = {"claimed": len(claimed), "sent": 0, "retry_later": 0, "failed": 0}
+    if not claimed:
+        return counts
+    with connect(database_url, application_name="kidjamo-notify") as connection:
+        cursor = connection.execute(_DOCUMENT, (claimed,))
+        names = [column.name for column in cursor.description]
+        rows = [dict(zip(names, values)) for values in cursor.fetchall()]
+    for row in rows:
+        outcome = _deliver_one(database_url, row, now=now, settings=settings)
+        counts[outcome] += 1
+    return counts
+
+
+def _deliver_one(database_url: str, row: dict, *, now: datetime, settings: Settings) -> str:
+    document = notification_document(row)
+    target = notify.target(row["channel"], row["audience"], settings)
+    delivery_id = f"{row['event_key']}:{row['channel']}"
+    subject = f"[{row['severity'].upper()}] {document['title'] or row['rule_id']} — patient {row['patient_id']}"
+    attempts: list[tuple[int, str, str]] = []
+    attempt_number = row["attempts"]
+
+    def send() -> str:
+        nonlocal attempt_number
+        attempt_number += 1
+        try:
+            detail = notify.deliver(target, document, subject=subject, delivery_id=delivery_id,
+                                    group_id=row["patient_id"], settings=settings)
+        except notify.DeliveryError as error:
+            attempts.append((attempt_number, "failed", str(error)[:1000]))
+            raise
+        attempts.append((attempt_number, "sent", detail))
+        return detail
+
+    per_run = max(1, min(settings.notify_attempts_per_run, settings.notify_max_attempts - row["attempts"]))
+    retrying = Retrying(stop=stop_after_attempt(per_run), wait=wait_exponential(multiplier=0.2, max=2),
+                        retry=retry_if_exception_type(notify.DeliveryError), reraise=False)
+    try:
+        retrying(send)
+        sent = True
+    except RetryError:
+        sent = False
+    if sent:
+        status, next_attempt, outcome = "sent", None, "sent"
+    elif attempt_number >= settings.notify_max_attempts:
+        status, next_attempt, outcome = "failed", None, "failed"
+    else:
+        backoff = min(settings.notify_retry_base_s * 2 ** (attempt_number - 1), 3600)
+        status, next_attempt, outcome = "pending", now + timedelta(seconds=backoff), "retry_later"
+    with connect(database_url, application_name="kidjamo-notify") as connection:
+        with connection.cursor() as cursor:
+            cursor.executemany(
+                "INSERT INTO kidjamo.notification_attempts (notification_id, attempt, outcome, target, detail)"
+                " VALUES (%s, %s, %s, %s, %s)",
+                [(row["notification_id"], number, result, target.address or target.channel, detail)
+                 for number, result, detail in attempts],
+            )
+        connection.execute(
+            """
+            UPDATE kidjamo.notifications SET status = %s, attempts = %s, claimed_at = NULL,
+                   sent_at = CASE WHEN %s = 'sent' THEN now() END,
+                   next_attempt_at = coalesce(%s, next_attempt_at), last_error = %s
+            WHERE notification_id = %s
+            """,
+            (status, attempt_number, status, next_attempt, None if sent else attempts[-1][2], row["notification_id"]),
+        )
+    if not sent:
+        log.warning("notification %s (%s) not delivered: %s", row["notification_id"], delivery_id, attempts[-1][2])
+    return outcome

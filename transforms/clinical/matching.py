@@ -1,0 +1,199 @@
+"""Which readings match which rule, vectorized: one severity per (reading, rule), or nothing.
+
+Every matcher takes the readings of a batch together with their recent history (sorted by
+patient and time) and returns a Series of severities aligned with them (None where the rule does
+not match). Thresholds come from the validated rule set (``rules.yaml``), never from code.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from transforms.clinical import scores
+from transforms.clinical.rules import Rule, RuleSet
+
+Matcher = Callable[[pd.DataFrame, Rule, RuleSet], pd.Series]
+
+
+def _severity(frame: pd.DataFrame, condition: pd.Series, severity: str) -> pd.Series:
+    return pd.Series(np.where(condition.fillna(False).to_numpy(dtype=bool), severity, None), index=frame.index, dtype="object")
+
+
+def _choose(frame: pd.DataFrame, ladder: list[tuple[pd.Series, str]]) -> pd.Series:
+    """The first severity of ``ladder`` (most severe first) whose condition holds."""
+    conditions = [condition.fillna(False).to_numpy(dtype=bool) for condition, _ in ladder]
+    chosen = np.select(conditions, [severity for _, severity in ladder], default="")
+    return pd.Series(np.where(chosen == "", None, chosen), index=frame.index, dtype="object")
+
+
+def _band(frame: pd.DataFrame, vital: str, rules: RuleSet) -> pd.DataFrame:
+    return scores.pews_band(frame[vital], frame["age_band"], vital, rules)
+
+
+def fever(frame, rule, rules):
+    return _severity(frame, frame["temperature"] > rule.thresholds.temperature_above, rule.severity)
+
+
+def fever_infant(frame, rule, rules):
+    t = rule.thresholds
+    return _severity(frame, (frame["age_years"] < t.age_below_years) & (frame["temperature"] >= t.temperature_at_least), rule.severity)
+
+
+def fever_onset(frame, rule, rules):
+    t = rule.thresholds
+    # An unknown age is treated as >= 1 year: an infant's stricter rule cannot apply without it.
+    old_enough = (frame["age_years"] >= t.age_at_least_years) | frame["age_years"].isna()
+    in_range = (frame["temperature"] >= t.temperature_at_least) & (frame["temperature"] <= t.temperature_at_most)
+    return _severity(frame, old_enough & in_range, rule.severity)
+
+
+def hypothermia(frame, rule, rules):
+    return _severity(frame, frame["temperature"] <= rule.thresholds.temperature_at_most, rule.severity)
+
+
+def hypoxia(frame, rule, rules):
+    return _severity(frame, frame["spo2"] <= rule.thresholds.spo2_at_most, rule.severity)
+
+
+def spo2_below(frame, rule, rules):
+    return _severity(frame, frame["spo2"] < rule.thresholds.spo2_below, rule.severity)
+
+
+def _spo2_drop(frame: pd.DataFrame, rules: RuleSet) -> pd.Series:
+    t = rules["spo2_drop"].thresholds
+    return (frame["spo2"] < t.spo2_below) & ((frame["spo2_baseline"] - frame["spo2"]) >= t.drop_at_least)
+
+
+def spo2_drop(frame, rule, rules):
+    return _severity(frame, _spo2_drop(frame, rules), rule.severity)
+
+
+def acs_pattern(frame, rule, rules):
+    t = rule.thresholds
+    fast_breathing = _band(frame, "respiratory_rate", rules)["above_normal"]
+    companion = fast_breathing | (frame["temperature"] > t.temperature_above) | (frame["pain_scale"] >= t.pain_at_least)
+    return _severity(frame, _spo2_drop(frame, rules) & companion, rule.severity)
+
+
+def tachypnoea(frame, rule, rules):
+    band = _band(frame, "respiratory_rate", rules)
+    return _choose(frame, [(band["extreme_high"], rule.thresholds.extreme_severity), (band["above_normal"], rule.severity)])
+
+
+def heart_rate(frame, rule, rules):
+    band = _band(frame, "heart_rate", rules)
+    extreme = band["extreme_high"] | band["extreme_low"]
+    outside = band["above_normal"] | band["below_normal"]
+    return _choose(frame, [(extreme, rule.thresholds.extreme_severity), (outside, rule.severity)])
+
+
+def pain_severe(frame, rule, rules):
+    t = rule.thresholds
+    severe = (frame["pain_scale"] >= t.pain_at_least).fillna(False).astype(bool)
+    streak = severe.copy()
+    by_patient = severe.groupby(frame["patient_id"], sort=False)
+    for back in range(1, t.consecutive_readings):
+        streak &= by_patient.shift(back, fill_value=False).astype(bool)
+    return _severity(frame, streak, rule.severity)
+
+
+def voc_pattern(frame, rule, rules):
+    t = rule.thresholds
+    companion = (frame["temperature"] > t.temperature_above) | (frame["spo2"] <= t.spo2_at_most)
+    return _severity(frame, (frame["pain_scale"] >= t.pain_at_least) & companion, rule.severity)
+
+
+def news2(frame, rule, rules):
+    t = rule.thresholds
+    adult = frame["age_years"] >= t.age_at_least_years
+    total = frame["news2_partial"].astype("float64")
+    single = frame["news2_max_parameter"].astype("float64")
+    return _choose(frame, [
+        (adult & (total >= t.critical_at_least), t.critical_severity),
+        (adult & ((total >= t.high_at_least) | (single >= t.single_parameter_at_least)), rule.severity),
+    ])
+
+
+def _dehydrated(frame: pd.DataFrame, rules: RuleSet) -> pd.Series:
+    t = rules["dehydration"].thresholds
+    below_baseline = (frame["hydration_baseline"] - frame["hydration_pct"]) >= t.drop_at_least
+    return below_baseline.fillna(False) | (frame["hydration_pct"] < t.hydration_below).fillna(False)
+
+
+def dehydration(frame, rule, rules):
+    return _severity(frame, _dehydrated(frame, rules), rule.severity)
+
+
+def heat_dehydration(frame, rule, rules):
+    t = rule.thresholds
+    hot_and_active = (frame["ambient_temp"] >= t.ambient_at_least) & (frame["activity_level"] >= t.activity_at_least)
+    return _severity(frame, _dehydrated(frame, rules) & hot_and_active, rule.severity)
+
+
+def heat_exposure(frame, rule, rules):
+    t = rule.thresholds
+    heat = frame["heat_index_c"].fillna(frame["ambient_temp"])
+    return _choose(frame, [(heat >= t.high_at_least, t.high_severity), (heat >= t.heat_index_at_least, rule.severity)])
+
+
+def cold_exposure(frame, rule, rules):
+    return _severity(frame, frame["ambient_temp"] <= rule.thresholds.ambient_at_most, rule.severity)
+
+
+def sensor_flatline(frame, rule, rules):
+    t = rule.thresholds
+    by_device = frame.sort_values(["device_id", "measured_at"], kind="stable")
+    flat = pd.Series(False, index=by_device.index)
+    new_device = by_device["device_id"] != by_device["device_id"].shift()
+    for vital in t.vitals:
+        values = by_device[vital]
+        # A run is a stretch of identical values on one device; a missing value ends the run.
+        run_id = (new_device | (values != values.shift()) | values.isna()).cumsum()
+        run_start = by_device["measured_at"].groupby(run_id).transform("min")
+        flat |= values.notna() & ((by_device["measured_at"] - run_start) >= pd.Timedelta(minutes=t.minutes))
+    return _severity(frame, flat.reindex(frame.index), rule.severity)
+
+
+def sensor_battery(frame, rule, rules):
+    return _severity(frame, frame["battery_level"] < rule.thresholds.battery_below, rule.severity)
+
+
+#: Rules judged reading by reading (sensor_silent is judged from devices' last readings instead).
+MATCHERS: dict[str, Matcher] = {
+    "fever": fever,
+    "fever_infant": fever_infant,
+    "fever_onset": fever_onset,
+    "hypothermia": hypothermia,
+    "hypoxia": hypoxia,
+    "hypoxia_severe": spo2_below,
+    "hypoxia_emergency": spo2_below,
+    "spo2_drop": spo2_drop,
+    "acs_pattern": acs_pattern,
+    "tachypnoea": tachypnoea,
+    "heart_rate": heart_rate,
+    "pain_severe": pain_severe,
+    "voc_pattern": voc_pattern,
+    "news2": news2,
+    "dehydration": dehydration,
+    "heat_dehydration": heat_dehydration,
+    "heat_exposure": heat_exposure,
+    "cold_exposure": cold_exposure,
+    "sensor_flatline": sensor_flatline,
+    "sensor_battery": sensor_battery,
+}
+
+#: The reading values each rule's evidence shows, besides the rule's thresholds.
+EVIDENCE_VALUES: dict[str, list[str]] = {
+    "fever": ["temperature"], "fever_infant": ["temperature", "age_years"], "fever_onset": ["temperature", "age_years"],
+    "hypothermia": ["temperature"], "hypoxia": ["spo2"], "hypoxia_severe": ["spo2"], "hypoxia_emergency": ["spo2"],
+    "spo2_drop": ["spo2"], "acs_pattern": ["spo2", "respiratory_rate", "temperature", "pain_scale"],
+    "tachypnoea": ["respiratory_rate"], "heart_rate": ["heart_rate"], "pain_severe": ["pain_scale"],
+    "voc_pattern": ["pain_scale", "temperature", "spo2"],
+    "news2": ["news2_partial", "news2_max_parameter", "respiratory_rate", "spo2", "heart_rate", "temperature"],
+    "dehydration": ["hydration_pct"], "heat_dehydration": ["hydration_pct", "ambient_temp", "activity_level"],
+    "heat_exposure": ["heat_index_c", "ambient_temp", "ambient_humidity"], "cold_exposure": ["ambient_temp"],
+    "sensor_flatline": ["spo2", "heart_rate"], "sensor_battery": ["battery_level"],
+}
