@@ -341,6 +341,8 @@ class IngestionService:
             await asyncio.to_thread(self.credentials.refresh)
         except Exception:  # the database may come up later; /readyz says so meanwhile
             log.exception("could not load device credentials")
+        if await asyncio.to_thread(self._raise_fast_path_alert) is None:  # import now, not on the first emergency
+            log.error("transforms.alerts.raise_fast_path_alert is missing: critical readings will wait for the batch")
         await self.writer.start()
         self._spawn(self._refresh_credentials_forever())
 
