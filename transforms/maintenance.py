@@ -8,8 +8,8 @@ Run by ``dags/kidjamo_maintenance.py``, and callable without Airflow (tests, a s
 - :func:`lake_sizes` and :func:`database_sizes` report what the lake and the warehouse hold.
 - :func:`clean_airflow_metadata` runs ``airflow db clean``: a minute schedule adds 1,440 DAG runs
   (and their task instances, XComs and logs rows) a day to Airflow's own database.
-- :func:`partition_window` and :func:`create_partitions_ahead` keep tomorrow's measurement
-  partitions ready before the first reading of the day arrives.
+- :func:`partition_window` names the measurement partitions to create ahead, so that tomorrow's
+  exist before its first reading arrives.
 
 Compacted layout: a closed day ``{layer}/vitals/dt=YYYY-MM-DD/`` holds one file
 ``compacted.parquet`` (rows sorted by ``arrival_minute``) instead of ``hh=/mm=`` minute folders.
@@ -165,17 +165,6 @@ def partition_window(as_of: date, days_ahead: int) -> tuple[date, date]:
     if days_ahead < 0:
         raise ValueError(f"days_ahead must be >= 0, got {days_ahead}")
     return as_of, as_of + timedelta(days=days_ahead)
-
-
-def create_partitions_ahead(database_url: str, as_of: date, days_ahead: int = 7) -> int:
-    """Create the missing daily partitions of ``kidjamo.measurements`` up to ``days_ahead``; return how many.
-
-    Uses the schema's own ``kidjamo.ensure_measurement_partitions`` (sql/0001_core.sql), which the
-    warehouse load also calls on demand.
-    """
-    first_day, last_day = partition_window(as_of, days_ahead)
-    with connect(database_url, application_name="kidjamo-maintenance") as connection:
-        return int(connection.execute("SELECT kidjamo.ensure_measurement_partitions(%s, %s)", (first_day, last_day)).fetchone()[0])
 
 
 def airflow_db_clean_command(clean_before: datetime, *, tables: tuple[str, ...] = (), dry_run: bool = False) -> list[str]:

@@ -131,13 +131,10 @@ def test_lake_sizes_count_files_and_bytes_per_layer(lake: Lake, silver_day):
     assert sizes["raw"] == {"files": 0, "bytes": 0}
 
 
-def test_partitions_are_created_ahead_once(fresh_database_url):
-    assert maintenance.create_partitions_ahead(fresh_database_url, date(2031, 1, 30), days_ahead=3) == 4
-    assert maintenance.create_partitions_ahead(fresh_database_url, date(2031, 1, 30), days_ahead=3) == 0
-    with psycopg.connect(fresh_database_url) as connection:
-        names = {row[0] for row in connection.execute(
-            "SELECT relname FROM pg_class WHERE relname LIKE 'measurements_2031%' AND relkind = 'r'")}
-    assert names == {"measurements_20310130", "measurements_20310131", "measurements_20310201", "measurements_20310202"}
+def test_partition_window_covers_today_and_the_days_ahead():
+    assert maintenance.partition_window(date(2031, 1, 30), 3) == (date(2031, 1, 30), date(2031, 2, 2))
+    with pytest.raises(ValueError, match="days_ahead"):
+        maintenance.partition_window(date(2031, 1, 30), -1)
 
 
 def test_database_sizes_sum_partitions_into_their_table(fresh_database_url):
