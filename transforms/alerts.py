@@ -417,6 +417,20 @@ def _fresh_matches(connection, matches: pd.DataFrame) -> pd.DataFrame:
         if column not in frame:
             frame[column] = None
     times = [_py_time(t) for t in pd.to_datetime(frame["measured_at"], utc=True)]
+    raw_file = [None if pd.isna(f) else str(f) for f in frame["raw_file"]]
+    record_index = [None if pd.isna(i) else int(i) for i in frame["record_index"]]
+    if any(raw_file):
+        # Readings first attached by the fast path get their lake lineage when the batch sees them.
+        connection.execute(
+            """
+            UPDATE kidjamo.alert_readings AS r SET raw_file = m.raw_file, record_index = m.record_index
+            FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[], %s::text[], %s::integer[])
+                 AS m(patient_id, rule_id, device_id, measured_at, raw_file, record_index)
+            WHERE r.raw_file IS NULL AND m.raw_file IS NOT NULL AND r.patient_id = m.patient_id
+              AND r.rule_id = m.rule_id AND r.device_id = m.device_id AND r.measured_at = m.measured_at
+            """,
+            (list(frame["patient_id"]), list(frame["rule_id"]), list(frame["device_id"]), times, raw_file, record_index),
+        )
     attached = connection.execute(
         """
         SELECT m.n FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[]) WITH ORDINALITY
