@@ -28,3 +28,35 @@ def import_(csv_file: Path) -> None:
     except RegistryError as error:
         raise click.ClickException(str(error))
     click.echo(json.dumps(counts))
+
+
+@command.command()
+@click.argument("patient_id")
+@click.option("--output", "-o", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="folder to write (default: ./export-PATIENT_ID)")
+def export(patient_id: str, output: Path | None) -> None:
+    """Right of access: write everything held on PATIENT_ID (database and lake) to a folder."""
+    from kidjamo.privacy import export_patient
+    from kidjamo.storage import Lake
+
+    destination = output or Path(f"export-{patient_id}")
+    try:
+        manifest = export_patient(patient_id, database_url=database.ensure_database(), lake=Lake.from_settings(),
+                                  destination=destination, actor=getpass.getuser())
+    except LookupError as error:
+        raise click.ClickException(str(error))
+    click.echo(f"exported {sum(manifest['files'].values())} rows/records of {patient_id} to {destination}/ (see manifest.json)")
+
+
+@command.command()
+@click.argument("patient_id")
+@click.option("--yes", is_flag=True, help="do not ask for confirmation")
+def erase(patient_id: str, yes: bool) -> None:
+    """Right of erasure: remove PATIENT_ID everywhere (database, landing, raw, bronze, silver, gold)."""
+    from kidjamo.privacy import erase_patient
+    from kidjamo.storage import Lake
+
+    if not yes:
+        click.confirm(f"Erase every trace of {patient_id} from the database and the lake? This cannot be undone", abort=True)
+    summary = erase_patient(patient_id, database_url=database.ensure_database(), lake=Lake.from_settings(), actor=getpass.getuser())
+    click.echo(json.dumps(summary, indent=1))
