@@ -70,16 +70,18 @@ SCENARIO_KINDS = (
     "duplicates",
     "malformed",
 )
+#: Off the 30 s grid on purpose: a skewed timestamp must not collide with the device's own later reading.
+CLOCK_SKEW_S = 607
 SCENARIO_DOC = {
     "hypoxia": "SpO2 falls from baseline to about 82 % within 2 minutes and stays there (fast-path alert)",
     "fever": "temperature climbs to about 39.3 degC over 10 minutes, heart and respiratory rates rise",
-    "acs": "acute chest pattern: SpO2 4-5 points below baseline, fast breathing, 38.7 degC, pain 6",
+    "acs": "acute chest pattern: SpO2 4-5 points below baseline, fast breathing, 38.8 degC, pain 6",
     "pain_crisis": "vaso-occlusive crisis: pain 7-9, heart rate +20 %, activity 0",
     "heat_dehydration": "ambient 35 degC, activity 6-8, hydration 15+ points below baseline",
     "flatline": "SpO2 and heart rate frozen at their value when the fault starts",
     "low_battery": "battery falls from 14 % towards 3 %",
     "dropout": "the device sends nothing",
-    "clock_skew": "the device clock runs 10 minutes ahead (future_timestamp in bronze)",
+    "clock_skew": "the device clock runs 10 min 7 s ahead (future_timestamp in bronze)",
     "duplicates": "every reading is sent twice with the same message_id (a retry)",
     "malformed": "payloads with wrong types, missing fields or out-of-range values",
 }
@@ -450,7 +452,7 @@ class Fleet:
         elif kind == "dropout":
             columns["keep"][rows] = False
         elif kind == "clock_skew":
-            columns["skew_s"][rows] = 600
+            columns["skew_s"][rows] = CLOCK_SKEW_S
         elif kind == "duplicates":
             columns["copies"][rows] = 2
         elif kind == "malformed":
