@@ -141,7 +141,8 @@ class Lake:
             return schema.empty_table()
         if schema is not None:
             tables = [t.select(schema.names).cast(schema) for t in tables]
-        return pa.concat_tables(tables) if len(tables) > 1 else tables[0]
+        # One chunk per column: pyarrow 26's CSV writer corrupts strings after an empty chunk.
+        return pa.concat_tables(tables).combine_chunks() if len(tables) > 1 else tables[0]
 
     def read_parquet_prefix(self, prefix: str, schema: pa.Schema | None = None) -> pa.Table:
         paths = [f.path for f in self.list_files(prefix) if f.path.endswith(".parquet")]

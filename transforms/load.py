@@ -37,7 +37,8 @@ HEAVY_VIEWS = ("vitals_hourly", "patient_daily")
 
 def _copy_csv(connection: psycopg.Connection, table_name: str, table: pa.Table) -> None:
     buffer = io.BytesIO()
-    pacsv.write_csv(table, buffer, pacsv.WriteOptions(include_header=False))
+    # combine_chunks: pyarrow 26's CSV writer writes NUL bytes for strings that follow an empty chunk.
+    pacsv.write_csv(table.combine_chunks(), buffer, pacsv.WriteOptions(include_header=False))
     columns = ", ".join(table.column_names)
     with connection.cursor() as cursor, cursor.copy(f"COPY {table_name} ({columns}) FROM STDIN (FORMAT csv)") as copy:
         copy.write(buffer.getbuffer())

@@ -231,7 +231,7 @@ def step_load(interval: Interval) -> dict:
     silver = interval.read("silver", "part-0.parquet", SILVER)
     quarantine = pa.concat_tables(
         [interval.read("quarantine", name, QUARANTINE) for name in ("bronze.parquet", "silver.parquet", "silver_gate.parquet")]
-    )
+    ).combine_chunks()
     return {
         "measurements": load_measurements(interval.database_url, silver, interval.run_id),
         "quarantine": load_quarantine(interval.database_url, quarantine, interval.run_id),

@@ -51,7 +51,7 @@ def loaded_readings(database_url: str, bronze: pa.Table) -> pd.DataFrame:
     columns = ["device_id", "measured_at", "raw_file", "record_index"]
     if bronze.num_rows == 0:
         return pd.DataFrame(columns=columns)
-    keys = bronze.select(["device_id", "measured_at"]).to_pandas()
+    keys = bronze.select(["device_id", "measured_at"]).to_pandas().drop_duplicates()
     with connect(database_url) as connection:
         rows = connection.execute(
             """
@@ -99,6 +99,7 @@ def bronze_to_silver(
         ).assign(measured_at=lambda f: pd.to_datetime(f["measured_at"], utc=True).dt.as_unit("us")),
         on=["device_id", "measured_at"],
         how="left",
+        validate="one_to_one",
     )
     replayed_elsewhere = (
         earlier["loaded_raw_file"].notna()
@@ -177,12 +178,10 @@ def _original_readings(candidates: pd.DataFrame, earlier: pd.DataFrame, duplicat
         key = (row.device_id, row.measured_at)
         if key in loaded.index:
             kept_file, kept_index = loaded.loc[key, "loaded_raw_file"], loaded.loc[key, "loaded_record_index"]
-            where = "already loaded from"
         else:
             kept_file, kept_index = first.loc[key, "raw_file"], first.loc[key, "record_index"]
-            where = "kept from"
         details[(row.raw_file, row.record_index)] = (
-            f"device_id {row.device_id} measured_at {row.measured_at:%Y-%m-%dT%H:%M:%SZ}: duplicate, {where} {kept_file} record {int(kept_index)}"
+            f"device_id {row.device_id} measured_at {row.measured_at:%Y-%m-%dT%H:%M:%SZ}: duplicate of {kept_file} record {int(kept_index)}"
         )
     return details
 

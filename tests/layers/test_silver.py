@@ -46,7 +46,7 @@ def test_reading_already_loaded_from_another_record_is_a_duplicate(lake):
                            "raw_file": ["raw/vitals/dt=2026-11-27/hh=15/mm=30/earlier.ndjson"], "record_index": [4]})
     result = _silver(bronze, loaded=loaded)
     assert (result.silver.num_rows, result.duplicates_of_earlier) == (0, 1)
-    assert "already loaded from raw/vitals/dt=2026-11-27/hh=15/mm=30/earlier.ndjson record 4" in result.rejected.to_pylist()[0]["detail"]
+    assert "duplicate of raw/vitals/dt=2026-11-27/hh=15/mm=30/earlier.ndjson record 4" in result.rejected.to_pylist()[0]["detail"]
 
 
 def test_replaying_the_same_raw_record_is_not_a_duplicate(lake):
