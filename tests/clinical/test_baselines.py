@@ -55,7 +55,7 @@ def test_registry_then_genotype_fallbacks_when_nothing_is_stored(fresh_database_
     assert result.loc["p-registry", "heart_rate_baseline"] == 90.0  # 4-12 y mid-normal
     assert result.loc["p-infant", "heart_rate_baseline"] == 130.0  # 0-3 months mid-normal
     assert result.loc["p-infant", "temperature_baseline"] == pytest.approx(36.8)
-    assert pd.isna(result.loc["p-infant", "hydration_baseline"])
+    assert result.loc["p-infant", "hydration_baseline"] == 80.0
 
 
 def test_recompute_stores_the_median_of_six_hours_and_more_outside_alert_episodes(fresh_database_url):

@@ -28,7 +28,7 @@ def test_age_years_is_the_fractional_age_at_the_reading(birth, at, years):
     ("age", "band"),
     [
         (0.0, "0-3m"), (0.2499, "0-3m"), (0.25, "3-12m"), (0.999, "3-12m"), (1.0, "1-4y"), (3.999, "1-4y"),
-        (4.0, "4-12y"), (12.99, "4-12y"), (13.0, ">12y"), (80.0, ">12y"),
+        (4.0, "4-12y"), (11.99, "4-12y"), (12.0, ">12y"), (80.0, ">12y"),
     ],
 )
 def test_age_band_edges(age, band):

@@ -9,8 +9,8 @@ minutes. :func:`recompute_baselines` stores it in ``kidjamo.patient_baselines`` 
   (HbSS/HbSB0 96 %, HbSC/HbSB+ 98 %; see ``rules.yaml``).
 - heart rate: personal baseline, else the middle of the age band's normal range (PEWS).
 - temperature: personal baseline, else ``typical_temperature`` (36.8 °C).
-- hydration: personal baseline only. No population value exists for a wearable hydration index,
-  so without a personal baseline the dehydration rule uses its absolute threshold (< 60 %) alone.
+- hydration: personal baseline, else ``typical_hydration`` (80 %). No population value exists for
+  a wearable hydration index: this is a project choice until the patient's own baseline exists.
 """
 
 from __future__ import annotations
@@ -73,6 +73,7 @@ def patient_baselines(
     )
     frame["heart_rate_baseline"] = frame["heart_rate_baseline"].fillna(typical_heart_rate(bands, rules))
     frame["temperature_baseline"] = frame["temperature_baseline"].fillna(rules.baselines.typical_temperature)
+    frame["hydration_baseline"] = frame["hydration_baseline"].fillna(rules.baselines.typical_hydration)
     return frame[["patient_id", *BASELINE_COLUMNS]].reset_index(drop=True)
 
 

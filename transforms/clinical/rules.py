@@ -61,6 +61,7 @@ class Baselines(_Strict):
     min_hours_of_data: float = Field(gt=0)
     genotype_spo2_default: dict[str, float]
     typical_temperature: float
+    typical_hydration: float = Field(gt=0, le=100)
 
 
 class Escalation(_Strict):
