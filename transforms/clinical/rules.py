@@ -302,3 +302,58 @@ def load_rules(path: Path | str | None = None) -> RuleSet:
 def default_rules() -> RuleSet:
     """The repository rule set, loaded and validated once per process."""
     return load_rules()
+
+
+SEVERITY_WORDS = {"info": "info", "warning": "warning", "high": "high", "critical": "**critical**"}
+
+
+def _threshold_text(rule: Rule) -> str:
+    parts = []
+    for name, value in rule.thresholds.model_dump().items():
+        if isinstance(value, list):
+            value = ", ".join(str(v) for v in value)
+        parts.append(f"{name.replace('_', ' ')} {value}")
+    if rule.fast_path:
+        fast = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in rule.fast_path.model_dump(exclude_none=True).items())
+        parts.append(f"fast path: {fast}")
+    return "; ".join(parts)
+
+
+def rules_markdown(ruleset: RuleSet | None = None) -> str:
+    """The rule set as Markdown tables (the generated part of docs/clinical-rules.md)."""
+    ruleset = ruleset or default_rules()
+    lines = [f"Rule set version **{ruleset.ruleset_version}** (`transforms/clinical/rules.yaml`).", "",
+             "| rule | version | condition | severity | thresholds (as configured) | source |",
+             "|---|---|---|---|---|---|"]
+    for rule in ruleset.rules.values():
+        severity = SEVERITY_WORDS[rule.severity]
+        extra = {k: v for k, v in rule.thresholds.model_dump().items() if k.endswith("severity")}
+        if extra:
+            severity += " (" + ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in extra.items()) + ")"
+        source = rule.source + (" — *project choice*" if rule.project_choice and "project choice" not in rule.source else "")
+        lines.append(f"| `{rule.id}` | {rule.version} | {rule.condition} | {severity} | {_threshold_text(rule)} | {source} |")
+    lines += ["", "Age bands (PEWS, Parshuram 2009), by age at the reading's time (a band includes its lower edge):", "",
+              "| band | ages | heart rate normal | heart rate extreme | resp. rate normal | resp. rate extreme |",
+              "|---|---|---|---|---|---|"]
+    for band in ruleset.age_bands:
+        hr, rr = band.heart_rate, band.respiratory_rate
+        upper = "" if band.max_years >= 150 else f"{band.max_years:g}"
+        lines.append(
+            f"| `{band.id}` | {band.min_years:g}–{upper} y | {hr.normal[0]:g}–{hr.normal[1]:g} | "
+            f"{hr.extreme_high.op} {hr.extreme_high.value:g} or {hr.extreme_low.op} {hr.extreme_low.value:g} | "
+            f"{rr.normal[0]:g}–{rr.normal[1]:g} | "
+            f"{rr.extreme_high.op} {rr.extreme_high.value:g} or {rr.extreme_low.op} {rr.extreme_low.value:g} |")
+    b = ruleset.baselines
+    defaults = ", ".join(f"{genotype} {value:g} %" for genotype, value in b.genotype_spo2_default.items())
+    lines += ["", f"Baselines: median of the last {b.window_days} days of the patient's readings outside alert "
+              f"episodes, when they cover at least {b.min_hours_of_data:g} h; else the registry SpO2; else the "
+              f"genotype default ({defaults}). Without a personal baseline, heart rate uses the age band's typical "
+              f"value, temperature {b.typical_temperature:g} °C and hydration {b.typical_hydration:g} %.",
+              "", f"Escalation: a critical alert not acknowledged after {ruleset.escalation.escalation_channel_minutes:g} "
+              f"minutes is notified again on the escalation channel; after {ruleset.escalation.second_tier_minutes:g} "
+              f"minutes, to the second tier."]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(rules_markdown(), end="")
