@@ -1,0 +1,228 @@
+"""Ingestion service under sustained load on loopback (DESIGN.md: >= 3,500 readings/s, p99 < 100 ms).
+
+Starts, in a temporary KIDJAMO_HOME, an embedded PostgreSQL (or uses KIDJAMO_DATABASE_URL), a
+provisioned fleet and ``kidjamo ingest serve`` in its own process, then drives it open-loop: requests
+of ``--batch`` signed readings are scheduled at a fixed rate over ``--connections`` keep-alive
+connections, and each latency is measured from the request's *scheduled* time (so a stalled server
+cannot hide its queueing). Reported: sustained accepted readings/s, p50/p95/p99/max latency, non-202
+answers, landing files per minute, readings found in landing (0 lost), and the fast path (POST of a
+critical reading to its alert row). Bounded by ``--duration``.
+
+Usage: ``python -m bench.ingestion_load [--rate 4000] [--duration 20] [--batch 10] [--devices 2000]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import httpx
+
+KIDJAMO = str(Path(sys.executable).parent / "kidjamo")
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def _prepare_requests(fleet, secrets: dict[str, str], readings_per_device: int, batch: int) -> list[tuple[str, str, bytes]]:
+    """(device_id, secret, body) for every request, devices interleaved so each one posts rarely."""
+    start = datetime.now(timezone.utc).replace(second=0, microsecond=0) - timedelta(seconds=30 * readings_per_device)
+    readings = fleet.readings(start, start + timedelta(seconds=30 * readings_per_device))
+    by_device: dict[str, list[dict]] = {}
+    for reading in readings:
+        by_device.setdefault(reading["device_id"], []).append(reading)
+    rounds = []
+    for first in range(0, readings_per_device, batch):
+        rounds.append([(device_id, secrets[device_id], json.dumps(items[first:first + batch], separators=(",", ":")).encode())
+                       for device_id, items in by_device.items() if items[first:first + batch]])
+    return [request for requests in rounds for request in requests]
+
+
+async def _connection(host: str, port: int, queue: asyncio.Queue, latencies: list[float], statuses: dict[int, int], accepted: list[int]):
+    from ingestion.auth import signed_headers
+
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        while True:
+            item = await queue.get()
+            if item is None:
+                return
+            scheduled, (device_id, secret, body) = item
+            headers = signed_headers(device_id, secret, body, precise=True)
+            head = (
+                f"POST /v1/vitals HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+            ).encode()
+            writer.write(head + body)
+            await writer.drain()
+            status_line = await reader.readline()
+            length = 0
+            while True:
+                line = await reader.readline()
+                if line in (b"\r\n", b""):
+                    break
+                name, _, value = line.decode().partition(":")
+                if name.lower() == "content-length":
+                    length = int(value)
+            payload = await reader.readexactly(length)
+            latencies.append(time.perf_counter() - scheduled)
+            status = int(status_line.split()[1])
+            statuses[status] = statuses.get(status, 0) + 1
+            if status == 202:
+                accepted.append(json.loads(payload)["accepted"])
+    finally:
+        writer.close()
+
+
+async def _drive(url: str, requests: list, rate_readings: float, batch: int, connections: int, duration: float) -> dict:
+    host, port = url.removeprefix("http://").split(":")
+    queue: asyncio.Queue = asyncio.Queue()
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    accepted: list[int] = []
+    workers = [asyncio.create_task(_connection(host, int(port), queue, latencies, statuses, accepted)) for _ in range(connections)]
+    interval = batch / rate_readings
+    started = time.perf_counter()
+    count = min(len(requests), int(duration / interval))
+    for index in range(count):
+        scheduled = started + index * interval
+        delay = scheduled - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        queue.put_nowait((scheduled, requests[index]))
+    for _ in workers:
+        queue.put_nowait(None)
+    await asyncio.gather(*workers)
+    wall = time.perf_counter() - started
+    return {"requests": count, "wall_s": wall, "latencies": latencies, "statuses": statuses, "accepted": sum(accepted)}
+
+
+def _metric(text: str, name: str) -> float:
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name) and not line.startswith("#"))
+
+
+def _fast_path(url: str, fleet, secrets: dict[str, str], database_url: str, samples: int) -> list[float]:
+    import psycopg
+
+    from ingestion.auth import signed_headers
+
+    latencies = []
+    moment = datetime.now(timezone.utc).replace(microsecond=0)
+    with psycopg.connect(database_url, autocommit=True) as connection:
+        for index in range(samples):
+            reading = fleet.readings(moment, moment + timedelta(seconds=30))[index]
+            reading["vitals"]["spo2"] = 81.0
+            body = json.dumps(reading).encode()
+            headers = {"Content-Type": "application/json", **signed_headers(reading["device_id"], secrets[reading["device_id"]], body, precise=True)}
+            started = time.perf_counter()
+            httpx.post(f"{url}/v1/vitals", content=body, headers=headers, timeout=10).raise_for_status()
+            while time.perf_counter() - started < 10:
+                if connection.execute("SELECT 1 FROM kidjamo.alerts WHERE patient_id = %s AND source = 'fast_path'",
+                                      (reading["patient_id"],)).fetchone():
+                    latencies.append(time.perf_counter() - started)
+                    break
+                time.sleep(0.01)
+    return latencies
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(prog="python -m bench.ingestion_load", description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=float, default=4000.0, help="offered readings per second")
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds of load")
+    parser.add_argument("--batch", type=int, default=10, help="readings per request (sensors send up to 10)")
+    parser.add_argument("--devices", type=int, default=2000)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--fast-path-samples", type=int, default=5)
+    args = parser.parse_args(argv)
+
+    from ingestion.simulator import Fleet, provision_fleet, read_secrets
+    from kidjamo import migrations
+    from kidjamo.embedded_pg import EmbeddedPostgres, free_port
+    from kidjamo.storage import Lake
+
+    home = Path(tempfile.mkdtemp(prefix="kidjamo-bench-ingest-"))
+    os.chmod(home, 0o755)  # the embedded server runs as another user when we are root
+    server = None
+    database_url = os.environ.get("KIDJAMO_DATABASE_URL")
+    if not database_url:
+        server = EmbeddedPostgres(home / "pg")
+        database_url = server.start()
+    service = None
+    try:
+        migrations.migrate(database_url)
+        fleet = Fleet.generate(args.devices, seed=5)
+        provision_fleet(database_url, fleet, home / "secrets.json")
+        secrets = read_secrets(home / "secrets.json")
+        readings_needed = int(args.rate * args.duration) + args.batch * args.devices
+        readings_per_device = max(args.batch, -(-readings_needed // args.devices))
+        requests = _prepare_requests(fleet, secrets, readings_per_device, args.batch)
+
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        lake = Lake(f"file://{home / 'lake'}")
+        environment = {**{k: v for k, v in os.environ.items() if not k.startswith("KIDJAMO_")},
+                       "KIDJAMO_HOME": str(home), "KIDJAMO_DATABASE_URL": database_url, "KIDJAMO_LAKE_URL": lake.root_url,
+                       # the load is spread over the fleet; a device bursts at most --batch readings at once
+                       "KIDJAMO_INGEST_BURST_PER_DEVICE": str(max(60, readings_per_device))}
+        service = subprocess.Popen([KIDJAMO, "ingest", "serve", "--port", str(port), "--log-level", "warning"],
+                                   env=environment, stdout=open(home / "service.log", "wb"), stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+        else:
+            raise RuntimeError(f"the service did not get ready; see {home / 'service.log'}")
+
+        before = httpx.get(f"{url}/metrics").text
+        result = asyncio.run(_drive(url, requests, args.rate, args.batch, args.connections, args.duration))
+        after = httpx.get(f"{url}/metrics").text
+        files = _metric(after, "kidjamo_ingest_landing_files_total") - _metric(before, "kidjamo_ingest_landing_files_total")
+        in_landing = sum(len(lake.read_bytes(f.path).splitlines()) for f in lake.list_files("landing/vitals"))
+        fast_path = _fast_path(url, fleet, secrets, database_url, args.fast_path_samples)
+
+        latencies = result["latencies"]
+        report = {
+            "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
+            "offered_readings_per_s": args.rate,
+            "batch": args.batch,
+            "requests": result["requests"],
+            "statuses": result["statuses"],
+            "accepted_readings": result["accepted"],
+            "sustained_readings_per_s": round(result["accepted"] / result["wall_s"]),
+            "latency_ms": {name: round(_percentile(latencies, q) * 1000, 1) for name, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))}
+            | {"max": round(max(latencies) * 1000, 1), "mean": round(statistics.fmean(latencies) * 1000, 1)},
+            "landing_files_per_minute": round(files * 60 / result["wall_s"]),
+            "readings_per_landing_file": round(result["accepted"] / files, 1) if files else None,
+            "acknowledged_missing_from_landing": result["accepted"] - in_landing,
+            "fast_path_ms": [round(value * 1000) for value in fast_path],
+        }
+        print(json.dumps(report, indent=1))
+        return report
+    finally:
+        if service is not None:
+            service.terminate()
+            service.wait(20)
+        if server is not None:
+            server.stop()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
