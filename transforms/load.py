@@ -61,6 +61,7 @@ def load_measurements(database_url: str, silver: pa.Table, run_id: str) -> dict:
     batch = batch.append_column("run_id", pa.array([run_id] * batch.num_rows, pa.string()))
     with connect(database_url, application_name="kidjamo-load") as connection:
         connection.execute(f"SET LOCAL ROLE {PIPELINE_ROLE}")
+        connection.execute("SET LOCAL work_mem = '64MB'")  # the hourly medians sort in memory
         partitions_created = connection.execute(
             "SELECT kidjamo.ensure_measurement_partitions_for(%s::date[])", (_utc_days(batch["measured_at"]),)
         ).fetchone()[0]
