@@ -179,6 +179,7 @@ class CredentialStore:
         self.refresh_s = refresh_s
         self._credentials: dict[str, DeviceCredential] = {}
         self._misses: dict[str, float] = {}  # unknown device -> when it may be looked up again
+        self._rechecked: dict[str, float] = {}  # device -> when its credential was last re-read after a failure
         self._loaded_at = 0.0
         self._lock = threading.Lock()
 
@@ -209,6 +210,25 @@ class CredentialStore:
         with self._lock:
             if row is None:
                 self._misses[device_id] = now + min(self.refresh_s, 5.0)
+                return None
+            credential = DeviceCredential(*row)
+            self._credentials[device_id] = credential
+            return credential
+
+    def reload(self, device_id: str, now: float) -> DeviceCredential | None | bool:
+        """Re-read one device's credential after a failed check (a rotation or registration just happened).
+
+        At most once per second per device, so wrong credentials cannot hammer the database; returns
+        False when it is too early to look again.
+        """
+        if self._rechecked.get(device_id, 0.0) > now - 1.0:
+            return False
+        self._rechecked[device_id] = now
+        with connect(self.database_url, application_name="kidjamo-ingest") as connection:
+            row = connection.execute(_CREDENTIAL_QUERY + " WHERE device_id = %s", (device_id,)).fetchone()
+        with self._lock:
+            if row is None:
+                self._credentials.pop(device_id, None)
                 return None
             credential = DeviceCredential(*row)
             self._credentials[device_id] = credential

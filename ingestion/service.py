@@ -441,7 +441,15 @@ class IngestionService:
         now = time.time()
         try:
             credential = await self.credential_for(device_id)
-            verify_request(credential, request.headers, body, replay_guard=self.replay_guard, now=now)
+            try:
+                verify_request(credential, request.headers, body, replay_guard=self.replay_guard, now=now)
+            except AuthError:
+                # The cached credential may predate a rotation or registration: look once more.
+                reloaded = await asyncio.to_thread(self.credentials.reload, device_id, now) if credential is not None else False
+                if reloaded is False:
+                    raise
+                credential = reloaded
+                verify_request(credential, request.headers, body, replay_guard=self.replay_guard, now=now)
         except AuthError as error:
             return _error(error.status, error.detail, authenticate=error.status == 401)
 

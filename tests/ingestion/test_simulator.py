@@ -125,8 +125,7 @@ def test_write_landing_gzips_when_asked(fleet: Fleet, lake):
     readings = fleet.readings(START, START + timedelta(minutes=1))
     path = write_landing(lake, START, readings, compress=True)
     assert path.endswith(".ndjson.gz")
-    with open(lake.local_path(path), "rb") as handle:  # Lake.read_bytes would decompress .gz itself
-        assert gzip.decompress(handle.read()) == landing_ndjson(readings)
+    assert gzip.decompress(lake.read_bytes(path)) == landing_ndjson(readings)
 
 
 def test_fast_ndjson_path_matches_the_payloads(fleet: Fleet):
