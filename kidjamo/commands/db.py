@@ -77,3 +77,41 @@ def psql(psql_args: tuple[str, ...]) -> None:
     if executable is None:
         raise click.ClickException("no psql found")
     os.execv(executable, [executable, database.database_url(settings), *psql_args])
+
+
+@command.command()
+@click.option("--heavy", is_flag=True, help="also the views refreshed on the maintenance schedule (vitals_hourly, patient_daily)")
+def refresh(heavy: bool) -> None:
+    """Refresh the analytics materialized views CONCURRENTLY (readers are never blocked)."""
+    from transforms.load import refresh_views
+
+    result = refresh_views(database.ensure_database(), heavy=heavy)
+    for view, seconds in result["views"].items():
+        click.echo(f"analytics.{view}: {seconds:.3f} s")
+
+
+@command.command()
+@click.option("--days-ahead", type=click.IntRange(0, 366), default=7, show_default=True)
+def partitions(days_ahead: int) -> None:
+    """Create the daily measurement partitions from today (UTC) to DAYS_AHEAD days later."""
+    from datetime import datetime, timedelta, timezone
+
+    from transforms.load import ensure_partitions
+
+    today = datetime.now(timezone.utc).date()
+    created = ensure_partitions(database.ensure_database(), today, today + timedelta(days=days_ahead))
+    click.echo(f"{created} partition(s) created up to {today + timedelta(days=days_ahead)}")
+
+
+@command.command()
+@click.option("--keep-days", type=click.IntRange(min=1), default=365, show_default=True, help="retention horizon in days")
+@click.option("--as-of", type=click.DateTime(formats=["%Y-%m-%d"]), default=None, help="reference day (default: today, UTC)")
+def retention(keep_days: int, as_of) -> None:
+    """Drop the measurement partitions older than the retention horizon (never row-by-row DELETE)."""
+    from datetime import datetime, timezone
+
+    from transforms.load import apply_retention
+
+    day = as_of.date() if as_of else datetime.now(timezone.utc).date()
+    dropped = apply_retention(database.ensure_database(), keep_days, day)
+    click.echo("\n".join(dropped) if dropped else f"nothing older than {keep_days} days before {day}")
