@@ -110,6 +110,12 @@ async def _drive(url: str, requests: list, rate_readings: float, batch: int, con
     return {"requests": count, "wall_s": wall, "latencies": latencies, "statuses": statuses, "accepted": sum(accepted)}
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _metric(text: str, name: str) -> float:
     return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name) and not line.startswith("#"))
 
@@ -191,7 +197,9 @@ def main(argv: list[str] | None = None) -> dict:
             raise RuntimeError(f"the service did not get ready; see {home / 'service.log'}")
 
         before = httpx.get(f"{url}/metrics").text
+        cpu_before, load_before = _cpu_seconds(service.pid), os.getloadavg()[0]
         result = asyncio.run(_drive(url, requests, args.rate, args.batch, args.connections, args.duration))
+        cpu_used, load_after = _cpu_seconds(service.pid) - cpu_before, os.getloadavg()[0]
         after = httpx.get(f"{url}/metrics").text
         files = _metric(after, "kidjamo_ingest_landing_files_total") - _metric(before, "kidjamo_ingest_landing_files_total")
         in_landing = sum(len(lake.read_bytes(f.path).splitlines()) for f in lake.list_files("landing/vitals"))
@@ -200,6 +208,7 @@ def main(argv: list[str] | None = None) -> dict:
         latencies = result["latencies"]
         report = {
             "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
+            "load_average_before_after": [round(load_before, 1), round(load_after, 1)],
             "offered_readings_per_s": args.rate,
             "batch": args.batch,
             "requests": result["requests"],
@@ -208,6 +217,9 @@ def main(argv: list[str] | None = None) -> dict:
             "sustained_readings_per_s": round(result["accepted"] / result["wall_s"]),
             "latency_ms": {name: round(_percentile(latencies, q) * 1000, 1) for name, q in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99))}
             | {"max": round(max(latencies) * 1000, 1), "mean": round(statistics.fmean(latencies) * 1000, 1)},
+            # CPU the service process used per request: its capacity on one free core, whatever else runs.
+            "service_cpu_ms_per_request": round(cpu_used * 1000 / result["requests"], 3),
+            "service_capacity_readings_per_core_s": round(result["accepted"] / cpu_used) if cpu_used else None,
             "landing_files_per_minute": round(files * 60 / result["wall_s"]),
             "readings_per_landing_file": round(result["accepted"] / files, 1) if files else None,
             "acknowledged_missing_from_landing": result["accepted"] - in_landing,
