@@ -163,7 +163,7 @@ ALTER DEFAULT PRIVILEGES IN SCHEMA analytics GRANT SELECT ON TABLES TO kidjamo_a
 -- The clinician reads the patients of their care team and may acknowledge their alerts.
 GRANT USAGE ON SCHEMA kidjamo TO kidjamo_clinician;
 GRANT SELECT ON kidjamo.patients, kidjamo.devices, kidjamo.measurements, kidjamo.alerts TO kidjamo_clinician;
-GRANT UPDATE (status, updated_at) ON kidjamo.alerts TO kidjamo_clinician;
+GRANT UPDATE (status, updated_at, acknowledged_at, acknowledged_by, resolved_at, resolved_by, resolution) ON kidjamo.alerts TO kidjamo_clinician;
 
 -- ------------------------------------------------------------------------------------------------
 -- Row-level security: a clinician session declares its team with SET kidjamo.care_team = 'team-a'

@@ -188,3 +188,12 @@ def test_audit_records_alert_changes_and_pipeline_runs(loaded_url):
 def test_audit_log_is_append_only_even_for_its_owner(shared_url, statement):
     with psycopg.connect(shared_url) as connection, pytest.raises(Denied, match="append-only"):
         connection.execute(statement)
+
+
+def test_a_clinician_acknowledgement_is_audited_under_their_role(loaded_url):
+    with as_role(loaded_url, "kidjamo_clinician", **{"kidjamo.care_team": "team-a", "kidjamo.actor": "dr.house"}) as connection:
+        connection.execute("UPDATE kidjamo.alerts SET status = 'acknowledged', acknowledged_by = 'dr.house', acknowledged_at = now()")
+    with psycopg.connect(loaded_url) as connection:
+        row = connection.execute("SELECT acting_role, actor, before ->> 'status', after ->> 'status' FROM kidjamo.audit_log"
+                                 " WHERE table_name = 'kidjamo.alerts' AND action = 'UPDATE'").fetchone()
+    assert row == ("kidjamo_clinician", "dr.house", "open", "acknowledged")
