@@ -60,8 +60,8 @@ def _interval():
         "retry_exponential_backoff": True,
         "max_retry_delay": timedelta(seconds=30),
         "execution_timeout": timedelta(seconds=50),
+        "on_failure_callback": failure_notifiers(),  # pipeline failures (not patient alerts) on the alert channels
     },
-    on_failure_callback=failure_notifiers(),
 )
 def kidjamo_vitals():
     @task_group(group_id="raw", tooltip="landing -> raw, byte-exact and verified")
@@ -72,7 +72,7 @@ def kidjamo_vitals():
 
             return step_to_raw(_interval())
 
-        return to_raw()
+        to_raw()
 
     @task_group(group_id="bronze", tooltip="typed rows | quarantine, then the bronze gate")
     def bronze():
@@ -88,7 +88,7 @@ def kidjamo_vitals():
 
             return step_gate_bronze(_interval())
 
-        return to_bronze() >> gate_bronze()
+        to_bronze() >> gate_bronze()
 
     @task_group(group_id="silver", tooltip="deduplicated, enriched, then the silver gate and accounting")
     def silver():
@@ -104,7 +104,7 @@ def kidjamo_vitals():
 
             return step_gate_silver(_interval())
 
-        return to_silver() >> gate_silver()
+        to_silver() >> gate_silver()
 
     @task_group(group_id="gold", tooltip="patient-minute features")
     def gold():
@@ -114,7 +114,7 @@ def kidjamo_vitals():
 
             return step_to_gold(_interval())
 
-        return to_gold()
+        to_gold()
 
     @task_group(group_id="warehouse", tooltip="PostgreSQL load and analytics views")
     def warehouse():
@@ -130,9 +130,7 @@ def kidjamo_vitals():
 
             return step_refresh_views(_interval())
 
-        loaded = load()
-        loaded >> refresh_views()
-        return loaded
+        load() >> refresh_views()
 
     @task_group(group_id="alerts", tooltip="clinical rules, alert lifecycle, notifications")
     def alerts():
@@ -142,12 +140,13 @@ def kidjamo_vitals():
 
             return step_alerts(_interval())
 
-        return raise_alerts()
+        raise_alerts()
 
     checked_silver = raw() >> bronze() >> silver()
-    loaded = warehouse()
-    checked_silver >> gold()
-    checked_silver >> loaded >> alerts()
+    warehouse_group = warehouse()
+    checked_silver >> [gold(), warehouse_group]
+    # Alerts wait for the load (their history includes this batch), not for the view refresh.
+    warehouse_group.children["warehouse.load"] >> alerts()
 
 
 kidjamo_vitals()

@@ -12,12 +12,30 @@ def test_every_dag_file_imports_without_errors(airflow_home):
 
 
 def test_vitals_dag_runs_every_minute_over_one_minute_intervals(airflow_home):
-    from datetime import datetime, timezone
+    from airflow.dag_processing.dagbag import DagBag
+    from airflow.sdk import CronDataIntervalTimetable
 
+    dag = DagBag(dag_folder=str(DAGS_FOLDER)).dags["kidjamo_vitals"]
+    # A data-interval timetable: each run covers [previous minute, this minute), not a zero-length instant.
+    assert isinstance(dag.timetable, CronDataIntervalTimetable)
+    assert dag.timetable.expression == "* * * * *"
+    assert dag.max_active_runs == 1
+    assert dag.doc_md and all(task.doc_md for task in dag.tasks)
+
+
+def test_vitals_tasks_run_in_pipeline_order(airflow_home):
     from airflow.dag_processing.dagbag import DagBag
 
     dag = DagBag(dag_folder=str(DAGS_FOLDER)).dags["kidjamo_vitals"]
-    interval = dag.timetable.infer_manual_data_interval(run_after=datetime(2026, 11, 27, 15, 32, tzinfo=timezone.utc))
-    assert (interval.start.isoformat(), interval.end.isoformat()) == ("2026-11-27T15:31:00+00:00", "2026-11-27T15:32:00+00:00")
-    assert dag.max_active_runs == 1
-    assert dag.doc_md and all(t.doc_md for t in dag.tasks)
+    upstream = {task.task_id: task.upstream_task_ids for task in dag.tasks}
+    assert upstream == {
+        "raw.to_raw": set(),
+        "bronze.to_bronze": {"raw.to_raw"},
+        "bronze.gate_bronze": {"bronze.to_bronze"},
+        "silver.to_silver": {"bronze.gate_bronze"},
+        "silver.gate_silver": {"silver.to_silver"},
+        "gold.to_gold": {"silver.gate_silver"},
+        "warehouse.load": {"silver.gate_silver"},
+        "warehouse.refresh_views": {"warehouse.load"},
+        "alerts.raise_alerts": {"warehouse.load"},
+    }

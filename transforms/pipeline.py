@@ -65,7 +65,8 @@ class Interval:
 def _utc_minute(moment: datetime) -> datetime:
     if moment.tzinfo is None:
         raise ValueError(f"{moment!r} has no time zone: pipeline intervals are UTC instants")
-    moment = moment.astimezone(timezone.utc)
+    # A plain UTC datetime, whatever came in (Airflow passes pendulum instants).
+    moment = datetime.fromtimestamp(moment.timestamp(), tz=timezone.utc)
     if moment.second or moment.microsecond:
         raise ValueError(f"{moment.isoformat()} is not on a minute boundary")
     return moment
