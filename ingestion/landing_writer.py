@@ -25,6 +25,7 @@ import logging
 import os
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -83,6 +84,8 @@ class LandingWriter:
         self._task: asyncio.Task | None = None
         self._next_prune = 0.0
         self.last_error: str | None = None
+        # Flushes are serial; their own thread keeps them from queueing behind other blocking work.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="landing-writer")
 
     # --- life cycle --------------------------------------------------------------------------------
     def recover(self) -> int:
@@ -134,6 +137,7 @@ class LandingWriter:
         if self._batch.lines:
             await self._flush(self._batch)
         self._task = None
+        self._executor.shutdown(wait=True)
 
     # --- requests ----------------------------------------------------------------------------------
     def is_known(self, keys: tuple[str, ...]) -> bool:
@@ -187,7 +191,7 @@ class LandingWriter:
     async def _flush(self, batch: _Batch) -> None:
         started = time.perf_counter()
         try:
-            path = await asyncio.to_thread(self._write, batch.lines, batch.keys)
+            path = await asyncio.get_running_loop().run_in_executor(self._executor, self._write, batch.lines, batch.keys)
         except Exception as error:  # the requests answer 503; their sensors re-send
             log.exception("landing flush of %d readings failed", len(batch.lines))
             self.last_error = f"{type(error).__name__}: {error}"

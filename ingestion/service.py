@@ -20,10 +20,12 @@ instance (sticky by ``X-Device-Id``).
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -334,6 +336,7 @@ class IngestionService:
         self.credentials: CredentialStore | None = None
         self._background: set[asyncio.Task] = set()
         self._fast_path = None
+        self._fast_path_executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="fast-path")
 
     @property
     def database_url(self) -> str:
@@ -359,6 +362,7 @@ class IngestionService:
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
+        self._fast_path_executor.shutdown(wait=False, cancel_futures=True)
 
     def _spawn(self, coroutine) -> None:
         task = asyncio.create_task(coroutine)
@@ -400,7 +404,8 @@ class IngestionService:
             return
         for reading in readings:
             try:
-                alert_id = await asyncio.to_thread(raise_alert, self.database_url, reading, received_at=received_at)
+                alert_id = await asyncio.get_running_loop().run_in_executor(
+                    self._fast_path_executor, functools.partial(raise_alert, self.database_url, reading, received_at=received_at))
             except Exception:
                 self.metrics.fast_path["failed"] += 1
                 log.exception("fast-path alert failed for %s at %s", reading["device_id"], reading["timestamp"])

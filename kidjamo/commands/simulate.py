@@ -55,7 +55,7 @@ def parse_scenario(text: str, fleet: Fleet, start: datetime) -> Scenario:
 @click.option("--scenario", "scenario_texts", multiple=True, metavar="KIND:PATIENT:START_MIN:MINUTES",
               help="inject an episode (repeatable), e.g. fever:3:2:15")
 @click.option("--demo-scenarios", is_flag=True, help="inject one episode of every kind in the first half hour")
-@click.option("--hypoxia-patient", is_flag=True, help="the first patient has SpO2 < 85 throughout")
+@click.option("--hypoxia-patient", "--hypoxia", "hypoxia_patient", is_flag=True, help="the first patient has SpO2 < 85 throughout")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="live progress display")
 def command(patients, seed, mode, url, realtime, minutes, start_text, step_seconds, provision, secrets_path, registry_path,
             scenario_texts, demo_scenarios, hypoxia_patient, progress) -> None:
