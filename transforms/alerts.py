@@ -389,11 +389,11 @@ def _upsert_candidates(connection, candidates: pd.DataFrame, matches: pd.DataFra
             if inserted:
                 counts["opened"] += 1
                 events.append((alert_id, f"{alert_id}:opened", "opened", severity, {"run_id": run_id}))
-            elif SEVERITY_RANK[severity] > SEVERITY_RANK[prior[key][1]]:
+            elif key in prior and SEVERITY_RANK[severity] > SEVERITY_RANK[prior[key][1]]:
                 counts["escalated"] += 1
                 events.append((alert_id, f"{alert_id}:severity:{severity}", "escalated", severity,
                                {"from": prior[key][1], "to": severity, "run_id": run_id}))
-            else:
+            else:  # also an alert another writer (the fast path) opened since our read: its event is theirs
                 counts["updated"] += 1
             if not cursor.nextset():
                 break

@@ -150,4 +150,4 @@ def recompute_baselines(database_url: str, as_of: datetime, *, rules: RuleSet | 
             },
         ).fetchone()
     return {"patients_with_readings": seen, "stored": stored, "removed": removed,
-            "window_start": window_start, "window_end": window_end}
+            "window_start": window_start.isoformat(), "window_end": window_end.isoformat()}
