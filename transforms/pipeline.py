@@ -73,8 +73,8 @@ def _utc_minute(moment: datetime) -> datetime:
 
 
 # --- bookkeeping ---------------------------------------------------------------------------------
-def record_step(interval: Interval, step: str, status: str, counts: dict, started: float) -> None:
-    """Upsert the step's row in kidjamo.pipeline_runs (re-running a step replaces its counts)."""
+def record_step(interval: Interval, step: str, status: str, counts: dict, started: float) -> dict:
+    """Upsert the step's row in kidjamo.pipeline_runs (re-running a step replaces its counts); return the counts."""
     counts = {**counts, "duration_s": round(time.perf_counter() - started, 3)}
     with connect(interval.database_url) as connection:
         connection.execute(
@@ -87,6 +87,7 @@ def record_step(interval: Interval, step: str, status: str, counts: dict, starte
             """,
             (interval.run_id, step, interval.start, interval.end, status, json.dumps(counts, default=str)),
         )
+    return counts
 
 
 def _recorded(step: str):
@@ -100,7 +101,7 @@ def _recorded(step: str):
             except Exception as error:
                 record_step(interval, step, "failed", {"error": f"{type(error).__name__}: {error}"[:2000]}, started)
                 raise
-            record_step(interval, step, "success", counts, started)
+            counts = record_step(interval, step, "success", counts, started)
             log.info("%s %s..%s: %s", step, interval.start, interval.end, counts)
             return counts
 
