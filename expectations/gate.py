@@ -39,6 +39,7 @@ class GateResult:
     results: list[dict] = field(default_factory=list)
     statistics: dict = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
+    document: dict | None = None  # the full GX validation result, for Data Docs
 
     def counts(self) -> dict:
         return {"suite": self.suite, "success": self.success, "evaluated_rows": self.evaluated_rows,
@@ -52,9 +53,10 @@ REJECTED_SCHEMA = pa.schema([("raw_file", pa.string()), ("record_index", pa.int3
 @lru_cache(maxsize=1)
 def _context():
     import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
 
     context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = {"globally": False, "metric_calculations": False}
+    context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
     return context
 
 
@@ -107,7 +109,7 @@ def run_gate(suite, frame: pd.DataFrame, *, max_bad_share: float = 0.5, prior_ba
         if level == "row":
             for row in result.get("unexpected_index_list") or []:
                 key = (row["raw_file"], int(row["record_index"]))
-                value = row.get(column) if column else None
+                value = _jsonable(row.get(column)) if column else None
                 rejected.setdefault(key, f"{suite.name} gate: {column}={value!r} fails {_describe(config)}")
         else:
             failures.append(f"{_describe(config)}: expected it to hold, found {summary['observed_value']!r}"
@@ -120,9 +122,8 @@ def run_gate(suite, frame: pd.DataFrame, *, max_bad_share: float = 0.5, prior_ba
         {"raw_file": [k[0] for k in rejected], "record_index": [k[1] for k in rejected], "detail": list(rejected.values())},
         schema=REJECTED_SCHEMA,
     )
-    outcome = GateResult(suite.name, not failures, len(frame), rejected_table, results,
-                         dict(validation.statistics), failures)
-    return outcome
+    return GateResult(suite.name, not failures, len(frame), rejected_table, results, dict(validation.statistics),
+                      failures, validation.to_json_dict())
 
 
 def raise_on_failure(result: GateResult) -> None:
@@ -135,8 +136,8 @@ def _jsonable(value):
         return [_jsonable(v) for v in value]
     if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
+    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
+        return value.item()  # numpy scalars (np.float64 is also a float: convert it first)
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
-    if hasattr(value, "item"):
-        return value.item()
     return str(value)

@@ -133,6 +133,10 @@ def step_to_bronze(interval: Interval) -> dict:
 
 
 def _record_gate(interval: Interval, result) -> None:
+    """Store a gate's outcome: a summary row in PostgreSQL, the full result in the lake (Data Docs)."""
+    from expectations.data_docs import save_validation
+
+    save_validation(interval.lake, result.suite, interval.start, interval.run_id, result.document)
     with connect(interval.database_url) as connection:
         connection.execute(
             """
