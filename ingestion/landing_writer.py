@@ -1,20 +1,28 @@
-"""Group commit into the landing zone: many requests, one durable NDJSON file per short window.
+"""Group commit into the landing zone: acknowledged within milliseconds, one landing file per minute.
 
 Requests hand their readings to :class:`LandingWriter` and wait. Every ``flush_interval`` (or at once
-when a batch is full) the writer
+when a batch is full) the writer makes the batch durable as a *part*, then releases the waiting
+requests, which answer 202:
 
-1. appends an *intent* line (file name and the readings' idempotency keys) to a local journal and
-   fsyncs it,
-2. writes the landing file atomically (``Lake.write_bytes``: temporary name, fsync, rename, fsync of
-   the folder; on S3 one PUT),
-3. appends a *commit* line, and only then releases the waiting requests, which answer 202.
+1. append an *intent* line (part name and the readings' idempotency keys) to a local journal, fsync;
+2. write the part ``landing/vitals/<minute>/_ingest-<instance>-<seq>.ndjson`` atomically
+   (``Lake.write_bytes``: temporary name, fsync, rename, fsync of the folder; on S3 one PUT);
+3. append a *commit* line.
 
-So an acknowledged reading is always in landing. After a crash, :meth:`LandingWriter.recover`
-replays the journal: the keys of committed files (and of intents whose file did reach landing or
-raw before the crash) are remembered again, so a sensor re-sending a reading that was written but
-not acknowledged gets "duplicate" and the reading stays in landing exactly once. Keys are
-remembered for ``dedupe_window_s``; older re-sends are caught by silver's (device_id, measured_at)
-deduplication.
+Parts start with ``_``, so the pipeline ignores them (DESIGN.md: in progress). When a minute closes,
+its parts are *published* as one file ``ingest-<instance>-<YYYYmmddTHHMM>.ndjson`` in the same
+partition (a journalled publish intent, the merged file, then the parts deleted), so a minute holds
+one file per service instance however many requests came in, and a sensor still gets its 202
+within the flush interval. Parts are written to the next minute's partition during the last second
+of a minute, so a minute's file is published before the minute ends and its pipeline run (which
+starts after the minute) always finds it.
+
+After a crash, :meth:`LandingWriter.recover` replays the journal: the idempotency keys of every
+part that reached the lake are remembered again (so a re-sent reading that was written but never
+acknowledged is a duplicate), a publish that was cut short is finished, and the parts left by this
+journal's earlier instances are published into the current minute (the minute they now arrive in).
+Keys are remembered for ``dedupe_window_s``; older re-sends are caught by silver's
+(device_id, measured_at) deduplication.
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import asyncio
 import json
 import logging
 import os
+import posixpath
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -35,9 +44,28 @@ from kidjamo.storage import Lake, minute_partition
 log = logging.getLogger(__name__)
 
 JOURNAL_SEGMENT_S = 600
-#: A flush that starts this close to the end of a minute lands in the next minute's partition, so that
-#: the minute's pipeline run (which starts a few seconds after the minute ends) never misses it.
+#: Parts written this close to the end of a minute go to the next minute, so that a minute's file is
+#: published before the minute ends.
 MINUTE_GUARD_S = 1.0
+#: How often an idle writer looks for a closed minute to publish.
+PUBLISH_TICK_S = 0.2
+PART_PREFIX = "_ingest-"
+LANDING_PREFIX = "landing/vitals"
+
+
+def _arrival_minute(now: float) -> datetime:
+    return datetime.fromtimestamp(now + MINUTE_GUARD_S, timezone.utc).replace(second=0, microsecond=0)
+
+
+def _part_instance(name: str) -> str:
+    """``_ingest-<instance>-<seq>.ndjson`` -> instance."""
+    return name[len(PART_PREFIX):].rsplit("-", 1)[0]
+
+
+def _partition_stamp(path: str) -> str:
+    """``landing/vitals/dt=2026-11-27/hh=10/mm=05/...`` -> ``20261127T1005``."""
+    day, hour, minute = (piece.split("=", 1)[1] for piece in path.split("/")[2:5])
+    return f"{day.replace('-', '')}T{hour}{minute}"
 
 
 @dataclass
@@ -55,7 +83,7 @@ class FlushStats:
 
 
 class LandingWriter:
-    """Collects readings from concurrent requests and makes them durable in landing, one file per flush."""
+    """Collects readings from concurrent requests, makes them durable, and publishes one file per minute."""
 
     def __init__(
         self,
@@ -66,33 +94,42 @@ class LandingWriter:
         max_batch_readings: int = 5000,
         dedupe_window_s: float = 900,
         on_flush=None,
+        on_publish=None,
     ):
         self.lake = lake
-        self.journal_dir = Path(state_dir) / "journal"
+        self.state_dir = Path(state_dir)
+        self.journal_dir = self.state_dir / "journal"
         self.journal_dir.mkdir(parents=True, exist_ok=True)
         self.flush_interval_s = flush_interval_s
         self.max_batch_readings = max_batch_readings
         self.dedupe_window_s = dedupe_window_s
-        self.on_flush = on_flush  # called with FlushStats after each landing file
+        self.on_flush = on_flush  # called with FlushStats after each part
+        self.on_publish = on_publish  # called with FlushStats after each published landing file
         self.instance = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
         self._sequence = 0
         self._seen: dict[str, float] = {}  # idempotency key -> when it became durable
         self._pending: dict[str, asyncio.Future] = {}  # key -> the flush that will make it durable
+        self._parts: dict[datetime, list[tuple[str, bytes]]] = {}  # unpublished parts by arrival minute
         self._batch = _Batch()
         self._wake: asyncio.Event | None = None
         self._full: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
         self._next_prune = 0.0
         self.last_error: str | None = None
-        # Flushes are serial; their own thread keeps them from queueing behind other blocking work.
+        # Flushes and publications are serial; their own thread keeps them from queueing behind other work.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="landing-writer")
 
-    # --- life cycle --------------------------------------------------------------------------------
+    # --- recovery ----------------------------------------------------------------------------------
     def recover(self) -> int:
-        """Re-learn the keys of readings already in landing from the journal; return how many."""
+        """Replay the journal after a (possibly unclean) stop; return how many idempotency keys are known.
+
+        Finishes interrupted publications and publishes the parts left by this journal's earlier
+        instances into the current minute.
+        """
         horizon = time.time() - self.dedupe_window_s
         intents: dict[str, tuple[float, list[str]]] = {}
         committed: set[str] = set()
+        publishing: dict[str, str] = {}  # part -> the file it was being published into
         for segment in sorted(self.journal_dir.glob("journal-*.log")):
             if int(segment.stem.split("-")[1]) * JOURNAL_SEGMENT_S + JOURNAL_SEGMENT_S < horizon:
                 segment.unlink()
@@ -101,24 +138,56 @@ class LandingWriter:
                 try:
                     entry = json.loads(line)
                 except ValueError:
-                    continue  # a line cut short by the crash: its file was never acknowledged
+                    continue  # a line cut short by the crash: nothing it names was acknowledged
                 if "commit" in entry:
                     committed.add(entry["commit"])
                 elif "intent" in entry:
                     intents[entry["intent"]] = (entry["t"], entry["keys"])
-        for path, (written_at, keys) in intents.items():
-            if written_at < horizon:
-                continue
-            if path in committed or self._file_reached_lake(path):
+                elif "publish" in entry:
+                    publishing.update({part: entry["publish"] for part in entry["parts"]})
+        for part, (written_at, keys) in intents.items():
+            if written_at >= horizon and (part in committed or part in publishing or self.lake.exists(part)):
                 for key in keys:
                     self._seen[key] = written_at
+        self._publish_leftovers(publishing)
+        with open(self.state_dir / "instances", "a") as handle:  # whose parts this journal may publish
+            handle.write(self.instance + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
         return len(self._seen)
 
-    def _file_reached_lake(self, landing_path: str) -> bool:
-        """Did a landing file whose commit line is missing get written (maybe moved to raw since)?"""
-        raw_path = "raw/" + landing_path.split("/", 1)[1]
-        return self.lake.exists(landing_path) or self.lake.exists(raw_path)
+    def _publish_leftovers(self, publishing: dict[str, str]) -> None:
+        instances_file = self.state_dir / "instances"
+        mine = set(instances_file.read_text().split()) if instances_file.exists() else set()
+        leftovers = [f.path for f in self.lake.list_files(LANDING_PREFIX)
+                     if posixpath.basename(f.path).startswith(PART_PREFIX) and _part_instance(posixpath.basename(f.path)) in mine]
+        unfinished: dict[str, list[str]] = {}
+        orphans: dict[str, list[str]] = {}
+        arrival = _arrival_minute(time.time())
+        for part in leftovers:
+            instance = _part_instance(posixpath.basename(part))
+            target = publishing.get(part)
+            if target is None:
+                # Published under its own minute, but the journal entry has expired? Else it arrives now.
+                original = f"{posixpath.dirname(part)}/ingest-{instance}-{_partition_stamp(part)}.ndjson"
+                if self._reached_lake(original):
+                    self.lake.delete(part)
+                    continue
+                target = f"{LANDING_PREFIX}/{minute_partition(arrival)}/ingest-{instance}-{_partition_stamp(part)}-recovered.ndjson"
+                orphans.setdefault(target, []).append(part)
+            elif self._reached_lake(target):
+                self.lake.delete(part)  # published before the crash, only the clean-up was missing
+            else:
+                unfinished.setdefault(target, []).append(part)
+        for target, parts in {**unfinished, **orphans}.items():
+            self._publish(target, [(part, self.lake.read_bytes(part)) for part in sorted(parts)], journal_first=target not in unfinished)
+            log.warning("published %d part(s) left by a previous run as %s", len(parts), target)
 
+    def _reached_lake(self, landing_path: str) -> bool:
+        """Is the file in landing, or already moved to raw by the pipeline?"""
+        return self.lake.exists(landing_path) or self.lake.exists("raw/" + landing_path.split("/", 1)[1])
+
+    # --- life cycle --------------------------------------------------------------------------------
     async def start(self) -> None:
         self._wake = asyncio.Event()
         self._full = asyncio.Event()
@@ -126,7 +195,7 @@ class LandingWriter:
         self._task = asyncio.create_task(self._flush_loop(), name="landing-writer")
 
     async def stop(self) -> None:
-        """Flush what is pending, then stop."""
+        """Flush what is pending, publish every part (the current minute's too), then stop."""
         if self._task is None:
             return
         self._task.cancel()
@@ -136,6 +205,7 @@ class LandingWriter:
             pass
         if self._batch.lines:
             await self._flush(self._batch)
+        await asyncio.get_running_loop().run_in_executor(self._executor, self.publish_closed_minutes, float("inf"))
         self._task = None
         self._executor.shutdown(wait=True)
 
@@ -174,19 +244,29 @@ class LandingWriter:
             await asyncio.gather(*(asyncio.shield(wait) for wait in waits))
         return outcomes
 
-    # --- flushing ----------------------------------------------------------------------------------
+    # --- flushing and publishing -------------------------------------------------------------------
     async def _flush_loop(self) -> None:
+        loop = asyncio.get_running_loop()
         while True:
-            await self._wake.wait()
             try:
-                await asyncio.wait_for(self._full.wait(), timeout=self.flush_interval_s)
+                await asyncio.wait_for(self._wake.wait(), timeout=PUBLISH_TICK_S)
             except asyncio.TimeoutError:
                 pass
-            batch = self._batch
-            self._batch = _Batch(future=asyncio.get_running_loop().create_future())
-            self._wake.clear()
-            self._full.clear()
-            await self._flush(batch)
+            if self._wake.is_set():
+                try:
+                    await asyncio.wait_for(self._full.wait(), timeout=self.flush_interval_s)
+                except asyncio.TimeoutError:
+                    pass
+                batch = self._batch
+                self._batch = _Batch(future=loop.create_future())
+                self._wake.clear()
+                self._full.clear()
+                await self._flush(batch)
+            if self._parts and min(self._parts) < _arrival_minute(time.time()):
+                try:
+                    await loop.run_in_executor(self._executor, self.publish_closed_minutes, time.time())
+                except Exception:  # the parts stay durable; the next tick tries again
+                    log.exception("publishing a closed minute failed")
 
     async def _flush(self, batch: _Batch) -> None:
         started = time.perf_counter()
@@ -214,17 +294,48 @@ class LandingWriter:
             self._next_prune = now + 30.0
 
     def _write(self, lines: list[bytes], keys: list[str]) -> str:
+        """Write one part durably (journal intent, atomic write, journal commit); return its lake path."""
         now = time.time()
-        arrival_minute = datetime.fromtimestamp(now + MINUTE_GUARD_S, timezone.utc).replace(second=0, microsecond=0)
+        minute = _arrival_minute(now)
         self._sequence += 1
-        name = f"ingest-{self.instance}-{self._sequence:07d}.ndjson"
-        path = f"landing/vitals/{minute_partition(arrival_minute)}/{name}"
-        journal = self.journal_dir / f"journal-{int(now) // JOURNAL_SEGMENT_S}.log"
-        with journal.open("a") as handle:
-            handle.write(json.dumps({"intent": path, "t": now, "keys": keys}, separators=(",", ":")) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        self.lake.write_bytes(path, b"".join(lines))
-        with journal.open("a") as handle:
-            handle.write(json.dumps({"commit": path}) + "\n")
-        return path
+        part = f"{LANDING_PREFIX}/{minute_partition(minute)}/{PART_PREFIX}{self.instance}-{self._sequence:07d}.ndjson"
+        data = b"".join(lines)
+        self._journal({"intent": part, "t": now, "keys": keys}, sync=True)
+        self.lake.write_bytes(part, data)
+        self._journal({"commit": part})
+        self._parts.setdefault(minute, []).append((part, data))
+        return part
+
+    def publish_closed_minutes(self, now: float) -> list[str]:
+        """Publish the parts of every minute that can receive no more parts; return the files written."""
+        current = _arrival_minute(now) if now != float("inf") else None
+        published = []
+        for minute in sorted(self._parts):
+            if current is not None and minute >= current:
+                break
+            parts = self._parts[minute]
+            target = f"{LANDING_PREFIX}/{minute_partition(minute)}/ingest-{self.instance}-{minute:%Y%m%dT%H%M}.ndjson"
+            self._publish(target, parts)
+            del self._parts[minute]
+            published.append(target)
+        return published
+
+    def _publish(self, target: str, parts: list[tuple[str, bytes]], *, journal_first: bool = True) -> None:
+        started = time.perf_counter()
+        if journal_first:
+            self._journal({"publish": target, "parts": [part for part, _ in parts]}, sync=True)
+        data = b"".join(content for _, content in parts)
+        self.lake.write_bytes(target, data)
+        for part, _ in parts:
+            self.lake.delete(part)
+        self._journal({"published": target})
+        if self.on_publish is not None:
+            self.on_publish(FlushStats(target, data.count(b"\n"), time.perf_counter() - started))
+
+    def _journal(self, entry: dict, *, sync: bool = False) -> None:
+        segment = self.journal_dir / f"journal-{int(time.time()) // JOURNAL_SEGMENT_S}.log"
+        with segment.open("a") as handle:
+            handle.write(json.dumps(entry, separators=(",", ":")) + "\n")
+            if sync:
+                handle.flush()
+                os.fsync(handle.fileno())

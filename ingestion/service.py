@@ -212,15 +212,19 @@ class Metrics:
         self.readings: dict[str, int] = {"accepted": 0, "duplicate": 0, "rejected": 0}
         self.request_seconds = _Histogram()
         self.flush_seconds = _Histogram()
+        self.group_commits = 0
         self.landing_files = 0
         self.landing_readings = 0
         self.fast_path: dict[str, int] = {"raised": 0, "not_raised": 0, "failed": 0, "unavailable": 0}
         self.fast_path_seconds = _Histogram()
 
     def on_flush(self, stats: FlushStats) -> None:
+        self.group_commits += 1
+        self.flush_seconds.observe(stats.seconds)
+
+    def on_publish(self, stats: FlushStats) -> None:
         self.landing_files += 1
         self.landing_readings += stats.readings
-        self.flush_seconds.observe(stats.seconds)
 
     def render(self) -> str:
         lines = [
@@ -233,13 +237,16 @@ class Metrics:
             "# HELP kidjamo_ingest_request_duration_seconds Time from request to answer of POST /v1/vitals.",
             "# TYPE kidjamo_ingest_request_duration_seconds histogram",
             *self.request_seconds.render("kidjamo_ingest_request_duration_seconds"),
-            "# HELP kidjamo_ingest_landing_files_total Landing files written (one per group commit).",
+            "# HELP kidjamo_ingest_group_commits_total Durable parts written (one per group commit; 202s wait for them).",
+            "# TYPE kidjamo_ingest_group_commits_total counter",
+            f"kidjamo_ingest_group_commits_total {self.group_commits}",
+            "# HELP kidjamo_ingest_landing_files_total Landing files published (one per minute and instance).",
             "# TYPE kidjamo_ingest_landing_files_total counter",
             f"kidjamo_ingest_landing_files_total {self.landing_files}",
-            "# HELP kidjamo_ingest_landing_readings_total Readings written to landing files.",
+            "# HELP kidjamo_ingest_landing_readings_total Readings in published landing files.",
             "# TYPE kidjamo_ingest_landing_readings_total counter",
             f"kidjamo_ingest_landing_readings_total {self.landing_readings}",
-            "# HELP kidjamo_ingest_flush_duration_seconds Time to make one landing file durable.",
+            "# HELP kidjamo_ingest_flush_duration_seconds Time to make one group commit durable.",
             "# TYPE kidjamo_ingest_flush_duration_seconds histogram",
             *self.flush_seconds.render("kidjamo_ingest_flush_duration_seconds"),
             "# HELP kidjamo_ingest_fast_path_total Critical readings sent to the fast path, by result.",
@@ -330,6 +337,7 @@ class IngestionService:
             flush_interval_s=settings.ingest_flush_interval_ms / 1000.0,
             dedupe_window_s=settings.ingest_dedupe_window_s,
             on_flush=self.metrics.on_flush,
+            on_publish=self.metrics.on_publish,
         )
         self.replay_guard = ReplayGuard(settings.ingest_signature_tolerance_s)
         self.rate_limiter = RateLimiter(settings.ingest_rate_per_device, settings.ingest_burst_per_device)

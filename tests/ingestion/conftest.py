@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import posixpath
 import signal
 import socket
 import subprocess
@@ -19,6 +20,7 @@ import psycopg
 import pytest
 
 from ingestion.auth import signed_headers
+from ingestion.landing_writer import PART_PREFIX, _part_instance
 from ingestion.simulator import Fleet, provision_fleet, read_secrets
 from kidjamo import migrations
 from kidjamo.storage import Lake
@@ -116,11 +118,24 @@ class ServiceProcess:
             except subprocess.TimeoutExpired:
                 self.kill()
 
+    def landing_files(self) -> list[str]:
+        """Landing files and unpublished parts, without the parts of a minute whose file is being published."""
+        paths = [f.path for f in self.lake.list_files("landing/vitals")]
+        published = set(paths)
+        return [path for path in paths if not (posixpath.basename(path).startswith(PART_PREFIX) and _target_of(path) in published)]
+
     def landing_readings(self) -> list[dict]:
         readings = []
-        for lake_file in self.lake.list_files("landing/vitals"):
-            readings += [json.loads(line) for line in self.lake.read_bytes(lake_file.path).splitlines() if line]
+        for path in self.landing_files():
+            readings += [json.loads(line) for line in self.lake.read_bytes(path).splitlines() if line]
         return readings
+
+
+def _target_of(part: str) -> str:
+    """The file a part of the writer is published into (same partition, one per instance and minute)."""
+    directory, name = posixpath.split(part)
+    day, hour, minute = (piece.split("=", 1)[1] for piece in directory.split("/")[2:5])
+    return f"{directory}/ingest-{_part_instance(name)}-{day.replace('-', '')}T{hour}{minute}.ndjson"
 
 
 @pytest.fixture(scope="module")

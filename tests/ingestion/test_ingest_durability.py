@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import posixpath
 import threading
 import time
 from collections import Counter
@@ -39,6 +40,7 @@ def test_sigkill_and_restart_keep_every_acknowledged_reading_exactly_once(start_
     service.start()
     runner.join(timeout=240)
     assert not runner.is_alive()
+    service.stop()  # publishes the last minute; the check below must not race a publication
 
     stats = outcome["stats"]
     landed = Counter(reading["message_id"] for reading in service.landing_readings())
@@ -48,41 +50,74 @@ def test_sigkill_and_restart_keep_every_acknowledged_reading_exactly_once(start_
     assert set(stats.acknowledged_ids) == generated  # nothing left behind in the spool
     assert {message_id: n for message_id, n in landed.items() if n != 1} == {}
     assert set(landed) == generated
+    assert all(posixpath.basename(path).startswith("ingest-") for path in service.landing_files())  # no part left behind
 
 
 def _writer(lake, state_dir) -> LandingWriter:
-    return LandingWriter(lake, state_dir, flush_interval_s=0.01)
+    """A writer as a (re)started service has it: journal replayed."""
+    writer = LandingWriter(lake, state_dir, flush_interval_s=0.01)
+    writer.recover()
+    return writer
 
 
-def test_a_file_written_before_its_commit_line_is_still_remembered_after_a_crash(lake, tmp_path):
+def _files(lake) -> list[str]:
+    return [posixpath.basename(f.path) for f in lake.list_files("landing/vitals")]
+
+
+def test_closed_minutes_are_published_as_one_file_and_their_parts_removed(lake, tmp_path):
     writer = _writer(lake, tmp_path)
-    path = writer._write([b'{"message_id": "m-1"}\n'], ["m:device-1|m-1"])
+    writer._write([b'{"message_id": "m-1"}\n'], ["m:device-1|m-1"])
+    writer._write([b'{"message_id": "m-2"}\n'], ["m:device-1|m-2"])
+    assert writer.publish_closed_minutes(time.time() - 120) == []  # the minute is still open
+    [published] = writer.publish_closed_minutes(time.time() + 120)
+    assert _files(lake) == [posixpath.basename(published)]
+    assert lake.read_bytes(published) == b'{"message_id": "m-1"}\n{"message_id": "m-2"}\n'
+
+
+def test_a_part_written_before_its_commit_line_is_remembered_and_published_after_a_crash(lake, tmp_path):
+    writer = _writer(lake, tmp_path)
+    writer._write([b'{"message_id": "m-1"}\n'], ["m:device-1|m-1"])
     journal = next((tmp_path / "journal").glob("journal-*.log"))
-    lines = journal.read_text().splitlines()
-    journal.write_text(lines[0] + "\n")  # the crash came after the rename, before the commit line
+    journal.write_text(journal.read_text().splitlines()[0] + "\n")  # the crash came after the rename, before the commit line
     restarted = _writer(lake, tmp_path)
-    assert restarted.recover() == 1
     assert restarted.is_known(("m:device-1|m-1",))
-    assert lake.exists(path)
+    [name] = _files(lake)
+    assert name.startswith(f"ingest-{writer.instance}-") and name.endswith("-recovered.ndjson")
 
 
-def test_an_intent_whose_file_never_landed_is_forgotten_after_a_crash(lake, tmp_path):
+def test_an_intent_whose_part_never_landed_is_forgotten_after_a_crash(lake, tmp_path):
     (tmp_path / "journal").mkdir()
     segment = tmp_path / "journal" / f"journal-{int(time.time()) // 600}.log"
-    intent = {"intent": "landing/vitals/dt=2026-11-27/hh=10/mm=00/ingest-x-0000001.ndjson", "t": time.time(), "keys": ["m:device-1|m-2"]}
+    intent = {"intent": "landing/vitals/dt=2026-11-27/hh=10/mm=00/_ingest-x-0000001.ndjson", "t": time.time(), "keys": ["m:device-1|m-2"]}
     segment.write_text(json.dumps(intent) + "\n" + '{"intent": "landing/vit')  # and a torn last line
     restarted = _writer(lake, tmp_path)
-    assert restarted.recover() == 0
     assert not restarted.is_known(("m:device-1|m-2",))
+    assert _files(lake) == []
 
 
-def test_a_file_already_moved_to_raw_counts_as_landed(lake, tmp_path):
+def test_a_publication_cut_short_after_the_file_is_not_repeated(lake, tmp_path):
     writer = _writer(lake, tmp_path)
-    path = writer._write([b'{"message_id": "m-3"}\n'], ["m:device-1|m-3"])
-    lake.write_bytes("raw/" + path.split("/", 1)[1], lake.read_bytes(path))
-    lake.delete(path)
-    journal = next((tmp_path / "journal").glob("journal-*.log"))
-    journal.write_text(journal.read_text().splitlines()[0] + "\n")
+    part = writer._write([b'{"message_id": "m-3"}\n'], ["m:device-1|m-3"])
+    target = posixpath.dirname(part) + f"/ingest-{writer.instance}-x.ndjson"
+    writer._journal({"publish": target, "parts": [part]}, sync=True)
+    lake.write_bytes(target, lake.read_bytes(part))  # the crash came before the parts were deleted
     restarted = _writer(lake, tmp_path)
-    restarted.recover()
+    assert _files(lake) == [posixpath.basename(target)]
     assert restarted.is_known(("m:device-1|m-3",))
+
+
+def test_a_publication_cut_short_before_the_file_is_finished_on_restart(lake, tmp_path):
+    writer = _writer(lake, tmp_path)
+    part = writer._write([b'{"message_id": "m-4"}\n'], ["m:device-1|m-4"])
+    target = posixpath.dirname(part) + f"/ingest-{writer.instance}-x.ndjson"
+    writer._journal({"publish": target, "parts": [part]}, sync=True)
+    _writer(lake, tmp_path)
+    assert _files(lake) == [posixpath.basename(target)]
+    assert lake.read_bytes(target) == b'{"message_id": "m-4"}\n'
+
+
+def test_parts_of_another_service_instance_are_left_alone(lake, tmp_path):
+    other = _writer(lake, tmp_path / "other-instance")
+    other._write([b'{"message_id": "m-5"}\n'], ["m:device-1|m-5"])
+    _writer(lake, tmp_path / "this-instance")
+    assert [name.startswith("_ingest-") for name in _files(lake)] == [True]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import posixpath
 import time
 
 import httpx
@@ -32,28 +33,27 @@ def test_one_reading_is_acknowledged_once_it_is_in_landing(service, post, new_re
     assert landed(service, payload["message_id"]) == [payload]
 
 
-def test_landing_file_is_in_the_arrival_minute_partition(service, post, new_reading, fleet, secrets):
+def test_an_acknowledged_reading_is_in_a_durable_part_of_its_arrival_minute(service, post, new_reading, fleet, secrets):
     payload = new_reading(0)
-    before = {f.path for f in service.lake.list_files("landing/vitals")}
+    before = set(service.landing_files())
     post(service, fleet.device_ids[0], secrets[fleet.device_ids[0]], payload)
-    new_files = [f.path for f in service.lake.list_files("landing/vitals") if f.path not in before]
-    assert len(new_files) == 1
-    assert new_files[0].startswith(f"landing/vitals/dt={time.strftime('%Y-%m-%d', time.gmtime())}/hh=")
-    assert new_files[0].rsplit("/", 1)[1].startswith("ingest-") and new_files[0].endswith(".ndjson")
+    new_parts = [path for path in service.landing_files() if path not in before]
+    assert len(new_parts) == 1
+    assert new_parts[0].startswith(f"landing/vitals/dt={time.strftime('%Y-%m-%d', time.gmtime())}/hh=")
+    assert new_parts[0].rsplit("/", 1)[1].startswith("_ingest-")  # in progress: the pipeline ignores it until published
 
 
-def test_a_batch_of_ten_is_one_request_and_one_landing_file(service, post, new_reading, fleet, secrets):
+def test_a_batch_of_ten_is_one_request_and_one_group_commit(service, post, new_reading, fleet, secrets):
     batch = [new_reading(1) for _ in range(10)]
-    before = {f.path for f in service.lake.list_files("landing/vitals")}
+    before = set(service.landing_files())
     response = post(service, fleet.device_ids[1], secrets[fleet.device_ids[1]], batch)
     assert response.status_code == 202 and response.json()["accepted"] == 10
-    assert len([f for f in service.lake.list_files("landing/vitals") if f.path not in before]) == 1
+    assert len([path for path in service.landing_files() if path not in before]) == 1
 
 
-def test_concurrent_requests_share_landing_files(service, new_reading, fleet, secrets):
-    """Group commit: many requests at once make far fewer files than requests."""
+def test_concurrent_requests_share_group_commits(service, new_reading, fleet, secrets):
     payloads = [(fleet.device_ids[i], new_reading(i)) for i in range(12) for _ in range(4)]
-    before = {f.path for f in service.lake.list_files("landing/vitals")}
+    before = set(service.landing_files())
 
     async def send_all():
         async with httpx.AsyncClient(timeout=10) as client:
@@ -65,8 +65,20 @@ def test_concurrent_requests_share_landing_files(service, new_reading, fleet, se
 
     responses = asyncio.run(send_all())
     assert [r.status_code for r in responses] == [202] * len(payloads)
-    new_files = [f for f in service.lake.list_files("landing/vitals") if f.path not in before]
-    assert 1 <= len(new_files) < len(payloads) / 4
+    new_parts = [path for path in service.landing_files() if path not in before]
+    assert 1 <= len(new_parts) < len(payloads) / 4
+
+
+def test_parts_are_published_as_one_landing_file_per_minute(start_service, post, new_reading, fleet, secrets):
+    service = start_service()
+    payloads = [new_reading(i) for i in range(6)]
+    for index, payload in enumerate(payloads):
+        assert post(service, fleet.device_ids[index], secrets[fleet.device_ids[index]], payload).status_code == 202
+    service.stop()  # a clean stop publishes the current minute too
+    files = service.landing_files()
+    assert 1 <= len(files) <= 2  # 2 only if the requests straddled a minute
+    assert all(posixpath.basename(path).startswith("ingest-") for path in files)
+    assert sorted(r["message_id"] for r in service.landing_readings()) == sorted(p["message_id"] for p in payloads)
 
 
 # --- idempotency ---------------------------------------------------------------------------------------
