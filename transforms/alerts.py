@@ -313,8 +313,14 @@ _UPSERT = """
 INSERT INTO kidjamo.alerts AS a (
     patient_id, rule_id, rule_version, severity, status, first_reading_at, last_reading_at, reading_count,
     evidence, lineage, is_late, delay_seconds, source, opened_at, updated_at, severity_since)
-VALUES (%(patient_id)s, %(rule_id)s, %(rule_version)s, %(severity)s, 'open', %(first_reading_at)s, %(last_reading_at)s,
-        GREATEST(%(fresh)s, 1), %(evidence)s, %(lineage)s, %(is_late)s, %(delay_seconds)s, %(source)s, %(at)s, %(at)s, %(at)s)
+SELECT c.patient_id, c.rule_id, c.rule_version, c.severity, 'open', c.first_reading_at, c.last_reading_at,
+       c.fresh + 1, c.evidence::jsonb, c.lineage::jsonb, c.is_late, c.delay_seconds, %(source)s,
+       %(at)s, %(at)s, %(at)s
+FROM unnest(%(patient_id)s::text[], %(rule_id)s::text[], %(rule_version)s::text[], %(severity)s::text[],
+            %(first_reading_at)s::timestamptz[], %(last_reading_at)s::timestamptz[], %(fresh)s::integer[],
+            %(evidence)s::text[], %(lineage)s::text[], %(is_late)s::boolean[], %(delay_seconds)s::float8[])
+     AS c(patient_id, rule_id, rule_version, severity, first_reading_at, last_reading_at, fresh, evidence, lineage,
+          is_late, delay_seconds)
 ON CONFLICT (patient_id, rule_id) WHERE status <> 'resolved' DO UPDATE SET
     rule_version = excluded.rule_version,
     severity = CASE WHEN kidjamo.severity_rank(excluded.severity) > kidjamo.severity_rank(a.severity)
@@ -328,14 +334,15 @@ ON CONFLICT (patient_id, rule_id) WHERE status <> 'resolved' DO UPDATE SET
                     THEN excluded.evidence ELSE a.evidence END,
     first_reading_at = LEAST(a.first_reading_at, excluded.first_reading_at),
     last_reading_at = GREATEST(a.last_reading_at, excluded.last_reading_at),
-    reading_count = a.reading_count + %(fresh)s,
-    lineage = (SELECT coalesce(jsonb_agg(entry), '[]'::jsonb) FROM (
-                   SELECT entry FROM jsonb_array_elements(excluded.lineage || a.lineage) WITH ORDINALITY AS e(entry, n)
+    -- the proposed row carries fresh + 1 (the CHECK wants > 0); inserted rows are corrected afterwards
+    reading_count = a.reading_count + excluded.reading_count - 1,
+    lineage = (SELECT coalesce(jsonb_agg(entry ORDER BY n), '[]'::jsonb) FROM (
+                   SELECT entry, n FROM jsonb_array_elements(excluded.lineage || a.lineage) WITH ORDINALITY AS e(entry, n)
                    ORDER BY n LIMIT %(lineage_limit)s) AS kept),
     is_late = CASE WHEN excluded.last_reading_at >= a.last_reading_at THEN excluded.is_late ELSE a.is_late END,
     delay_seconds = CASE WHEN excluded.last_reading_at >= a.last_reading_at THEN excluded.delay_seconds ELSE a.delay_seconds END,
     updated_at = excluded.updated_at
-RETURNING alert_id, patient_id, rule_id, severity, (xmax = 0) AS inserted
+RETURNING a.alert_id, a.patient_id, a.rule_id, a.severity, (a.xmax = 0) AS inserted
 """
 
 
@@ -364,7 +371,7 @@ def _upsert_candidates(connection, candidates: pd.DataFrame, matches: pd.DataFra
         """,
         (list(candidates["patient_id"]), list(candidates["rule_id"])),
     )}
-    params = []
+    applied = []
     for row in candidates.itertuples(index=False):
         key = (row.patient_id, row.rule_id)
         new_readings = fresh_count.get(key, 0)
@@ -372,19 +379,26 @@ def _upsert_candidates(connection, candidates: pd.DataFrame, matches: pd.DataFra
         if (new_readings == 0 and not higher) or (row.superseded and key not in prior):
             counts["unchanged"] += 1
             continue
-        params.append({
-            "patient_id": row.patient_id, "rule_id": row.rule_id, "rule_version": row.rule_version,
-            "severity": row.severity, "first_reading_at": _py_time(row.first_reading_at),
-            "last_reading_at": _py_time(row.last_reading_at), "fresh": new_readings,
-            "evidence": json.dumps(row.evidence, default=str), "lineage": json.dumps(row.lineage, default=str),
-            "is_late": bool(row.is_late), "delay_seconds": float(row.delay_seconds), "source": source, "at": at,
-            "lineage_limit": LINEAGE_IN_ALERT,
-        })
+        applied.append((row, new_readings))
     events = []
-    with connection.cursor() as cursor:
-        cursor.executemany(_UPSERT, params, returning=True)
-        while params:
-            alert_id, patient_id, rule_id, severity, inserted = cursor.fetchone()
+    if applied:
+        rows = connection.execute(_UPSERT, {
+            "patient_id": [row.patient_id for row, _ in applied], "rule_id": [row.rule_id for row, _ in applied],
+            "rule_version": [row.rule_version for row, _ in applied], "severity": [row.severity for row, _ in applied],
+            "first_reading_at": [_py_time(row.first_reading_at) for row, _ in applied],
+            "last_reading_at": [_py_time(row.last_reading_at) for row, _ in applied],
+            "fresh": [fresh for _, fresh in applied],
+            "evidence": [json.dumps(row.evidence, default=str) for row, _ in applied],
+            "lineage": [json.dumps(row.lineage, default=str) for row, _ in applied],
+            "is_late": [bool(row.is_late) for row, _ in applied],
+            "delay_seconds": [float(row.delay_seconds) for row, _ in applied],
+            "source": source, "at": at, "lineage_limit": LINEAGE_IN_ALERT,
+        }).fetchall()
+        inserted_ids = [alert_id for alert_id, _, _, _, inserted in rows if inserted]
+        if inserted_ids:
+            connection.execute("UPDATE kidjamo.alerts SET reading_count = reading_count - 1 WHERE alert_id = ANY(%s)",
+                               (inserted_ids,))
+        for alert_id, patient_id, rule_id, severity, inserted in rows:
             key = (patient_id, rule_id)
             if inserted:
                 counts["opened"] += 1
@@ -395,8 +409,6 @@ def _upsert_candidates(connection, candidates: pd.DataFrame, matches: pd.DataFra
                                {"from": prior[key][1], "to": severity, "run_id": run_id}))
             else:  # also an alert another writer (the fast path) opened since our read: its event is theirs
                 counts["updated"] += 1
-            if not cursor.nextset():
-                break
     _attach_readings(connection, fresh)
     counts["events"] = len(events)
     counts["notifications_queued"] = record_events(connection, events, at=at, run_id=run_id, settings=settings)
@@ -468,25 +480,37 @@ def _attach_readings(connection, fresh: pd.DataFrame) -> None:
 
 def record_events(connection, events: list[tuple], *, at: datetime, run_id: str | None, settings: Settings,
                   audience: str = "care_team", actor: str = "pipeline") -> int:
-    """Insert alert events (once per event key) and queue their notifications; return how many were queued."""
-    queued = 0
-    for alert_id, event_key, event_type, severity, details in events:
-        row = connection.execute(
-            """
-            INSERT INTO kidjamo.alert_events (alert_id, event_key, event_type, severity, audience, actor, details, run_id, event_at)
-            VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (event_key) DO NOTHING RETURNING event_id
-            """,
-            (alert_id, event_key, event_type, severity, audience, actor, json.dumps(details, default=str), run_id, at),
-        ).fetchone()
-        if row is None or event_type not in ("opened", "escalated", "escalation_notice"):
-            continue
-        for channel in _channels_for(severity, settings):
-            queued += connection.execute(
-                "INSERT INTO kidjamo.notifications (event_id, channel, next_attempt_at) VALUES (%s, %s, %s)"
-                " ON CONFLICT (event_id, channel) DO NOTHING",
-                (row[0], channel, at),
-            ).rowcount
-    return queued
+    """Insert alert events (once per event key) and queue their notifications; return how many were queued.
+
+    ``events`` holds (alert_id, event_key, event_type, severity, details) tuples.
+    """
+    if not events:
+        return 0
+    inserted = connection.execute(
+        """
+        INSERT INTO kidjamo.alert_events (alert_id, event_key, event_type, severity, audience, actor, details, run_id, event_at)
+        SELECT e.alert_id, e.event_key, e.event_type, e.severity, %s, %s, e.details::jsonb, %s, %s
+        FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[])
+             AS e(alert_id, event_key, event_type, severity, details)
+        ON CONFLICT (event_key) DO NOTHING
+        RETURNING event_id, event_type, severity
+        """,
+        (audience, actor, run_id, at, [e[0] for e in events], [e[1] for e in events], [e[2] for e in events],
+         [e[3] for e in events], [json.dumps(e[4], default=str) for e in events]),
+    ).fetchall()
+    queue = [(event_id, channel) for event_id, event_type, severity in inserted
+             if event_type in ("opened", "escalated", "escalation_notice")
+             for channel in _channels_for(severity, settings)]
+    if not queue:
+        return 0
+    return connection.execute(
+        """
+        INSERT INTO kidjamo.notifications (event_id, channel, next_attempt_at)
+        SELECT n.event_id, n.channel, %s FROM unnest(%s::bigint[], %s::text[]) AS n(event_id, channel)
+        ON CONFLICT (event_id, channel) DO NOTHING
+        """,
+        (at, [q[0] for q in queue], [q[1] for q in queue]),
+    ).rowcount
 
 
 def _channels_for(severity: str, settings: Settings) -> list[str]:
