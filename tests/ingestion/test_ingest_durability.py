@@ -121,3 +121,22 @@ def test_parts_of_another_service_instance_are_left_alone(lake, tmp_path):
     other._write([b'{"message_id": "m-5"}\n'], ["m:device-1|m-5"])
     _writer(lake, tmp_path / "this-instance")
     assert [name.startswith("_ingest-") for name in _files(lake)] == [True]
+
+
+def test_a_running_writer_publishes_a_minute_once_it_closes(lake, tmp_path):
+    async def scenario() -> list[str]:
+        writer = _writer(lake, tmp_path)
+        await writer.start()
+        assert await writer.submit([(("m:device-1|m-6",), b'{"message_id": "m-6"}\n')]) == [True]
+        [(minute, parts)] = list(writer._parts.items())
+        writer._parts = {minute - timedelta(minutes=5): parts}  # as if that minute had ended
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            if not writer._parts and not writer._publishing:
+                break
+        files = _files(lake)
+        await writer.stop()
+        return files
+
+    files = asyncio.run(scenario())
+    assert len(files) == 1 and files[0].startswith("ingest-")
