@@ -5,8 +5,9 @@ provisioned fleet and ``kidjamo ingest serve`` in its own process, then drives i
 of ``--batch`` signed readings are scheduled at a fixed rate over ``--connections`` keep-alive
 connections, and each latency is measured from the request's *scheduled* time (so a stalled server
 cannot hide its queueing). Reported: sustained accepted readings/s, p50/p95/p99/max latency, non-202
-answers, landing files per minute, readings found in landing (0 lost), and the fast path (POST of a
-critical reading to its alert row). Bounded by ``--duration``.
+answers, group commits per minute, landing files, readings found in landing (0 lost), and the fast path (POST of a
+critical reading to its alert row). Group commits are the durable parts a 202 waits for; the
+service publishes one landing file per minute from them. Bounded by ``--duration``.
 
 Usage: ``python -m bench.ingestion_load [--rate 4000] [--duration 20] [--batch 10] [--devices 2000]``.
 """
@@ -201,10 +202,12 @@ def main(argv: list[str] | None = None) -> dict:
         result = asyncio.run(_drive(url, requests, args.rate, args.batch, args.connections, args.duration))
         cpu_used, load_after = _cpu_seconds(service.pid) - cpu_before, os.getloadavg()[0]
         after = httpx.get(f"{url}/metrics").text
-        files = _metric(after, "kidjamo_ingest_landing_files_total") - _metric(before, "kidjamo_ingest_landing_files_total")
-        in_landing = sum(len(lake.read_bytes(f.path).splitlines()) for f in lake.list_files("landing/vitals"))
+        group_commits = _metric(after, "kidjamo_ingest_group_commits_total") - _metric(before, "kidjamo_ingest_group_commits_total")
         fast_path = _fast_path(url, fleet, secrets, database_url, args.fast_path_samples)
-
+        service.terminate()  # a clean stop publishes the open minute: then landing holds only published files
+        service.wait(60)
+        landing_files = lake.list_files("landing/vitals")
+        in_landing = sum(len(lake.read_bytes(f.path).splitlines()) for f in landing_files) - len(fast_path)
         latencies = result["latencies"]
         report = {
             "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
@@ -220,8 +223,10 @@ def main(argv: list[str] | None = None) -> dict:
             # CPU the service process used per request: its capacity on one free core, whatever else runs.
             "service_cpu_ms_per_request": round(cpu_used * 1000 / result["requests"], 3),
             "service_capacity_readings_per_core_s": round(result["accepted"] / cpu_used) if cpu_used else None,
-            "landing_files_per_minute": round(files * 60 / result["wall_s"]),
-            "readings_per_landing_file": round(result["accepted"] / files, 1) if files else None,
+            "group_commits_per_minute": round(group_commits * 60 / result["wall_s"]),
+            "readings_per_group_commit": round(result["accepted"] / group_commits, 1) if group_commits else None,
+            "landing_files": len(landing_files),
+            "landing_minutes_spanned": len({f.path.rsplit("/", 1)[0] for f in landing_files}),
             "acknowledged_missing_from_landing": result["accepted"] - in_landing,
             "fast_path_ms": [round(value * 1000) for value in fast_path],
         }
