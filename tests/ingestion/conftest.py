@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -70,6 +70,7 @@ class ServiceProcess:
     lake: Lake
     database_url: str
     settings: dict
+    environment: dict = field(default_factory=dict)
     port: int = 0
     process: subprocess.Popen | None = None
 
@@ -85,6 +86,7 @@ class ServiceProcess:
             KIDJAMO_DATABASE_URL=self.database_url,
             KIDJAMO_LAKE_URL=self.lake.root_url,
             **{f"KIDJAMO_{name.upper()}": str(value) for name, value in self.settings.items()},
+            **self.environment,
         )
         log = open(self.home / "service.log", "ab")
         self.process = subprocess.Popen(
@@ -146,10 +148,10 @@ def start_service(ingest_database: str, secrets, tmp_path_factory):
     """
     started: list[ServiceProcess] = []
 
-    def start(**settings) -> ServiceProcess:
+    def start(*, lake: Lake | None = None, environment: dict | None = None, **settings) -> ServiceProcess:
         home = tmp_path_factory.mktemp("service")
-        service = ServiceProcess(home, Lake(f"file://{home / 'lake'}"), ingest_database,
-                                 {f"ingest_{name}": value for name, value in settings.items()})
+        service = ServiceProcess(home, lake or Lake(f"file://{home / 'lake'}"), ingest_database,
+                                 {f"ingest_{name}": value for name, value in settings.items()}, environment or {})
         started.append(service)
         return service.start()
 
