@@ -133,10 +133,8 @@ class LandingWriter:
         intents: dict[str, tuple[float, list[str]]] = {}
         committed: set[str] = set()
         publishing: dict[str, str] = {}  # part -> the file it was being published into
+        self._prune_journal(horizon)
         for segment in sorted(self.journal_dir.glob("journal-*.log")):
-            if int(segment.stem.split("-")[1]) * JOURNAL_SEGMENT_S + JOURNAL_SEGMENT_S < horizon:
-                segment.unlink()
-                continue
             for line in segment.read_text().splitlines():
                 try:
                     entry = json.loads(line)
@@ -309,7 +307,14 @@ class LandingWriter:
         if now >= self._next_prune:
             horizon = now - self.dedupe_window_s
             self._seen = {key: seen for key, seen in self._seen.items() if seen > horizon}
+            self._prune_journal(horizon)
             self._next_prune = now + 30.0
+
+    def _prune_journal(self, horizon: float) -> None:
+        """Delete journal segments older than the dedupe window (their minutes are long published)."""
+        for segment in self.journal_dir.glob("journal-*.log"):
+            if int(segment.stem.split("-")[1]) * JOURNAL_SEGMENT_S + JOURNAL_SEGMENT_S < horizon:
+                segment.unlink(missing_ok=True)
 
     def _write(self, lines: list[bytes], keys: list[str]) -> str:
         """Write one part durably (journal intent, atomic write, journal commit); return its lake path."""

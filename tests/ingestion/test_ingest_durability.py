@@ -140,3 +140,12 @@ def test_a_running_writer_publishes_a_minute_once_it_closes(lake, tmp_path):
 
     files = asyncio.run(scenario())
     assert len(files) == 1 and files[0].startswith("ingest-")
+
+
+def test_journal_segments_older_than_the_dedupe_window_are_deleted(lake, tmp_path):
+    writer = _writer(lake, tmp_path)
+    old = tmp_path / "journal" / f"journal-{int(time.time() - 3600) // 600}.log"
+    old.write_text('{"intent": "landing/vitals/dt=2026-11-27/hh=09/mm=00/_ingest-x-0000001.ndjson", "t": 0, "keys": ["k"]}\n')
+    writer._write([b'{"message_id": "m-7"}\n'], ["m:device-1|m-7"])
+    writer._prune_journal(time.time() - writer.dedupe_window_s)
+    assert not old.exists() and len(list((tmp_path / "journal").glob("journal-*.log"))) == 1
