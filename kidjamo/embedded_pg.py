@@ -16,8 +16,13 @@ import shutil
 import socket
 import subprocess
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
+
+# The wheel's package computes a runtime folder at import and warns when XDG_RUNTIME_DIR is unset
+# (as under root, cron or CI); we never use that folder.
+warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
 
 SYSTEM_USER = "embedded_postgres"
 SUPERUSER = "postgres"

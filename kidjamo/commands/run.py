@@ -93,7 +93,8 @@ def command(minutes: int | None, patients: int, ui_port: int, ingest_port: int) 
         migrations.migrate(url)
         click.echo(f"PostgreSQL        {url}")
         env = {**os.environ, **airflow_environment(settings, api_port=ui_port), "AIRFLOW_CONN_KIDJAMO_POSTGRES": url,
-               "KIDJAMO_HOME": str(settings.home)}
+               "KIDJAMO_HOME": str(settings.home),
+               "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}  # standalone starts `airflow` by name
         subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
 
         ingest_url = f"http://127.0.0.1:{ingest_port}"
@@ -101,7 +102,7 @@ def command(minutes: int | None, patients: int, ui_port: int, ingest_port: int) 
         _wait_for(f"{ingest_url}/healthz", "the ingestion service", 60, services)
         click.echo(f"Ingestion service {ingest_url}  (API docs: {ingest_url}/docs)")
         services.start("simulator", [str(BIN / "kidjamo"), "simulate", "--patients", str(patients), "--mode", "http",
-                                     "--url", ingest_url, "--realtime", "--provision", "--hypoxia"], env)
+                                     "--url", ingest_url, "--realtime", "--provision", "--hypoxia", "--no-progress"], env)
         click.echo(f"Simulator         {patients} patients posting every 30 s (patient 1 has a hypoxia episode)")
 
         services.start("airflow", [str(BIN / "airflow"), "standalone"], env)
@@ -124,7 +125,7 @@ def command(minutes: int | None, patients: int, ui_port: int, ingest_port: int) 
 
 
 def summary(url: str) -> str:
-    """Readings per layer, quarantine reasons and alerts by severity, from the warehouse."""
+    """Readings per layer (runs that reached the warehouse), quarantine reasons and alerts by severity."""
     with database.connect(url) as connection:
         steps = dict(connection.execute(
             """
@@ -132,7 +133,11 @@ def summary(url: str) -> str:
                 'runs', count(*), 'raw', sum((counts->>'raw_records')::bigint),
                 'bronze', sum((counts->>'bronze_rows')::bigint), 'silver', sum((counts->>'silver_rows')::bigint),
                 'gold', sum((counts->>'gold_rows')::bigint))
-            FROM kidjamo.pipeline_runs WHERE status = 'success' GROUP BY step
+            FROM kidjamo.pipeline_runs AS r
+            WHERE status = 'success'
+              AND EXISTS (SELECT 1 FROM kidjamo.pipeline_runs AS l
+                          WHERE l.run_id = r.run_id AND l.step = 'load' AND l.status = 'success')
+            GROUP BY step
             """
         ).fetchall())
         measurements = connection.execute("SELECT count(*) FROM kidjamo.measurements").fetchone()[0]
@@ -144,7 +149,7 @@ def summary(url: str) -> str:
     lines = [
         "",
         "Summary (from PostgreSQL)",
-        f"  pipeline runs      {runs}",
+        f"  pipeline runs      {runs} (loaded into the warehouse)",
         f"  raw readings       {(steps.get('to_bronze') or {}).get('raw') or 0}",
         f"  bronze rows        {(steps.get('to_bronze') or {}).get('bronze') or 0}",
         f"  silver rows        {(steps.get('to_silver') or {}).get('silver') or 0}",
