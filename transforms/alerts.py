@@ -229,18 +229,47 @@ def _history_lookback(rules: RuleSet) -> timedelta:
 
 
 def read_history(connection, silver: pd.DataFrame, rules: RuleSet) -> pd.DataFrame:
-    """Readings of the batch's devices in the look-back window before each device's first batch reading."""
+    """Recent readings from kidjamo.measurements that the cross-batch rules need, and only those.
+
+    For each device of the batch, the look-back window before its first batch reading is read
+    only when it can matter: its previous reading has the same SpO2 or heart rate as its first
+    batch reading (a flatline may have started before the batch), or the batch shows severe pain
+    (the consecutive-readings rule). One index probe per device decides; at a 30 s cadence this
+    keeps the read small however much history is stored.
+    """
     if silver.empty:
         return pd.DataFrame(columns=HISTORY_COLUMNS)
-    first = silver.groupby("device_id", sort=False)["measured_at"].min()
-    since = first - _history_lookback(rules)
+    ordered = silver.sort_values("measured_at", kind="stable")
+    first = ordered.drop_duplicates("device_id")
+    pain_threshold = rules["pain_severe"].thresholds.pain_at_least
+    pain = pd.to_numeric(silver["pain_scale"], errors="coerce") if "pain_scale" in silver else pd.Series(np.nan, index=silver.index)
+    painful = set(silver.loc[(pain >= pain_threshold).fillna(False), "device_id"])
+    since = first["measured_at"] - _history_lookback(rules)
+
+    def floats(column: str) -> list:
+        values = pd.to_numeric(first[column], errors="coerce") if column in first else pd.Series(np.nan, index=first.index)
+        return [None if pd.isna(v) else float(v) for v in values]
+
     rows = connection.execute(
         """
+        WITH batch AS (
+            SELECT * FROM unnest(%b::text[], %b::timestamptz[], %b::timestamptz[], %b::float8[], %b::float8[], %b::boolean[])
+                AS b(device_id, since, until, spo2, heart_rate, painful)
+        ),
+        needed AS (
+            SELECT b.device_id, b.since, b.until FROM batch AS b
+            WHERE b.painful OR EXISTS (
+                SELECT 1 FROM (SELECT p.spo2, p.heart_rate FROM kidjamo.measurements AS p
+                               WHERE p.device_id = b.device_id AND p.measured_at >= b.since AND p.measured_at < b.until
+                               ORDER BY p.measured_at DESC LIMIT 1) AS previous
+                WHERE previous.spo2 = b.spo2 OR previous.heart_rate = b.heart_rate)
+        )
         SELECT m.device_id, m.patient_id, m.measured_at, m.spo2, m.heart_rate, m.pain_scale, m.age_years
-        FROM unnest(%s::text[], %s::timestamptz[], %s::timestamptz[]) AS b(device_id, since, until)
-        JOIN kidjamo.measurements AS m ON m.device_id = b.device_id AND m.measured_at >= b.since AND m.measured_at < b.until
+        FROM needed AS n
+        JOIN kidjamo.measurements AS m ON m.device_id = n.device_id AND m.measured_at >= n.since AND m.measured_at < n.until
         """,
-        (list(first.index), [t.to_pydatetime() for t in since], [t.to_pydatetime() for t in first]),
+        (_values(first["device_id"]), [t.to_pydatetime() for t in since], [t.to_pydatetime() for t in first["measured_at"]],
+         floats("spo2"), floats("heart_rate"), [device in painful for device in first["device_id"]]),
     ).fetchall()
     history = pd.DataFrame(rows, columns=HISTORY_COLUMNS)
     history["measured_at"] = pd.to_datetime(history["measured_at"], utc=True)
@@ -261,13 +290,13 @@ def _update_last_seen(connection, frame: pd.DataFrame) -> int:
     connection.execute(
         """
         INSERT INTO kidjamo.device_last_seen AS s (device_id, patient_id, last_measured_at)
-        SELECT * FROM unnest(%s::text[], %s::text[], %s::timestamptz[])
+        SELECT * FROM unnest(%b::text[], %b::text[], %b::timestamptz[])
         ON CONFLICT (device_id) DO UPDATE SET
             last_measured_at = GREATEST(s.last_measured_at, excluded.last_measured_at),
             patient_id = CASE WHEN excluded.last_measured_at >= s.last_measured_at THEN excluded.patient_id ELSE s.patient_id END,
             updated_at = now()
         """,
-        (list(latest.index), list(latest["patient_id"]), [t.to_pydatetime() for t in latest["last"]]),
+        (_values(latest.index), _values(latest["patient_id"]), [t.to_pydatetime() for t in latest["last"]]),
     )
     return len(latest)
 
@@ -316,9 +345,9 @@ INSERT INTO kidjamo.alerts AS a (
 SELECT c.patient_id, c.rule_id, c.rule_version, c.severity, 'open', c.first_reading_at, c.last_reading_at,
        c.fresh + 1, c.evidence::jsonb, c.lineage::jsonb, c.is_late, c.delay_seconds, %(source)s,
        %(at)s, %(at)s, %(at)s
-FROM unnest(%(patient_id)s::text[], %(rule_id)s::text[], %(rule_version)s::text[], %(severity)s::text[],
-            %(first_reading_at)s::timestamptz[], %(last_reading_at)s::timestamptz[], %(fresh)s::integer[],
-            %(evidence)s::text[], %(lineage)s::text[], %(is_late)s::boolean[], %(delay_seconds)s::float8[])
+FROM unnest(%(patient_id)b::text[], %(rule_id)b::text[], %(rule_version)b::text[], %(severity)b::text[],
+            %(first_reading_at)b::timestamptz[], %(last_reading_at)b::timestamptz[], %(fresh)b::integer[],
+            %(evidence)b::text[], %(lineage)b::text[], %(is_late)b::boolean[], %(delay_seconds)b::float8[])
      AS c(patient_id, rule_id, rule_version, severity, first_reading_at, last_reading_at, fresh, evidence, lineage,
           is_late, delay_seconds)
 ON CONFLICT (patient_id, rule_id) WHERE status <> 'resolved' DO UPDATE SET
@@ -366,10 +395,10 @@ def _upsert_candidates(connection, candidates: pd.DataFrame, matches: pd.DataFra
     prior = {(p, r): (alert_id, severity) for alert_id, p, r, severity in connection.execute(
         """
         SELECT a.alert_id, a.patient_id, a.rule_id, a.severity FROM kidjamo.alerts AS a
-        JOIN unnest(%s::text[], %s::text[]) AS c(patient_id, rule_id) USING (patient_id, rule_id)
+        JOIN unnest(%b::text[], %b::text[]) AS c(patient_id, rule_id) USING (patient_id, rule_id)
         WHERE a.status <> 'resolved' ORDER BY a.alert_id FOR UPDATE OF a
         """,
-        (list(candidates["patient_id"]), list(candidates["rule_id"])),
+        (_values(candidates["patient_id"]), _values(candidates["rule_id"])),
     )}
     applied = []
     for row in candidates.itertuples(index=False):
@@ -415,6 +444,11 @@ def _upsert_candidates(connection, candidates: pd.DataFrame, matches: pd.DataFra
     return counts
 
 
+def _values(values) -> list:
+    """A column as a Python list for an array parameter (fast for Arrow-backed strings too)."""
+    return pd.Series(values).to_numpy(dtype=object).tolist()
+
+
 def _py_time(value) -> datetime:
     return value.to_pydatetime() if isinstance(value, pd.Timestamp) else value
 
@@ -436,20 +470,20 @@ def _fresh_matches(connection, matches: pd.DataFrame) -> pd.DataFrame:
         connection.execute(
             """
             UPDATE kidjamo.alert_readings AS r SET raw_file = m.raw_file, record_index = m.record_index
-            FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[], %s::text[], %s::integer[])
+            FROM unnest(%b::text[], %b::text[], %b::text[], %b::timestamptz[], %b::text[], %b::integer[])
                  AS m(patient_id, rule_id, device_id, measured_at, raw_file, record_index)
             WHERE r.raw_file IS NULL AND m.raw_file IS NOT NULL AND r.patient_id = m.patient_id
               AND r.rule_id = m.rule_id AND r.device_id = m.device_id AND r.measured_at = m.measured_at
             """,
-            (list(frame["patient_id"]), list(frame["rule_id"]), list(frame["device_id"]), times, raw_file, record_index),
+            (_values(frame["patient_id"]), _values(frame["rule_id"]), _values(frame["device_id"]), times, raw_file, record_index),
         )
     attached = connection.execute(
         """
-        SELECT m.n FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[]) WITH ORDINALITY
+        SELECT m.n FROM unnest(%b::text[], %b::text[], %b::text[], %b::timestamptz[]) WITH ORDINALITY
              AS m(patient_id, rule_id, device_id, measured_at, n)
         JOIN kidjamo.alert_readings AS r USING (patient_id, rule_id, device_id, measured_at)
         """,
-        (list(frame["patient_id"]), list(frame["rule_id"]), list(frame["device_id"]), times),
+        (_values(frame["patient_id"]), _values(frame["rule_id"]), _values(frame["device_id"]), times),
     ).fetchall()
     seen = np.zeros(len(frame), dtype=bool)
     if attached:
@@ -466,14 +500,14 @@ def _attach_readings(connection, fresh: pd.DataFrame) -> None:
         """
         INSERT INTO kidjamo.alert_readings (patient_id, rule_id, device_id, measured_at, alert_id, raw_file, record_index)
         SELECT m.patient_id, m.rule_id, m.device_id, m.measured_at, a.alert_id, m.raw_file, m.record_index
-        FROM unnest(%s::text[], %s::text[], %s::text[], %s::timestamptz[], %s::text[], %s::integer[])
+        FROM unnest(%b::text[], %b::text[], %b::text[], %b::timestamptz[], %b::text[], %b::integer[])
              AS m(patient_id, rule_id, device_id, measured_at, raw_file, record_index)
         JOIN kidjamo.alerts AS a ON a.patient_id = m.patient_id AND a.rule_id = m.rule_id AND a.status <> 'resolved'
         ON CONFLICT (patient_id, rule_id, device_id, measured_at) DO UPDATE
             SET raw_file = coalesce(kidjamo.alert_readings.raw_file, excluded.raw_file),
                 record_index = coalesce(kidjamo.alert_readings.record_index, excluded.record_index)
         """,
-        (list(fresh["patient_id"]), list(fresh["rule_id"]), list(fresh["device_id"]),
+        (_values(fresh["patient_id"]), _values(fresh["rule_id"]), _values(fresh["device_id"]),
          [_py_time(t) for t in pd.to_datetime(fresh["measured_at"], utc=True)], raw_file, record_index),
     )
 
@@ -490,7 +524,7 @@ def record_events(connection, events: list[tuple], *, at: datetime, run_id: str 
         """
         INSERT INTO kidjamo.alert_events (alert_id, event_key, event_type, severity, audience, actor, details, run_id, event_at)
         SELECT e.alert_id, e.event_key, e.event_type, e.severity, %s, %s, e.details::jsonb, %s, %s
-        FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[])
+        FROM unnest(%b::bigint[], %b::text[], %b::text[], %b::text[], %b::text[])
              AS e(alert_id, event_key, event_type, severity, details)
         ON CONFLICT (event_key) DO NOTHING
         RETURNING event_id, event_type, severity
@@ -506,7 +540,7 @@ def record_events(connection, events: list[tuple], *, at: datetime, run_id: str 
     return connection.execute(
         """
         INSERT INTO kidjamo.notifications (event_id, channel, next_attempt_at)
-        SELECT n.event_id, n.channel, %s FROM unnest(%s::bigint[], %s::text[]) AS n(event_id, channel)
+        SELECT n.event_id, n.channel, %s FROM unnest(%b::bigint[], %b::text[]) AS n(event_id, channel)
         ON CONFLICT (event_id, channel) DO NOTHING
         """,
         (at, [q[0] for q in queue], [q[1] for q in queue]),
