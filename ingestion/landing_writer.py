@@ -34,6 +34,7 @@ import os
 import posixpath
 import time
 import uuid
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -66,6 +67,31 @@ def _partition_stamp(path: str) -> str:
     """``landing/vitals/dt=2026-11-27/hh=10/mm=05/...`` -> ``20261127T1005``."""
     day, hour, minute = (piece.split("=", 1)[1] for piece in path.split("/")[2:5])
     return f"{day.replace('-', '')}T{hour}{minute}"
+
+
+class RecentKeys:
+    """Idempotency keys of the last ``window_s`` seconds, in one set per minute: expiring is O(1)."""
+
+    def __init__(self, window_s: float, bucket_s: int = 60):
+        self.window_s = window_s
+        self.bucket_s = bucket_s
+        self._buckets: deque[tuple[float, set[str]]] = deque()
+
+    def add_all(self, keys: list[str], at: float) -> None:
+        start = at - at % self.bucket_s
+        if not self._buckets or self._buckets[-1][0] < start:
+            self._buckets.append((start, set()))
+        self._buckets[-1][1].update(keys)  # an older time joins the newest bucket: it lives a little longer
+
+    def __contains__(self, key: str) -> bool:
+        return any(key in keys for _, keys in reversed(self._buckets))
+
+    def __len__(self) -> int:
+        return sum(len(keys) for _, keys in self._buckets)
+
+    def forget_before(self, horizon: float) -> None:
+        while self._buckets and self._buckets[0][0] + self.bucket_s <= horizon:
+            self._buckets.popleft()
 
 
 @dataclass
@@ -107,7 +133,7 @@ class LandingWriter:
         self.on_publish = on_publish  # called with FlushStats after each published landing file
         self.instance = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
         self._sequence = 0
-        self._seen: dict[str, float] = {}  # idempotency key -> when it became durable
+        self._seen = RecentKeys(dedupe_window_s)  # idempotency keys of durable readings
         self._pending: dict[str, asyncio.Future] = {}  # key -> the flush that will make it durable
         self._parts: dict[datetime, list[tuple[str, bytes]]] = {}  # unpublished parts by arrival minute
         self._batch = _Batch()
@@ -146,10 +172,9 @@ class LandingWriter:
                     intents[entry["intent"]] = (entry["t"], entry["keys"])
                 elif "publish" in entry:
                     publishing.update({part: entry["publish"] for part in entry["parts"]})
-        for part, (written_at, keys) in intents.items():
+        for part, (written_at, keys) in sorted(intents.items(), key=lambda item: item[1][0]):
             if written_at >= horizon and (part in committed or part in publishing or self.lake.exists(part)):
-                for key in keys:
-                    self._seen[key] = written_at
+                self._seen.add_all(keys, written_at)
         self._publish_leftovers(publishing)
         with open(self.state_dir / "instances", "a") as handle:  # whose parts this journal may publish
             handle.write(self.instance + "\n")
@@ -298,15 +323,15 @@ class LandingWriter:
             return
         self.last_error = None
         now = time.time()
+        self._seen.add_all(batch.keys, now)
         for key in batch.keys:
-            self._seen[key] = now
             self._pending.pop(key, None)
         batch.future.set_result(path)
         if self.on_flush is not None:
             self.on_flush(FlushStats(path, len(batch.lines), time.perf_counter() - started))
         if now >= self._next_prune:
             horizon = now - self.dedupe_window_s
-            self._seen = {key: seen for key, seen in self._seen.items() if seen > horizon}
+            self._seen.forget_before(horizon)
             self._prune_journal(horizon)
             self._next_prune = now + 30.0
 

@@ -10,7 +10,7 @@ import time
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 
-from ingestion.landing_writer import LandingWriter
+from ingestion.landing_writer import LandingWriter, RecentKeys
 from ingestion.simulator import HttpSender, run_simulation
 
 
@@ -149,3 +149,13 @@ def test_journal_segments_older_than_the_dedupe_window_are_deleted(lake, tmp_pat
     writer._write([b'{"message_id": "m-7"}\n'], ["m:device-1|m-7"])
     writer._prune_journal(time.time() - writer.dedupe_window_s)
     assert not old.exists() and len(list((tmp_path / "journal").glob("journal-*.log"))) == 1
+
+
+def test_idempotency_keys_expire_after_the_window_a_minute_at_a_time():
+    keys = RecentKeys(window_s=120)
+    keys.add_all(["old"], 1_000_000.0)
+    keys.add_all(["new"], 1_000_100.0)
+    keys.forget_before(1_000_100.0 - 120)
+    assert "old" in keys and "new" in keys
+    keys.forget_before(1_000_100.0)
+    assert "old" not in keys and "new" in keys and len(keys) == 1
