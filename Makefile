@@ -30,8 +30,12 @@ system-deps:
 run: $(STAMP)
 	$(BIN)/kidjamo run $(if $(MINUTES),--minutes $(MINUTES))
 
+PG15_BIN := /usr/lib/postgresql/15/bin
+
+# The whole suite on embedded PostgreSQL 18, then the warehouse suite again on Debian's PostgreSQL 15.
 test: $(STAMP) system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	KIDJAMO_TEST_PG_BIN_DIR=$(PG15_BIN) $(BIN)/python -m pytest -q tests/warehouse tests/test_migrations.py
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -18,7 +18,7 @@ from kidjamo.storage import Lake
 
 # Keep the suite quiet and independent of the developer's environment.
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
-for variable in [name for name in os.environ if name.startswith("KIDJAMO_")]:
+for variable in [name for name in os.environ if name.startswith("KIDJAMO_") and not name.startswith("KIDJAMO_TEST_")]:
     del os.environ[variable]
 
 
