@@ -16,7 +16,8 @@ Daily at 02:00 UTC (an hour after the day closes, so the last minute runs of the
 through the connection `airflow_metadata` (extra `sql_alchemy_conn`, see docs/operations.md);
 without it the task is skipped and says so. Every task is idempotent and can be cleared and re-run.
 
-**kidjamo_maintenance_hourly** refreshes the heavier analytics views every hour.
+**kidjamo_maintenance_hourly** refreshes the heavier analytics views and rebuilds the Great
+Expectations Data Docs (`$KIDJAMO_HOME/gx/.../local_site/index.html`) every hour.
 """
 
 from __future__ import annotations
@@ -141,11 +142,13 @@ def kidjamo_maintenance():
     catchup=False,
     max_active_runs=1,
     doc_md="""
-### kidjamo_maintenance_hourly — the heavier analytics views
+### kidjamo_maintenance_hourly — the heavier analytics views and the Data Docs
 
 Refreshes the analytics materialized views too costly for every minute
 (`transforms.load.refresh_views(heavy=True)`, `REFRESH MATERIALIZED VIEW CONCURRENTLY`: analysts
-keep reading while it runs). The per-minute views are refreshed by **kidjamo_vitals**.
+keep reading while it runs); the per-minute views are refreshed by **kidjamo_vitals**. Rebuilds
+the Great Expectations Data Docs site from the gates' latest validation results (as
+`kidjamo quality docs` does).
 """,
     tags=["kidjamo", "maintenance"],
     default_args={**DEFAULT_ARGS, "execution_timeout": timedelta(minutes=20)},
@@ -158,7 +161,15 @@ def kidjamo_maintenance_hourly():
 
         return refresh_views(kidjamo_database_url(), heavy=True)
 
+    @task(doc_md="Rebuilds the Great Expectations Data Docs site under `$KIDJAMO_HOME/gx` from the gates' latest validation results.")
+    def build_data_docs() -> dict:
+        from expectations.data_docs import build_data_docs as build
+        from kidjamo.settings import get_settings
+
+        return {"index": f"file://{build(kidjamo_lake(), get_settings().home / 'gx')}"}
+
     refresh_heavy_views()
+    build_data_docs()
 
 
 kidjamo_maintenance()

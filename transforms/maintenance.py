@@ -3,8 +3,8 @@
 Run by ``dags/kidjamo_maintenance.py``, and callable without Airflow (tests, a shell):
 
 - :func:`compact_closed_days` merges the many per-minute Parquet files of a closed day of the
-  bronze, quarantine, silver and gold layers into one file per day, with the same rows. Raw is the
-  byte-exact replay source and is never compacted.
+  bronze, quarantine, gates, silver and gold layers into one file per day and file name, with the
+  same rows. Raw is the byte-exact replay source and is never compacted.
 - :func:`lake_sizes` and :func:`database_sizes` report what the lake and the warehouse hold.
 - :func:`clean_airflow_metadata` runs ``airflow db clean``: a minute schedule adds 1,440 DAG runs
   (and their task instances, XComs and logs rows) a day to Airflow's own database.
@@ -12,7 +12,8 @@ Run by ``dags/kidjamo_maintenance.py``, and callable without Airflow (tests, a s
   exist before its first reading arrives.
 
 Compacted layout: a closed day ``{layer}/vitals/dt=YYYY-MM-DD/`` holds one file
-``compacted.parquet`` (rows sorted by ``arrival_minute``) instead of ``hh=/mm=`` minute folders.
+``compacted-<name>`` per minute file name (``compacted-part-0.parquet``, rows in arrival order)
+instead of ``hh=/mm=`` minute folders.
 A minute re-processed after compaction writes its minute file again; the next compaction
 replaces that minute's rows in the day file with the minute file's, so a day never counts a
 row twice once compacted again, and compacting twice changes nothing.
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import io
 import os
+import posixpath
 import shutil
 import subprocess
 import sys
@@ -36,9 +38,13 @@ from kidjamo.database import connect
 from kidjamo.storage import Lake
 
 #: Layers whose closed days are compacted; raw (the byte-exact replay source) and landing never are.
-COMPACTED_LAYERS = ("bronze", "quarantine", "silver", "gold")
-LAKE_LAYERS = ("landing", "raw", "bronze", "quarantine", "silver", "gold")
-COMPACTED_FILE = "compacted.parquet"
+COMPACTED_LAYERS = ("bronze", "quarantine", "gates", "silver", "gold")
+#: What the lake holds, by prefix: the layers, and the gates' full validation results (Data Docs).
+LAKE_PREFIXES = {
+    **{layer: f"{layer}/vitals" for layer in ("landing", "raw", "bronze", "quarantine", "gates", "silver", "gold")},
+    "quality": "quality/validations",
+}
+COMPACTED_PREFIX = "compacted-"
 ROW_GROUP_ROWS = 128 * 1024
 DATASET = "vitals"
 
@@ -53,24 +59,46 @@ def closed_days(as_of: datetime, *, lookback_days: int, grace: timedelta = timed
 
 
 def compact_day(lake: Lake, layer: str, day: date) -> dict:
-    """Merge the minute Parquet files of one day of a layer into ``dt=…/compacted.parquet``.
+    """Merge the minute Parquet files of one day of a layer: one ``dt=…/compacted-<name>`` per file name.
 
-    Returns ``{"files_before", "files_after", "rows"}``. A day already compacted (one file, no
-    minute files) is left untouched. Minute files are streamed in arrival order, so memory holds
-    one minute and the compressed day file, not the whole day decoded. The day file is written
-    (atomically) and its row count checked before any minute file is deleted: a crash at any
-    point loses no row, and the next run finishes the job.
+    A minute partition may hold several files of different content (gold's ``part-0.parquet`` and
+    ``alert_candidates.parquet``, quarantine's ``bronze.parquet`` and ``silver.parquet``): each
+    name is compacted on its own, so a day keeps them apart. Returns ``{"files_before",
+    "files_after", "rows"}``; a day already compacted is left untouched.
     """
     if layer not in COMPACTED_LAYERS:
         raise ValueError(f"layer {layer!r} is never compacted (compacted layers: {', '.join(COMPACTED_LAYERS)})")
     day_prefix = f"{layer}/{DATASET}/dt={day:%Y-%m-%d}"
-    compacted_path = f"{day_prefix}/{COMPACTED_FILE}"
-    parquet_files = [f.path for f in lake.list_files(day_prefix) if f.path.endswith(".parquet")]
-    minute_files = [path for path in parquet_files if path != compacted_path]  # sorted: hh=/mm= order
-    has_compacted = compacted_path in parquet_files
+    by_name: dict[str, list[str]] = {}
+    for lake_file in lake.list_files(day_prefix):
+        name = posixpath.basename(lake_file.path)
+        if not name.endswith(".parquet"):
+            continue
+        if posixpath.dirname(lake_file.path) == day_prefix:
+            name = name.removeprefix(COMPACTED_PREFIX)
+        by_name.setdefault(name, []).append(lake_file.path)
+    totals = {"files_before": 0, "files_after": 0, "rows": 0}
+    for name, paths in sorted(by_name.items()):
+        result = _compact_name(lake, day_prefix, name, paths)
+        for key in totals:
+            totals[key] += result[key]
+    return totals
+
+
+def _compact_name(lake: Lake, day_prefix: str, name: str, paths: list[str]) -> dict:
+    """Merge the minute files called ``name`` of one day into ``dt=…/compacted-<name>``.
+
+    Minute files are streamed in arrival order, so memory holds one minute and the compressed
+    day file, not the whole day decoded. The day file is written (atomically) and its row count
+    checked before any minute file is deleted: a crash at any point loses no row, and the next
+    run finishes the job.
+    """
+    compacted_path = f"{day_prefix}/{COMPACTED_PREFIX}{name}"
+    minute_files = [path for path in paths if path != compacted_path]  # sorted: hh=/mm= order
+    has_compacted = compacted_path in paths
     if not minute_files:
         rows = _parquet_rows(lake, compacted_path) if has_compacted else 0
-        return {"files_before": len(parquet_files), "files_after": len(parquet_files), "rows": rows}
+        return {"files_before": len(paths), "files_after": len(paths), "rows": rows}
 
     # The newest file's column order wins; a column only older files have is kept at the end.
     newest_first = list(reversed(minute_files)) + ([compacted_path] if has_compacted else [])
@@ -101,7 +129,7 @@ def compact_day(lake: Lake, layer: str, day: date) -> dict:
         raise RuntimeError(f"{lake.uri(compacted_path)}: holds {written_rows} rows, expected {rows}; minute files kept")
     for path in minute_files:
         lake.delete(path)
-    return {"files_before": len(parquet_files), "files_after": 1, "rows": rows}
+    return {"files_before": len(paths), "files_after": 1, "rows": rows}
 
 
 def _merge_with_previous(lake: Lake, compacted_path: str, minute_files: list[str], schema: pa.Schema) -> pa.Table:
@@ -133,11 +161,11 @@ def compact_closed_days(lake: Lake, as_of: datetime, *, lookback_days: int = 3,
     return summary
 
 
-def lake_sizes(lake: Lake, layers: tuple[str, ...] = LAKE_LAYERS) -> dict:
+def lake_sizes(lake: Lake, prefixes: dict[str, str] = LAKE_PREFIXES) -> dict:
     """Files and bytes per lake layer: ``{layer: {"files": n, "bytes": n}}``."""
     sizes = {}
-    for layer in layers:
-        files = lake.list_files(f"{layer}/{DATASET}")
+    for layer, prefix in prefixes.items():
+        files = lake.list_files(prefix)
         sizes[layer] = {"files": len(files), "bytes": sum(f.size for f in files)}
     return sizes
 

@@ -64,7 +64,7 @@ def test_compaction_turns_a_days_minute_files_into_one_file_with_the_same_rows(l
     before = lake.read_parquet_prefix(f"silver/vitals/dt={DAY}")
     result = maintenance.compact_day(lake, "silver", DAY)
     files = lake.list_files(f"silver/vitals/dt={DAY}")
-    assert [f.path for f in files] == [f"silver/vitals/dt={DAY}/compacted.parquet"]
+    assert [f.path for f in files] == [f"silver/vitals/dt={DAY}/compacted-part-0.parquet"]
     assert result == {"files_before": 30, "files_after": 1, "rows": 60}
     after = lake.read_parquet_prefix(f"silver/vitals/dt={DAY}")
     assert _rows(after) == _rows(before)
@@ -73,10 +73,10 @@ def test_compaction_turns_a_days_minute_files_into_one_file_with_the_same_rows(l
 
 def test_compacting_twice_changes_nothing(lake: Lake, silver_day):
     maintenance.compact_day(lake, "silver", DAY)
-    first = lake.read_bytes(f"silver/vitals/dt={DAY}/compacted.parquet")
+    first = lake.read_bytes(f"silver/vitals/dt={DAY}/compacted-part-0.parquet")
     again = maintenance.compact_day(lake, "silver", DAY)
     assert again == {"files_before": 1, "files_after": 1, "rows": 60}
-    assert lake.read_bytes(f"silver/vitals/dt={DAY}/compacted.parquet") == first
+    assert lake.read_bytes(f"silver/vitals/dt={DAY}/compacted-part-0.parquet") == first
 
 
 def test_a_minute_reprocessed_after_compaction_replaces_its_rows_without_duplicates(lake: Lake, silver_day):
@@ -88,6 +88,21 @@ def test_a_minute_reprocessed_after_compaction_replaces_its_rows_without_duplica
     assert result["rows"] == 59 and table.num_rows == 59
     minute_rows = [row for row in _rows(table) if row[2] == reprocessed]
     assert minute_rows == [("device-004", 88.0, reprocessed)]
+
+
+def test_each_minute_file_name_is_compacted_apart(lake: Lake):
+    minutes = _day_minutes(DAY, 3)
+    candidates = pa.table({"patient_id": ["patient-1"], "rule_id": ["hypoxia_emergency"]})
+    for minute in minutes:
+        _write_minute(lake, "gold", minute, _minute_rows(minute, ["device-001", "device-002"]))
+        lake.write_parquet(f"gold/vitals/{minute_partition(minute)}/alert_candidates.parquet",
+                           candidates.append_column("arrival_minute", pa.array([minute], SCHEMA.field("arrival_minute").type)))
+    result = maintenance.compact_day(lake, "gold", DAY)
+    assert result == {"files_before": 6, "files_after": 2, "rows": 9}
+    assert [f.path.rsplit("/", 1)[1] for f in lake.list_files(f"gold/vitals/dt={DAY}")] == [
+        "compacted-alert_candidates.parquet", "compacted-part-0.parquet"]
+    features = lake.read_parquet([f"gold/vitals/dt={DAY}/compacted-part-0.parquet"])
+    assert features.schema.names == SCHEMA.names and features.num_rows == 6
 
 
 def test_raw_is_never_compacted(lake: Lake, silver_day):
@@ -125,8 +140,10 @@ def test_compaction_fills_a_column_older_files_lack_with_nulls(lake: Lake):
 
 def test_lake_sizes_count_files_and_bytes_per_layer(lake: Lake, silver_day):
     lake.write_bytes("landing/vitals/dt=2026-11-20/hh=00/mm=00/batch.ndjson", b"x" * 10)
+    lake.write_bytes("quality/validations/bronze/2026-11-20T00-00.json", b"{}")
     sizes = maintenance.lake_sizes(lake)
     assert sizes["landing"] == {"files": 1, "bytes": 10}
+    assert sizes["quality"] == {"files": 1, "bytes": 2}
     assert sizes["silver"]["files"] == 30 and sizes["silver"]["bytes"] > 0
     assert sizes["raw"] == {"files": 0, "bytes": 0}
 
