@@ -13,7 +13,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pandas as pd
 import pyarrow as pa
@@ -274,10 +274,40 @@ STEPS = (step_to_raw, step_to_bronze, step_gate_bronze, step_to_silver, step_gat
 
 
 def process_interval(start: datetime, end: datetime, *, lake: Lake, database_url: str, run_id: str,
-                     settings: Settings | None = None) -> dict:
-    """Run every step for arrival minutes [start, end): one minute, or a whole day in one run."""
-    interval = Interval(start, end, lake, database_url, run_id, settings or get_settings())
-    return {step.__name__.removeprefix("step_"): step(interval) for step in STEPS}
+                     settings: Settings | None = None, chunk: timedelta = timedelta(hours=1)) -> dict:
+    """Run every step for arrival minutes [start, end): one minute, or a whole day in one run.
+
+    A wide interval is processed ``chunk`` by chunk, in arrival order, so that memory stays bounded;
+    each chunk is recorded in kidjamo.pipeline_runs as ``<run_id>#<chunk start>``. Returns the
+    counts of each step, summed over the chunks.
+    """
+    settings = settings or get_settings()
+    whole = Interval(start, end, lake, database_url, run_id, settings)
+    if whole.end - whole.start <= chunk:
+        return {step.__name__.removeprefix("step_"): step(whole) for step in STEPS}
+    totals: dict = {}
+    chunk_start = whole.start
+    while chunk_start < whole.end:
+        chunk_end = min(chunk_start + chunk, whole.end)
+        part = Interval(chunk_start, chunk_end, lake, database_url, f"{run_id}#{chunk_start:%Y%m%dT%H%M}", settings)
+        for step in STEPS:
+            name = step.__name__.removeprefix("step_")
+            totals[name] = _add_counts(totals.get(name, {}), step(part))
+        chunk_start = chunk_end
+    return totals
+
+
+def _add_counts(total: dict, counts: dict) -> dict:
+    """Sum nested numeric counts; other values keep the latest chunk's."""
+    merged = dict(total)
+    for key, value in counts.items():
+        if isinstance(value, dict):
+            merged[key] = _add_counts(total.get(key, {}) if isinstance(total.get(key), dict) else {}, value)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool) and isinstance(total.get(key), (int, float)):
+            merged[key] = total[key] + value
+        else:
+            merged[key] = value
+    return merged
 
 
 # --- accounting ----------------------------------------------------------------------------------

@@ -88,14 +88,16 @@ def test_rerunning_minutes_after_landing_is_gone_changes_nothing(fleet, fresh_da
     assert _database_snapshot(fresh_database_url) == database_before
 
 
-def test_one_wide_run_equals_the_minute_runs(fleet, fresh_database_url, postgres_server, lake, tmp_path):
+@pytest.mark.parametrize("chunk", [timedelta(hours=1), timedelta(minutes=2)], ids=["one-chunk", "chunked"])
+def test_one_wide_run_equals_the_minute_runs(fleet, fresh_database_url, postgres_server, lake, tmp_path, chunk):
     _land_three_minutes(lake, fleet)
     _minute_runs(lake, fresh_database_url, "minute")
 
     wide_lake = Lake(f"file://{tmp_path / 'wide-lake'}")
     _land_three_minutes(wide_lake, fleet)
     wide_url = _clone_registry_database(postgres_server, fresh_database_url, tmp_path)
-    counts = process_interval(ARRIVAL, ARRIVAL + timedelta(minutes=MINUTES), lake=wide_lake, database_url=wide_url, run_id="wide")
+    counts = process_interval(ARRIVAL, ARRIVAL + timedelta(minutes=MINUTES), lake=wide_lake, database_url=wide_url,
+                              run_id="wide", chunk=chunk)
     assert counts["gate_silver"]["accounting"]["duplicates"] == 2
 
     assert _lake_snapshot(wide_lake, per_batch=False) == _lake_snapshot(lake, per_batch=False)
