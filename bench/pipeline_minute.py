@@ -10,44 +10,24 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import resource
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
 from datetime import datetime, timedelta, timezone
 
 FIRST_ARRIVAL = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)
-FILES_PER_MINUTE = 20  # what the ingestion service's group commit produces for a large fleet
 
 
 def _child(sensors: int, repeat: int) -> dict:
-    from ingestion.simulator import Fleet, table_ndjson
-    from kidjamo import migrations
-    from kidjamo.database import ensure_database
-    from kidjamo.storage import Lake
-    from ingestion.simulator import landing_path
+    from bench.fleet import land_minute, prepare
     from transforms.pipeline import process_interval
-    from transforms.registry import import_registry
 
-    url = ensure_database()
-    migrations.migrate(url)
-    lake = Lake.from_settings()
-    fleet = Fleet.generate(sensors, seed=42)
-    registry_csv = os.path.join(os.environ["KIDJAMO_HOME"], "registry.csv")
-    fleet.write_registry_csv(registry_csv)
-    import_registry(registry_csv, url)
+    url, lake, fleet = prepare(sensors)
 
     runs = []
     for index in range(repeat + 1):
         arrival = FIRST_ARRIVAL + timedelta(minutes=index)
-        table = fleet.readings_table(arrival - timedelta(minutes=1), arrival, hypoxia_patient=True)
-        rows = len(table["patient"])
-        for part in range(FILES_PER_MINUTE):
-            chunk = {name: values[part::FILES_PER_MINUTE] for name, values in table.items()}
-            lake.write_bytes(landing_path(arrival, f"bench-{part:03d}"), table_ndjson(fleet, chunk))
+        rows = land_minute(lake, fleet, arrival)
         started = time.perf_counter()
         counts = process_interval(arrival, arrival + timedelta(minutes=1), lake=lake, database_url=url, run_id=f"bench-{index}")
         total = time.perf_counter() - started
@@ -75,15 +55,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     if args.child:
         print(json.dumps(_child(args.sensors[0], args.repeat)))
         return []
-    results = []
-    for sensors in args.sensors:
-        with tempfile.TemporaryDirectory(prefix="kidjamo-bench-") as home:
-            environment = {**os.environ, "KIDJAMO_HOME": home}
-            environment.pop("KIDJAMO_DATABASE_URL", None)
-            output = subprocess.run([sys.executable, "-m", "bench.pipeline_minute", "--child", "--sensors", str(sensors),
-                                     "--repeat", str(args.repeat)], env=environment, check=True, capture_output=True, text=True)
-            subprocess.run([sys.executable, "-m", "kidjamo.cli", "db", "stop"], env=environment, capture_output=True)
-            results.append(json.loads(output.stdout.strip().splitlines()[-1]))
+    from bench.fleet import run_in_fresh_home
+
+    results = [run_in_fresh_home("bench.pipeline_minute", ["--sensors", str(n), "--repeat", str(args.repeat)])
+               for n in args.sensors]
     print(f"{'sensors':>8} {'readings':>9} {'median s':>9} {'runs s':>22} {'peak RSS MB':>12}  slowest steps (median s)")
     for result in results:
         slowest = sorted(result["median_steps_s"].items(), key=lambda item: -(item[1] or 0))[:4]

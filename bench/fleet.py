@@ -1,0 +1,55 @@
+"""Shared set-up of the benchmarks: a migrated warehouse with a registered fleet, and landed minutes."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta
+
+from ingestion.simulator import Fleet, landing_path, table_ndjson
+from kidjamo import migrations
+from kidjamo.database import ensure_database
+from kidjamo.storage import Lake
+from transforms.registry import import_registry
+
+
+def prepare(sensors: int, seed: int = 42) -> tuple[str, Lake, Fleet]:
+    """Start (or reuse) the embedded PostgreSQL of $KIDJAMO_HOME, migrate it and register the fleet."""
+    url = ensure_database()
+    migrations.migrate(url)
+    fleet = Fleet.generate(sensors, seed=seed)
+    registry_csv = os.path.join(os.environ["KIDJAMO_HOME"], "registry.csv")
+    fleet.write_registry_csv(registry_csv)
+    import_registry(registry_csv, url)
+    return url, Lake.from_settings(), fleet
+
+
+def land_minute(lake: Lake, fleet: Fleet, arrival: datetime, *, files: int = 20, hypoxia: bool = True) -> int:
+    """Land the readings measured in the minute before ``arrival`` as ``files`` NDJSON files."""
+    table = fleet.readings_table(arrival - timedelta(minutes=1), arrival, hypoxia_patient=hypoxia)
+    for part in range(files):
+        chunk = {name: values[part::files] for name, values in table.items()}
+        lake.write_bytes(landing_path(arrival, f"bench-{part:03d}"), table_ndjson(fleet, chunk))
+    return len(table["patient"])
+
+
+def run_in_fresh_home(module: str, args: list[str]) -> dict:
+    """Run ``python -m module --child ARGS`` against a new KIDJAMO_HOME; return the JSON it prints last.
+
+    A fresh process per measurement: its peak RSS is the step's own, and no state leaks between sizes.
+    """
+    import json
+    import subprocess
+    import sys
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="kidjamo-bench-") as home:
+        environment = {**os.environ, "KIDJAMO_HOME": home}
+        environment.pop("KIDJAMO_DATABASE_URL", None)
+        try:
+            output = subprocess.run([sys.executable, "-m", module, "--child", *args], env=environment,
+                                    capture_output=True, text=True)
+            if output.returncode != 0:
+                raise RuntimeError(f"{module} failed:\n{output.stderr[-3000:]}")
+            return json.loads(output.stdout.strip().splitlines()[-1])
+        finally:
+            subprocess.run([sys.executable, "-m", "kidjamo.cli", "db", "stop"], env=environment, capture_output=True)

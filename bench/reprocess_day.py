@@ -1,0 +1,59 @@
+"""Re-process one day of 1,000 sensors (2.88 M readings) in one run (DESIGN.md target: <= 5 min).
+
+The day is landed minute by minute (1,440 landing partitions), then :func:`process_interval`
+processes [day, day + 1) in one call — what ``kidjamo_reprocess`` does in one Airflow run. A day
+takes minutes, so each size is measured once; the per-step split is printed with it.
+Usage: ``python -m bench.reprocess_day --sensors 1000 --hours 24``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import time
+from datetime import datetime, timedelta, timezone
+
+DAY = datetime(2026, 11, 26, tzinfo=timezone.utc)
+
+
+def _child(sensors: int, hours: int) -> dict:
+    from bench.fleet import land_minute, prepare
+    from transforms.pipeline import process_interval
+
+    url, lake, fleet = prepare(sensors)
+    landed_at = time.perf_counter()
+    readings = sum(land_minute(lake, fleet, DAY + timedelta(minutes=m + 1), files=1, hypoxia=False)
+                   for m in range(hours * 60))
+    landing_s = time.perf_counter() - landed_at
+    started = time.perf_counter()
+    counts = process_interval(DAY, DAY + timedelta(hours=hours), lake=lake, database_url=url, run_id="bench-day")
+    total = time.perf_counter() - started
+    return {
+        "sensors": sensors, "hours": hours, "readings": readings, "silver_rows": counts["to_silver"]["silver_rows"],
+        "total_s": round(total, 1), "landing_setup_s": round(landing_s, 1),
+        "steps_s": {name: round(step.get("duration_s", 0), 1) for name, step in counts.items()},
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+    }
+
+
+def main(argv: list[str] | None = None) -> dict | None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sensors", type=int, default=1000)
+    parser.add_argument("--hours", type=int, default=24)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        print(json.dumps(_child(args.sensors, args.hours)))
+        return None
+    from bench.fleet import run_in_fresh_home
+
+    result = run_in_fresh_home("bench.reprocess_day", ["--sensors", str(args.sensors), "--hours", str(args.hours)])
+    print(f"{result['sensors']} sensors x {result['hours']} h = {result['readings']:,} readings re-processed in one run: "
+          f"{result['total_s']} s (target <= 300 s for 24 h), peak RSS {result['peak_rss_mb']} MB")
+    print("per step (s, summed over chunks): " + ", ".join(f"{k} {v}" for k, v in result["steps_s"].items()))
+    return result
+
+
+if __name__ == "__main__":
+    main()
