@@ -489,11 +489,11 @@ class IngestionService:
             if isinstance(reading, dict) and isinstance(reading.get("patient_id"), str) and reading["patient_id"] != credential.patient_id:
                 return _error(403, f"device {device_id} is not assigned to patient {reading['patient_id']!r}")
 
-        prefix = "" if not isinstance(document, list) else None
+        is_batch = isinstance(document, list)
         results: list[dict] = []
         valid: list[tuple[int, dict, float]] = []
         for index, reading in enumerate(readings):
-            errors, measured_at = validate_reading(reading, prefix if prefix is not None else f"[{index}].")
+            errors, measured_at = validate_reading(reading, f"[{index}]." if is_batch else "")
             message_id = reading.get("message_id") if isinstance(reading, dict) else None
             results.append({"index": index, "message_id": message_id if isinstance(message_id, str) else None, "status": "rejected", "errors": errors})
             if not errors:
