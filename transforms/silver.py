@@ -8,6 +8,7 @@ duplicate, so re-running an interval gives the same silver partitions.
 
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -15,6 +16,8 @@ from datetime import datetime, timedelta
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 
 from kidjamo.database import connect
 from transforms import reasons
@@ -47,26 +50,29 @@ class SilverResult:
 
 
 def loaded_readings(database_url: str, bronze: pa.Table) -> pd.DataFrame:
-    """Readings already in the warehouse with the same (device_id, measured_at) as a bronze row."""
+    """Readings already in the warehouse with the same (device_id, measured_at) as a bronze row.
+
+    The batch's keys go to a temporary table by COPY (vectorized CSV), then one indexed join.
+    """
     columns = ["device_id", "measured_at", "raw_file", "record_index"]
     if bronze.num_rows == 0:
         return pd.DataFrame(columns=columns)
-    keys = bronze.select(["device_id", "measured_at"]).to_pandas().drop_duplicates()
+    keys = pa.Table.from_pandas(bronze.select(["device_id", "measured_at"]).to_pandas().drop_duplicates(), preserve_index=False)
+    buffer = io.BytesIO()
+    pacsv.write_csv(keys.combine_chunks(), buffer, pacsv.WriteOptions(include_header=False))
     with connect(database_url) as connection:
+        connection.execute("CREATE TEMP TABLE batch_keys (device_id text, measured_at timestamptz) ON COMMIT DROP")
+        with connection.cursor().copy("COPY batch_keys FROM STDIN (FORMAT csv)") as copy:
+            copy.write(buffer.getbuffer())
+        low, high = pc.min_max(keys["measured_at"]).values()
         rows = connection.execute(
             """
             SELECT m.device_id, m.measured_at, m.raw_file, m.record_index
-            FROM kidjamo.measurements AS m
-            JOIN unnest(%s::text[], %s::timestamptz[]) AS k(device_id, measured_at)
-              ON m.device_id = k.device_id AND m.measured_at = k.measured_at
+            FROM batch_keys AS k
+            JOIN kidjamo.measurements AS m ON m.device_id = k.device_id AND m.measured_at = k.measured_at
             WHERE m.measured_at BETWEEN %s AND %s
             """,
-            (
-                keys["device_id"].tolist(),
-                keys["measured_at"].dt.to_pydatetime().tolist(),
-                keys["measured_at"].min().to_pydatetime(),
-                keys["measured_at"].max().to_pydatetime(),
-            ),
+            (low.as_py(), high.as_py()),
         ).fetchall()
     return pd.DataFrame(rows, columns=columns)
 
