@@ -116,7 +116,7 @@ class LandingWriter:
         lake: Lake,
         state_dir: str | Path,
         *,
-        flush_interval_s: float = 0.05,
+        flush_interval_s: float = 0.025,
         max_batch_readings: int = 5000,
         dedupe_window_s: float = 900,
         on_flush=None,

@@ -37,7 +37,7 @@ class Settings(BaseSettings):
     # Ingestion service (ingestion/service.py, docs/ingestion.md).
     ingest_max_body_bytes: int = Field(default=65_536, description="larger request bodies get 413")
     ingest_max_batch: int = Field(default=10, description="most readings in one POST /v1/vitals")
-    ingest_flush_interval_ms: float = Field(default=50.0, description="group commit: how long a flush collects requests")
+    ingest_flush_interval_ms: float = Field(default=25.0, description="group commit: how long a flush collects requests")
     ingest_rate_per_device: float = Field(default=1.0, description="readings per second a device may sustain (429 above)")
     ingest_burst_per_device: int = Field(default=60, description="readings a device may send at once (token bucket size)")
     ingest_dedupe_window_s: int = Field(default=900, description="how long the service remembers message ids")
