@@ -156,3 +156,15 @@ def test_pain_across_minute_batches_raises_pain_severe_once(alerts_db, log_setti
     run(alerts_db, rows[2:], 1, log_settings)
     (pain,) = [a for a in alerts(alerts_db) if a["rule_id"] == "pain_severe"]
     assert pain["severity"] == "high" and pain["reading_count"] == 2
+
+
+def test_a_flatline_spanning_minute_batches_is_seen_through_the_stored_history(alerts_db, log_settings):
+    rows = series(11, spo2=97.0, patient_id="p1", device_id="d1")
+    for i, row in enumerate(rows):
+        row["heart_rate"] += i % 3  # only SpO2 is stuck
+    batches = [rows[:4], rows[4:8], rows[8:]]
+    for minute, batch in enumerate(batches):
+        load_measurements(alerts_db, batch)
+        run(alerts_db, batch, minute, log_settings)
+    (flatline,) = [a for a in alerts(alerts_db) if a["rule_id"] == "sensor_flatline"]
+    assert flatline["severity"] == "warning" and flatline["first_reading_at"] == rows[10]["measured_at"]
