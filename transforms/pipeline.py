@@ -251,13 +251,13 @@ def step_alerts(interval: Interval) -> dict:
 
     silver = interval.read("silver", "part-0.parquet", SILVER)
     result = raise_alerts(interval.database_url, silver, interval_start=interval.start, interval_end=interval.end,
-                          run_id=interval.run_id)
+                          run_id=interval.run_id, settings=interval.settings)
     candidates = result.pop("candidates", None)
     if candidates is not None:
         interval.write("gold", "alert_candidates.parquet", _candidates_table(candidates, interval))
         result["candidates"] = len(candidates)
-    result["escalations"] = escalate(interval.database_url, as_of=interval.end)
-    result["notifications"] = deliver_notifications(interval.database_url, now=interval.end)
+    result["escalations"] = escalate(interval.database_url, as_of=interval.end, settings=interval.settings)
+    result["notifications"] = deliver_notifications(interval.database_url, now=interval.end, settings=interval.settings)
     return _jsonable_counts(result)
 
 
