@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import psycopg
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel
@@ -465,6 +466,10 @@ class IngestionService:
                 verify_request(credential, request.headers, body, replay_guard=self.replay_guard, now=now)
         except AuthError as error:
             return _error(error.status, error.detail, authenticate=error.status == 401)
+        except psycopg.Error as error:  # credentials cannot be checked: nothing is stored, the sensor retries
+            log.error("device credential lookup failed: %s", error)
+            return OrjsonResponse({"detail": "device credentials are unavailable (database); retry later"}, status_code=503,
+                                  headers={"Retry-After": "5"})
 
         try:
             document = orjson.loads(body)  # refuses NaN and Infinity, which JSON does not have

@@ -291,3 +291,14 @@ def test_openapi_documents_the_endpoint(service):
     operation = spec["paths"]["/v1/vitals"]["post"]
     assert {"202", "401", "403", "413", "415", "422", "429"} <= set(operation["responses"])
     assert "application/json" in operation["requestBody"]["content"]
+
+
+def test_an_unreachable_database_gets_503_and_not_ready(start_service, post, new_reading, fleet, secrets, postgres_server):
+    service = start_service()
+    service.stop()
+    service.database_url = postgres_server.url("no_such_database")
+    service.start()
+    response = post(service, fleet.device_ids[0], secrets[fleet.device_ids[0]], new_reading(0))
+    assert response.status_code == 503 and response.headers["Retry-After"] == "5"
+    ready = httpx.get(f"{service.url}/readyz")
+    assert ready.status_code == 503 and ready.json()["database"].startswith("unreachable")
