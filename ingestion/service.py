@@ -605,7 +605,7 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
             415: {"model": ErrorBody, "description": "Content-Type is not application/json"},
             422: {"model": ErrorBody, "description": "no valid reading: one entry per invalid field (path, expected, got)"},
             429: {"model": ErrorBody, "description": "the device is above its rate; see Retry-After"},
-            503: {"model": ErrorBody, "description": "landing not writable; nothing stored; see Retry-After"},
+            503: {"model": ErrorBody, "description": "landing not writable or credentials unreadable; nothing stored; see Retry-After"},
         },
         summary="Post one reading or a batch of up to 10",
     )
