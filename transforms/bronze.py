@@ -234,7 +234,9 @@ def _check(frame: pd.DataFrame, parse_errors: list, non_finite: dict[str, np.nda
     for path in REQUIRED:
         name = path.split(".")[-1]
         column = frame[name]
-        missing = column.isna().to_numpy() | (column.astype("string").str.strip() == "").fillna(False).to_numpy()
+        missing = column.isna().to_numpy()
+        if name in TOP_LEVEL_STRINGS:
+            missing = missing | (column.str.strip() == "").fillna(False).to_numpy(dtype=bool)
         flag(parsed & missing, reasons.MISSING_FIELD, path, lambda i, p=path: f"{p}: required, but absent or empty")
     for name in INTEGER_FIELDS:
         values = frame[name].to_numpy(dtype=float, na_value=np.nan)

@@ -13,6 +13,7 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import datetime, timedelta, timezone
 
 import pandas as pd
@@ -54,6 +55,13 @@ class Interval:
         self.end = _utc_minute(self.end)
         if self.end <= self.start:
             raise ValueError(f"empty interval: start {self.start:%Y-%m-%dT%H:%MZ} must be before end {self.end:%Y-%m-%dT%H:%MZ}")
+
+    @cached_property
+    def registry(self) -> pd.DataFrame:
+        """The device/patient registry, read once per interval."""
+        from transforms.registry import load_registry
+
+        return load_registry(self.database_url)
 
     def read(self, layer: str, file_name: str, schema: pa.Schema) -> pa.Table:
         return read_partitions(self.lake, layer, self.start, self.end, file_name, schema)
@@ -122,11 +130,9 @@ def step_to_raw(interval: Interval) -> dict:
 @_recorded("to_bronze")
 def step_to_bronze(interval: Interval) -> dict:
     """Raw -> bronze typed rows and bronze quarantine (reason, field, detail, original text)."""
-    from transforms.registry import load_registry
-
     result = raw_to_bronze(
         interval.lake, interval.start, interval.end, run_id=interval.run_id,
-        registry=load_registry(interval.database_url), ingested_at=interval.end,
+        registry=interval.registry, ingested_at=interval.end,
         lateness=interval.settings.lateness, future_tolerance=interval.settings.future_tolerance,
     )
     return result.counts()
@@ -182,11 +188,10 @@ def step_gate_bronze(interval: Interval) -> dict:
 def step_to_silver(interval: Interval) -> dict:
     """Bronze -> silver: deduplicated, registry-joined, enriched with indices, scores and flags."""
     from transforms.clinical.baselines import patient_baselines
-    from transforms.registry import load_registry
     from transforms.silver import bronze_to_silver, loaded_readings
 
     bronze = interval.read("bronze", "part-0.parquet", BRONZE)
-    registry = load_registry(interval.database_url)
+    registry = interval.registry
     result = bronze_to_silver(
         bronze,
         registry=registry,
