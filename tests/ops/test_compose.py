@@ -153,6 +153,16 @@ def test_airflow_connection_is_the_one_the_dags_read(compose_config: dict):
     assert {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} <= set(environment)
 
 
+def test_maintenance_can_reach_airflows_metadata_database(compose_config: dict):
+    import json
+
+    environment = compose_config["services"]["airflow-worker"]["environment"]
+    connection = json.loads(environment["AIRFLOW_CONN_AIRFLOW_METADATA"])
+    assert connection["extra"]["sql_alchemy_conn"] == environment["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
+    dag_source = (PROJECT_ROOT / "dags" / "kidjamo_maintenance.py").read_text()
+    assert 'METADATA_CONNECTION_ID = "airflow_metadata"' in dag_source
+
+
 def test_ingestion_service_runs_an_existing_cli_command(compose_config: dict):
     from kidjamo.cli import main
 
