@@ -129,18 +129,32 @@ def test_kidjamo_variables_are_settings_fields(compose_config: dict):
                 assert variable in fields, f"service {name} sets {variable}, which kidjamo/settings.py does not read"
 
 
-def test_airflow_variables_are_airflow_configuration_options(compose_config: dict):
-    from airflow.configuration import conf
+def _airflow_options() -> set[tuple[str, str]]:
+    """Every [section] option Airflow documents, read from its config templates.
 
+    Read as files, not through ``airflow.configuration``: importing Airflow here would configure it
+    before the session's ``airflow_home`` fixture points it at its own metadata database.
+    """
+    import configparser
+    import importlib.util
+
+    templates = Path(importlib.util.find_spec("airflow").submodule_search_locations[0]) / "config_templates"
+    documented = yaml.safe_load((templates / "config.yml").read_text())
+    options = {(section, option) for section, spec in documented.items() for option in spec.get("options", {})}
+    fallback = configparser.ConfigParser(interpolation=None)
+    fallback.read(templates / "provider_config_fallback_defaults.cfg")
+    options |= {(section, option) for section in fallback.sections() for option in fallback[section]}
+    return options
+
+
+def test_airflow_variables_are_airflow_configuration_options(compose_config: dict):
+    known = _airflow_options() | CELERY_PROVIDER_OPTIONS
     for name, service in compose_config["services"].items():
         for variable in service.get("environment") or {}:
             match = re.fullmatch(r"AIRFLOW__([A-Z0-9_]+)__([A-Z0-9_]+)", variable)
-            if not match:
-                continue
-            section, option = match.group(1).lower(), match.group(2).lower()
-            documented = option in conf.configuration_description.get(section, {}).get("options", {})
-            assert documented or conf.has_option(section, option) or (section, option) in CELERY_PROVIDER_OPTIONS, (
-                f"service {name}: {variable} is not an Airflow option [{section}] {option}")
+            if match:
+                section, option = match.group(1).lower(), match.group(2).lower()
+                assert (section, option) in known, f"service {name}: {variable} is not an Airflow option [{section}] {option}"
 
 
 def test_airflow_connection_is_the_one_the_dags_read(compose_config: dict):
