@@ -49,32 +49,40 @@ class SilverResult:
         }
 
 
-def loaded_readings(database_url: str, bronze: pa.Table) -> pd.DataFrame:
-    """Readings already in the warehouse with the same (device_id, measured_at) as a bronze row.
+LOADED_COLUMNS = ["device_id", "measured_at", "raw_file", "record_index", "loaded_raw_file", "loaded_record_index"]
 
-    The batch's keys go to a temporary table by COPY (vectorized CSV), then one indexed join.
+
+def loaded_readings(database_url: str, bronze: pa.Table) -> pd.DataFrame:
+    """Bronze rows whose (device_id, measured_at) the warehouse already holds from *another* raw record.
+
+    A row loaded from the same raw record is the same reading replayed, so it is not returned. The
+    batch's keys and lineage go to a temporary table by COPY (vectorized CSV), then one indexed join.
+    Columns: the bronze row's key and lineage, and ``loaded_raw_file``/``loaded_record_index``.
     """
-    columns = ["device_id", "measured_at", "raw_file", "record_index"]
     if bronze.num_rows == 0:
-        return pd.DataFrame(columns=columns)
-    keys = pa.Table.from_pandas(bronze.select(["device_id", "measured_at"]).to_pandas().drop_duplicates(), preserve_index=False)
+        return pd.DataFrame(columns=LOADED_COLUMNS)
+    keys = bronze.select(["device_id", "measured_at", "raw_file", "record_index"]).combine_chunks()
     buffer = io.BytesIO()
-    pacsv.write_csv(keys.combine_chunks(), buffer, pacsv.WriteOptions(include_header=False))
+    pacsv.write_csv(keys, buffer, pacsv.WriteOptions(include_header=False))
+    low, high = pc.min_max(keys["measured_at"]).values()
     with connect(database_url) as connection:
-        connection.execute("CREATE TEMP TABLE batch_keys (device_id text, measured_at timestamptz) ON COMMIT DROP")
+        connection.execute(
+            "CREATE TEMP TABLE batch_keys (device_id text, measured_at timestamptz, raw_file text, record_index integer)"
+            " ON COMMIT DROP"
+        )
         with connection.cursor().copy("COPY batch_keys FROM STDIN (FORMAT csv)") as copy:
             copy.write(buffer.getbuffer())
-        low, high = pc.min_max(keys["measured_at"]).values()
         rows = connection.execute(
             """
-            SELECT m.device_id, m.measured_at, m.raw_file, m.record_index
+            SELECT k.device_id, k.measured_at, k.raw_file, k.record_index, m.raw_file, m.record_index
             FROM batch_keys AS k
             JOIN kidjamo.measurements AS m ON m.device_id = k.device_id AND m.measured_at = k.measured_at
             WHERE m.measured_at BETWEEN %s AND %s
+              AND (m.raw_file, m.record_index) IS DISTINCT FROM (k.raw_file, k.record_index)
             """,
             (low.as_py(), high.as_py()),
         ).fetchall()
-    return pd.DataFrame(rows, columns=columns)
+    return pd.DataFrame(rows, columns=LOADED_COLUMNS)
 
 
 def bronze_to_silver(
@@ -99,19 +107,13 @@ def bronze_to_silver(
 
     in_batch_duplicate = candidates.duplicated(["device_id", "measured_at"], keep="first").to_numpy()
     first_copies = candidates[~in_batch_duplicate]
-    earlier = first_copies[["device_id", "measured_at", "raw_file", "record_index"]].merge(
-        loaded.rename(columns={"raw_file": "loaded_raw_file", "record_index": "loaded_record_index"}).astype(
-            {"device_id": "string"}
-        ).assign(measured_at=lambda f: pd.to_datetime(f["measured_at"], utc=True).dt.as_unit("us")),
-        on=["device_id", "measured_at"],
-        how="left",
-        validate="one_to_one",
+    lineage = ["device_id", "measured_at", "raw_file", "record_index"]
+    earlier = first_copies[lineage].merge(
+        loaded.astype({"device_id": "string", "raw_file": "string", "record_index": "int32"}).assign(
+            measured_at=lambda f: pd.to_datetime(f["measured_at"], utc=True).dt.as_unit("us")),
+        on=lineage, how="left", validate="one_to_one",
     )
-    replayed_elsewhere = (
-        earlier["loaded_raw_file"].notna()
-        & ~((earlier["loaded_raw_file"].astype("string") == earlier["raw_file"]).fillna(False)
-            & (earlier["loaded_record_index"] == earlier["record_index"]).fillna(False))
-    ).to_numpy(dtype=bool)
+    replayed_elsewhere = earlier["loaded_raw_file"].notna().to_numpy(dtype=bool)
     kept = first_copies[~replayed_elsewhere]
 
     duplicate_rows = pd.concat([candidates[in_batch_duplicate], first_copies[replayed_elsewhere]])

@@ -7,11 +7,11 @@ from ingestion.to_raw import landing_to_raw
 from transforms.bronze import raw_to_bronze
 from transforms.clinical.baselines import genotype_default_spo2
 from transforms.pipeline import GATE_REJECTED_SCHEMA
-from transforms.silver import bronze_to_silver
+from transforms.silver import LOADED_COLUMNS, bronze_to_silver, loaded_readings
 from tests.layers.helpers import ARRIVAL, NEXT, land, payload, registry
 
 NO_REJECTS = GATE_REJECTED_SCHEMA.empty_table()
-NOTHING_LOADED = pd.DataFrame(columns=["device_id", "measured_at", "raw_file", "record_index"])
+NOTHING_LOADED = pd.DataFrame(columns=LOADED_COLUMNS)
 
 
 def _baselines(reg: pd.DataFrame) -> pd.DataFrame:
@@ -42,20 +42,32 @@ def test_second_copy_in_a_batch_is_a_duplicate_pointing_at_the_first(lake):
 
 def test_reading_already_loaded_from_another_record_is_a_duplicate(lake):
     bronze = _bronze(lake, [payload(1)])
+    row = bronze.to_pylist()[0]
     loaded = pd.DataFrame({"device_id": ["device-1"], "measured_at": [pd.Timestamp("2026-11-27T15:30:30Z")],
-                           "raw_file": ["raw/vitals/dt=2026-11-27/hh=15/mm=30/earlier.ndjson"], "record_index": [4]})
+                           "raw_file": [row["raw_file"]], "record_index": [row["record_index"]],
+                           "loaded_raw_file": ["raw/vitals/dt=2026-11-27/hh=15/mm=30/earlier.ndjson"],
+                           "loaded_record_index": [4]})
     result = _silver(bronze, loaded=loaded)
     assert (result.silver.num_rows, result.duplicates_of_earlier) == (0, 1)
     assert "duplicate of raw/vitals/dt=2026-11-27/hh=15/mm=30/earlier.ndjson record 4" in result.rejected.to_pylist()[0]["detail"]
 
 
-def test_replaying_the_same_raw_record_is_not_a_duplicate(lake):
-    bronze = _bronze(lake, [payload(1)])
-    row = bronze.to_pylist()[0]
-    loaded = pd.DataFrame({"device_id": [row["device_id"]], "measured_at": [pd.Timestamp(row["measured_at"])],
-                           "raw_file": [row["raw_file"]], "record_index": [row["record_index"]]})
-    result = _silver(bronze, loaded=loaded)
-    assert (result.silver.num_rows, result.duplicates_of_earlier) == (1, 0)
+def test_warehouse_lookup_returns_other_records_only(lake, fresh_database_url):
+    from transforms.load import load_measurements
+    from transforms.registry import import_registry
+
+    registry_csv = lake.local_path("registry.csv")
+    with open(registry_csv, "w") as handle:
+        handle.write("patient_id,birth_date,sex,genotype,device_id,care_team,baseline_spo2\n")
+        handle.write("patient-1,2015-03-01,F,HbSS,device-1,team-a,\npatient-2,2015-03-01,F,HbSS,device-2,team-a,\n")
+    import_registry(registry_csv, fresh_database_url)
+    bronze = _bronze(lake, [payload(1), payload(2)])
+    load_measurements(fresh_database_url, _silver(bronze).silver, "r1")
+    assert loaded_readings(fresh_database_url, bronze).empty  # the same records replayed: not duplicates
+    moved = bronze.set_column(bronze.schema.get_field_index("record_index"), "record_index",
+                              pa.array([7, 8], pa.int32()))
+    found = loaded_readings(fresh_database_url, moved)
+    assert sorted(found["record_index"]) == [7, 8] and sorted(found["loaded_record_index"]) == [0, 1]
 
 
 def test_gate_rejected_rows_are_quarantined_with_the_gate_detail(lake):
