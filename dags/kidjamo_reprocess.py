@@ -8,9 +8,10 @@ quarantine, silver, gold, the warehouse rows and the alerts of those minutes wit
 code, exactly as the minute runs would have, in **one** run (a day does not pay 1,440 runs'
 overhead). It is idempotent: re-processing the same interval twice gives the same result.
 
-The trigger form checks that both values are ISO 8601 date-times with a time zone; the first
-task, `validate_interval`, checks that `start` is before `end` (a form cannot compare two fields)
-and fails at once, with the reason, if not. The counts of every step are the XCom of `reprocess`
+The trigger form checks that both values are ISO 8601 date-times with a time zone, and rejects
+an interval whose `end` is not after its `start` with the reason, creating no run (the
+`kidjamo_trigger_checks` plugin). The first task, `validate_interval`, checks again for runs
+created any other way and fails at once, with the reason. The counts of every step are the XCom of `reprocess`
 and rows of `kidjamo.pipeline_runs` under this run's id.
 
 Use it after fixing a bug in a layer step or the registry, or to replay a day quarantined by
