@@ -35,13 +35,29 @@ LIGHT_VIEWS = ("device_health", "data_quality_daily")
 HEAVY_VIEWS = ("vitals_hourly", "patient_daily")
 
 
-def _copy_csv(connection: psycopg.Connection, table_name: str, table: pa.Table) -> None:
+def _naive_utc(table: pa.Table) -> pa.Table:
+    """Time-zone-aware timestamp columns as naive UTC: Arrow writes those to CSV ~5x faster."""
+    columns = [column.cast(pa.timestamp(column.type.unit)) if pa.types.is_timestamp(column.type) and column.type.tz
+               else column for column in table.columns]
+    return pa.Table.from_arrays(columns, names=table.column_names)
+
+
+def copy_csv(connection: psycopg.Connection, table_name: str, table: pa.Table) -> None:
+    """COPY an Arrow table into ``table_name`` (same column names) as CSV written by Arrow.
+
+    Timestamps travel as naive UTC text, read with the session time zone set to UTC for the COPY
+    only (the transaction's own setting is restored after it).
+    """
     buffer = io.BytesIO()
     # combine_chunks: pyarrow 26's CSV writer writes NUL bytes for strings that follow an empty chunk.
-    pacsv.write_csv(table.combine_chunks(), buffer, pacsv.WriteOptions(include_header=False))
+    pacsv.write_csv(_naive_utc(table.combine_chunks()), buffer, pacsv.WriteOptions(include_header=False))
     columns = ", ".join(table.column_names)
+    local = not connection.autocommit  # SET LOCAL would end with the statement in autocommit mode
+    previous = connection.execute("SELECT current_setting('TimeZone'), set_config('TimeZone', 'UTC', %s)", (local,)).fetchone()[0]
     with connection.cursor() as cursor, cursor.copy(f"COPY {table_name} ({columns}) FROM STDIN (FORMAT csv)") as copy:
         copy.write(buffer.getbuffer())
+    connection.execute("SELECT set_config('TimeZone', %s, %s)", (previous, local))
+
 
 
 def _utc_days(timestamps: pa.ChunkedArray) -> list[date]:
@@ -69,7 +85,7 @@ def load_measurements(database_url: str, silver: pa.Table, run_id: str) -> dict:
             "CREATE TEMP TABLE measurements_staging (LIKE kidjamo.measurements INCLUDING DEFAULTS) ON COMMIT DROP;"
             "CREATE TEMP TABLE measurements_touched (patient_id text, hour timestamptz) ON COMMIT DROP"
         )
-        _copy_csv(connection, "measurements_staging", batch)
+        copy_csv(connection, "measurements_staging", batch)
         columns = ", ".join(MEASUREMENT_COLUMNS)
         inserted = connection.execute(
             f"""
@@ -127,7 +143,7 @@ def load_quarantine(database_url: str, quarantine: pa.Table, run_id: str) -> dic
     with connect(database_url, application_name="kidjamo-load") as connection:
         connection.execute(f"SET LOCAL ROLE {PIPELINE_ROLE}")
         connection.execute("CREATE TEMP TABLE quarantine_staging (LIKE kidjamo.quarantine INCLUDING DEFAULTS) ON COMMIT DROP")
-        _copy_csv(connection, "quarantine_staging", batch)
+        copy_csv(connection, "quarantine_staging", batch)
         columns = ", ".join(QUARANTINE_COLUMNS)
         inserted = connection.execute(
             f"""

@@ -57,6 +57,17 @@ def test_loaded_values_match_the_silver_row(registered_url):
                    datetime(2026, 11, 27, 15, 31, tzinfo=timezone.utc), False, "run-1", True)
 
 
+def test_timestamps_load_as_utc_whatever_the_session_time_zone(registered_url, monkeypatch):
+    # The CSV carries naive UTC timestamps: the load must not read them in the server's or client's zone.
+    monkeypatch.setenv("PGTZ", "America/New_York")
+    load_measurements(registered_url, silver_batch(readings(2)), "run-1")
+    with psycopg.connect(registered_url) as connection:
+        times = [row[0] for row in connection.execute(
+            "SELECT measured_at FROM kidjamo.measurements ORDER BY measured_at")]
+        assert connection.execute("SHOW TimeZone").fetchone()[0] == "America/New_York"
+    assert times == [T0, T0 + timedelta(seconds=30)]
+
+
 def test_a_failing_row_midway_leaves_nothing_loaded(registered_url):
     batch = silver_batch(readings(5, start=datetime(2031, 5, 4, tzinfo=timezone.utc)))
     spo2 = batch["spo2"].to_pylist()
