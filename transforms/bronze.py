@@ -100,11 +100,12 @@ def _read_raw(lake: Lake, start: datetime, end: datetime) -> _RawRecords:
 # --- parsing -------------------------------------------------------------------------------------
 def _fast_parse(lines: list[bytes]) -> pa.Table:
     """Arrow's reader over NDJSON lines; raises ``pa.ArrowInvalid`` when anything cannot be typed."""
-    # Arrow's reader expects one object per line (and crashes on a bare ``null``): anything else
-    # goes to the per-record path.
-    if not all(line[:1] == b"{" and line[-1:] == b"}" for line in lines):
-        raise pa.ArrowInvalid("not one JSON object per line")
-    table = pajson.read_json(io.BytesIO(b"\n".join(lines) + b"\n"), parse_options=_PARSE_OPTIONS)
+    text = b"\n".join(lines) + b"\n"
+    # Arrow's reader crashes the process on a line that is a bare ``null``: such files take the
+    # per-record path. (Lines are stripped, and a raw newline cannot occur inside a JSON string.)
+    if (b"\n" + text).find(b"\nnull") != -1:
+        raise pa.ArrowInvalid("a line starts with null")
+    table = pajson.read_json(io.BytesIO(text), parse_options=_PARSE_OPTIONS)
     if table.num_rows != len(lines):
         raise pa.ArrowInvalid("row count differs from line count")
     vitals = table.column("vitals").combine_chunks()
@@ -269,15 +270,18 @@ def _check(frame: pd.DataFrame, parse_errors: list, non_finite: dict[str, np.nda
     flag(~pd.isna(behind) & (behind > np.timedelta64(lateness)), reasons.TOO_LATE, "timestamp",
          lambda i: f"timestamp: {timestamp.iloc[i]} is older than the lateness limit ({lateness}) at arrival {arrival.iloc[i]:%Y-%m-%dT%H:%MZ}")
 
-    devices = frame["device_id"].astype(object)
-    registered_patient = devices.map(dict(zip(registry["device_id"], registry["patient_id"])))
-    active = devices.map(dict(zip(registry["device_id"], registry["device_active"]))).fillna(False).astype(bool)
-    unknown = (registered_patient.isna() | ~active).to_numpy()
+    # Registry lookups in Arrow: the position of each device in the registry, then its patient and status.
+    position = pc.index_in(pa.Array.from_pandas(frame["device_id"], type=pa.string()),
+                           value_set=pa.array(registry["device_id"], pa.string()))
+    registered_patient = pc.take(pa.array(registry["patient_id"], pa.string()), position)
+    active = pc.fill_null(pc.take(pa.array(registry["device_active"], pa.bool_()), position), False)
+    unknown = pc.invert(active).to_numpy(zero_copy_only=False)
     flag(unknown, reasons.UNKNOWN_DEVICE, "device_id",
          lambda i: f"device_id: {frame['device_id'].iloc[i]!r} is not an active device of the patient registry")
-    mismatch = (registered_patient.astype("string") != frame["patient_id"].astype("string")).fillna(False).to_numpy(dtype=bool)
+    mismatch = pc.fill_null(pc.not_equal(registered_patient, pa.Array.from_pandas(frame["patient_id"], type=pa.string())),
+                            False).to_numpy(zero_copy_only=False)
     flag(mismatch, reasons.DEVICE_PATIENT_MISMATCH, "patient_id",
-         lambda i: f"patient_id: device {frame['device_id'].iloc[i]!r} belongs to {registered_patient.iloc[i]!r}, not {frame['patient_id'].iloc[i]!r}")
+         lambda i: f"patient_id: device {frame['device_id'].iloc[i]!r} belongs to {registered_patient[i].as_py()!r}, not {frame['patient_id'].iloc[i]!r}")
     frame["measured_at"] = measured_at
     return reason, failed_field, details
 
