@@ -9,6 +9,7 @@ an unset escalation target falls back to the tier below it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -90,14 +91,21 @@ def send_webhook(url: str, document: dict, *, secret: str | None, delivery_id: s
     return f"HTTP {response.status_code}"
 
 
+@functools.lru_cache(maxsize=8)
+def _sns_client(region: str | None, endpoint_url: str | None):
+    """One SNS client per region and endpoint (creating a boto3 client costs tens of milliseconds)."""
+    import boto3
+
+    return boto3.client("sns", region_name=region, endpoint_url=endpoint_url)
+
+
 def publish_sns(topic_arn: str, document: dict, *, subject: str, delivery_id: str, group_id: str = "kidjamo",
                 settings: Settings | None = None) -> str:
     """Publish the document to an SNS topic (FIFO topics get a group and deduplication id)."""
-    import boto3
     from botocore.exceptions import BotoCoreError, ClientError
 
     settings = settings or get_settings()
-    client = boto3.client("sns", region_name=settings.s3_region, endpoint_url=settings.sns_endpoint_url)
+    client = _sns_client(settings.s3_region, settings.sns_endpoint_url)
     arguments = {"TopicArn": topic_arn, "Message": encode(document).decode(), "Subject": subject[:100],
                  "MessageAttributes": {"delivery_id": {"DataType": "String", "StringValue": delivery_id}}}
     if topic_arn.endswith(".fifo"):

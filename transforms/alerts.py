@@ -28,6 +28,7 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.csv as pacsv
 from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from kidjamo import notify
@@ -36,6 +37,7 @@ from kidjamo.settings import Settings, get_settings
 from transforms.clinical import scores
 from transforms.clinical.matching import EVIDENCE_VALUES, MATCHERS
 from transforms.clinical.rules import SEVERITY_RANK, RuleSet, default_rules
+from transforms.load import copy_csv
 
 log = logging.getLogger(__name__)
 
@@ -246,18 +248,21 @@ def read_history(connection, silver: pd.DataFrame, rules: RuleSet) -> pd.DataFra
     painful = set(silver.loc[(pain >= pain_threshold).fillna(False), "device_id"])
     since = first["measured_at"] - _history_lookback(rules)
 
-    def floats(column: str) -> list:
+    def floats(column: str) -> pa.Array:
         values = pd.to_numeric(first[column], errors="coerce") if column in first else pd.Series(np.nan, index=first.index)
-        return [None if pd.isna(v) else float(v) for v in values]
+        return pa.array(values.astype("float64").to_numpy(), pa.float64(), from_pandas=True)
 
-    rows = connection.execute(
-        """
-        WITH batch AS (
-            SELECT * FROM unnest(%b::text[], %b::timestamptz[], %b::timestamptz[], %b::float8[], %b::float8[], %b::boolean[])
-                AS b(device_id, since, until, spo2, heart_rate, painful)
-        ),
-        needed AS (
-            SELECT b.device_id, b.since, b.until FROM batch AS b
+    batch = pa.table({
+        "device_id": _arrow_strings(first["device_id"]),
+        "since": _arrow_times(since), "until": _arrow_times(first["measured_at"]),
+        "spo2": floats("spo2"), "heart_rate": floats("heart_rate"),
+        "painful": pa.array(first["device_id"].isin(painful).to_numpy(), pa.bool_()),
+    })
+    _stage(connection, "history_batch", "device_id text, since timestamptz, until timestamptz, spo2 float8,"
+                                         " heart_rate float8, painful boolean", batch)
+    history = _copy_out(connection, """
+        WITH needed AS (
+            SELECT b.device_id, b.since, b.until FROM history_batch AS b
             WHERE b.painful OR EXISTS (
                 SELECT 1 FROM (SELECT p.spo2, p.heart_rate FROM kidjamo.measurements AS p
                                WHERE p.device_id = b.device_id AND p.measured_at >= b.since AND p.measured_at < b.until
@@ -267,13 +272,51 @@ def read_history(connection, silver: pd.DataFrame, rules: RuleSet) -> pd.DataFra
         SELECT m.device_id, m.patient_id, m.measured_at, m.spo2, m.heart_rate, m.pain_scale, m.age_years
         FROM needed AS n
         JOIN kidjamo.measurements AS m ON m.device_id = n.device_id AND m.measured_at >= n.since AND m.measured_at < n.until
-        """,
-        (_values(first["device_id"]), [t.to_pydatetime() for t in since], [t.to_pydatetime() for t in first["measured_at"]],
-         floats("spo2"), floats("heart_rate"), [device in painful for device in first["device_id"]]),
-    ).fetchall()
-    history = pd.DataFrame(rows, columns=HISTORY_COLUMNS)
+        """, {"device_id": pa.string(), "patient_id": pa.string(), "measured_at": pa.timestamp("us", tz="UTC"),
+              "spo2": pa.float64(), "heart_rate": pa.float64(), "pain_scale": pa.float64(), "age_years": pa.float64()})
+    connection.execute("DROP TABLE history_batch")
     history["measured_at"] = pd.to_datetime(history["measured_at"], utc=True)
     return history
+
+
+def _arrow_strings(values) -> pa.Array:
+    return pa.array(pd.Series(values).to_numpy(dtype=object), pa.string(), from_pandas=True)
+
+
+def _arrow_times(values) -> pa.Array:
+    return pa.array(pd.to_datetime(pd.Series(values), utc=True).to_numpy(dtype="datetime64[us]"),
+                    pa.timestamp("us", tz="UTC"))
+
+
+def _stage(connection, name: str, columns_sql: str, table: pa.Table) -> None:
+    """A temporary table ``name`` (dropped at commit) filled from an Arrow table by COPY."""
+    connection.execute(f"CREATE TEMP TABLE {name} ({columns_sql}) ON COMMIT DROP")
+    copy_csv(connection, name, table)
+
+
+def _copy_out(connection, query: str, schema: dict) -> pd.DataFrame:
+    """A query's rows as a DataFrame through COPY TO (CSV read by Arrow), typed by ``schema``.
+
+    Timestamps travel as epoch microseconds, so no time zone is involved.
+    """
+    names = list(schema)
+    outer = ", ".join(
+        f"(extract(epoch FROM {name}) * 1000000)::bigint" if pa.types.is_timestamp(kind) else name
+        for name, kind in schema.items())
+    buffer = bytearray()
+    with connection.cursor() as cursor, cursor.copy(f"COPY (SELECT {outer} FROM ({query}) AS q) TO STDOUT (FORMAT csv)") as copy:
+        for chunk in copy:
+            buffer += chunk
+    if not buffer:
+        return pd.DataFrame({name: pd.Series(dtype="object") for name in names})
+    read_types = {name: (pa.int64() if pa.types.is_timestamp(kind) else kind) for name, kind in schema.items()}
+    table = pacsv.read_csv(pa.py_buffer(bytes(buffer)), read_options=pacsv.ReadOptions(column_names=names),
+                           convert_options=pacsv.ConvertOptions(column_types=read_types, strings_can_be_null=True,
+                                                                quoted_strings_can_be_null=False))
+    for name, kind in schema.items():
+        if pa.types.is_timestamp(kind):
+            table = table.set_column(names.index(name), name, table[name].cast(pa.timestamp("us")).cast(kind))
+    return table.to_pandas()
 
 
 def _silver_frame(silver: pa.Table | pd.DataFrame) -> pd.DataFrame:
@@ -287,17 +330,20 @@ def _update_last_seen(connection, frame: pd.DataFrame) -> int:
     if frame.empty:
         return 0
     latest = frame.groupby("device_id", sort=False).agg(patient_id=("patient_id", "first"), last=("measured_at", "max"))
+    _stage(connection, "last_seen_batch", "device_id text, patient_id text, last_measured_at timestamptz", pa.table({
+        "device_id": _arrow_strings(latest.index), "patient_id": _arrow_strings(latest["patient_id"]),
+        "last_measured_at": _arrow_times(latest["last"])}))
     connection.execute(
         """
         INSERT INTO kidjamo.device_last_seen AS s (device_id, patient_id, last_measured_at)
-        SELECT * FROM unnest(%b::text[], %b::text[], %b::timestamptz[])
+        SELECT device_id, patient_id, last_measured_at FROM last_seen_batch
         ON CONFLICT (device_id) DO UPDATE SET
             last_measured_at = GREATEST(s.last_measured_at, excluded.last_measured_at),
             patient_id = CASE WHEN excluded.last_measured_at >= s.last_measured_at THEN excluded.patient_id ELSE s.patient_id END,
             updated_at = now()
-        """,
-        (_values(latest.index), _values(latest["patient_id"]), [t.to_pydatetime() for t in latest["last"]]),
+        """
     )
+    connection.execute("DROP TABLE last_seen_batch")
     return len(latest)
 
 
@@ -758,17 +804,20 @@ def deliver_notifications(database_url: str, *, now: datetime | None = None, lim
     counts = {"claimed": len(claimed), "sent": 0, "retry_later": 0, "failed": 0}
     if not claimed:
         return counts
+    # One connection reads the documents and records every outcome, each committed as soon as its
+    # notification is handled.
     with connect(database_url, application_name="kidjamo-notify") as connection:
         cursor = connection.execute(_DOCUMENT, (claimed,))
         names = [column.name for column in cursor.description]
         rows = [dict(zip(names, values)) for values in cursor.fetchall()]
-    for row in rows:
-        outcome = _deliver_one(database_url, row, now=now, settings=settings)
-        counts[outcome] += 1
+        connection.commit()
+        for row in rows:
+            outcome = _deliver_one(connection, row, now=now, settings=settings)
+            counts[outcome] += 1
     return counts
 
 
-def _deliver_one(database_url: str, row: dict, *, now: datetime, settings: Settings) -> str:
+def _deliver_one(connection, row: dict, *, now: datetime, settings: Settings) -> str:
     document = notification_document(row)
     target = notify.target(row["channel"], row["audience"], settings)
     delivery_id = f"{row['event_key']}:{row['channel']}"
@@ -803,7 +852,7 @@ def _deliver_one(database_url: str, row: dict, *, now: datetime, settings: Setti
     else:
         backoff = min(settings.notify_retry_base_s * 2 ** (attempt_number - 1), 3600)
         status, next_attempt, outcome = "pending", now + timedelta(seconds=backoff), "retry_later"
-    with connect(database_url, application_name="kidjamo-notify") as connection:
+    try:
         with connection.cursor() as cursor:
             cursor.executemany(
                 "INSERT INTO kidjamo.notification_attempts (notification_id, attempt, outcome, target, detail)"
@@ -820,6 +869,10 @@ def _deliver_one(database_url: str, row: dict, *, now: datetime, settings: Setti
             """,
             (status, attempt_number, status, next_attempt, None if sent else attempts[-1][2], row["notification_id"]),
         )
+        connection.commit()
+    except BaseException:
+        connection.rollback()
+        raise
     if not sent:
         log.warning("notification %s (%s) not delivered: %s", row["notification_id"], delivery_id, attempts[-1][2])
     return outcome
