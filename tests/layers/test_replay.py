@@ -124,3 +124,13 @@ def _clone_registry_database(server, source_url: str, tmp_path) -> str:
             placeholders = ", ".join(["%s"] * len(columns.split(",")))
             target.cursor().executemany(f"INSERT INTO kidjamo.{table} ({columns}) VALUES ({placeholders})", rows)
     return url
+
+
+def test_an_empty_minute_succeeds_and_writes_nothing(fresh_database_url, lake):
+    counts = process_interval(ARRIVAL, ARRIVAL + timedelta(minutes=1), lake=lake, database_url=fresh_database_url,
+                              run_id="empty")
+    assert counts["to_raw"]["raw_records"] == 0
+    assert counts["gate_silver"]["accounting"] == {"raw_records": 0, "bronze": 0, "bronze_quarantined": 0,
+                                                   "silver": 0, "rejected": 0, "duplicates": 0}
+    assert counts["load"]["measurements"]["inserted"] == 0
+    assert lake.list_files("") == []
