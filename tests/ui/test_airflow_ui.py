@@ -240,6 +240,9 @@ def _run_state(api: httpx.Client, run_id: str) -> str:
 
 def test_every_dag_is_listed_without_import_errors(page, airflow_ui, started_runs):
     assert airflow_ui.api.get("/api/v2/importErrors").json()["total_entries"] == 0
+    assert airflow_ui.api.get("/api/v2/plugins/importErrors").json()["total_entries"] == 0
+    plugins = {plugin["name"] for plugin in airflow_ui.api.get("/api/v2/plugins").json()["plugins"]}
+    assert "kidjamo_trigger_checks" in plugins
     page.goto(f"{airflow_ui.base_url}/dags")
     page.get_by_text(re.compile(r"^\d+ Dags$")).wait_for()
     for dag_id in sorted(EXPECTED_DAGS):
