@@ -28,7 +28,7 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.csv as pacsv
+import pyarrow.json as pajson
 from tenacity import RetryError, Retrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from kidjamo import notify
@@ -295,28 +295,26 @@ def _stage(connection, name: str, columns_sql: str, table: pa.Table) -> None:
 
 
 def _copy_out(connection, query: str, schema: dict) -> pd.DataFrame:
-    """A query's rows as a DataFrame through COPY TO (CSV read by Arrow), typed by ``schema``.
+    """A query's rows as a DataFrame typed by ``schema``, fetched as one NDJSON text read by Arrow.
 
-    Timestamps travel as epoch microseconds, so no time zone is involved.
+    One value instead of a row per message (psycopg spends ~12 us per row); timestamps travel as
+    epoch microseconds, so no time zone is involved.
     """
     names = list(schema)
-    outer = ", ".join(
-        f"(extract(epoch FROM {name}) * 1000000)::bigint" if pa.types.is_timestamp(kind) else name
+    fields = ", ".join(
+        f"'{name}', (extract(epoch FROM q.{name}) * 1000000)::bigint" if pa.types.is_timestamp(kind) else f"'{name}', q.{name}"
         for name, kind in schema.items())
-    buffer = bytearray()
-    with connection.cursor() as cursor, cursor.copy(f"COPY (SELECT {outer} FROM ({query}) AS q) TO STDOUT (FORMAT csv)") as copy:
-        for chunk in copy:
-            buffer += chunk
-    if not buffer:
+    text = connection.execute(
+        f"SELECT string_agg(json_build_object({fields})::text, E'\\n') FROM ({query}) AS q").fetchone()[0]
+    if not text:
         return pd.DataFrame({name: pd.Series(dtype="object") for name in names})
-    read_types = {name: (pa.int64() if pa.types.is_timestamp(kind) else kind) for name, kind in schema.items()}
-    table = pacsv.read_csv(pa.py_buffer(bytes(buffer)), read_options=pacsv.ReadOptions(column_names=names),
-                           convert_options=pacsv.ConvertOptions(column_types=read_types, strings_can_be_null=True,
-                                                                quoted_strings_can_be_null=False))
+    read_types = pa.schema([(name, pa.int64() if pa.types.is_timestamp(kind) else kind) for name, kind in schema.items()])
+    table = pajson.read_json(pa.py_buffer(text.encode()),
+                             parse_options=pajson.ParseOptions(explicit_schema=read_types, unexpected_field_behavior="error"))
     for name, kind in schema.items():
         if pa.types.is_timestamp(kind):
             table = table.set_column(names.index(name), name, table[name].cast(pa.timestamp("us")).cast(kind))
-    return table.to_pandas()
+    return table.select(names).to_pandas()
 
 
 def _silver_frame(silver: pa.Table | pd.DataFrame) -> pd.DataFrame:
