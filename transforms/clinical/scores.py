@@ -33,7 +33,8 @@ def age_band(age_years: pd.Series, rules: RuleSet | None = None) -> pd.Series:
     return pd.Series(labels, index=ages.index, dtype="string").replace("", pd.NA)
 
 
-def _compare(values: pd.Series, bound: Bound) -> pd.Series:
+def _compare(values, bound: Bound):
+    """values <op> bound (NaN compares False); works on Series and numpy arrays alike."""
     return {">": values > bound.value, ">=": values >= bound.value,
             "<": values < bound.value, "<=": values <= bound.value}[bound.op]
 
@@ -51,31 +52,35 @@ def pews_band(values: pd.Series, band_ids: pd.Series, vital: str, rules: RuleSet
     """
     rules = rules or default_rules()
     values = pd.Series(values, dtype="float64")
-    band_ids = pd.Series(band_ids, index=values.index, dtype="string")
-    normal_low = pd.Series(np.nan, index=values.index)
-    normal_high = pd.Series(np.nan, index=values.index)
-    extreme_high = pd.Series(False, index=values.index)
-    extreme_low = pd.Series(False, index=values.index)
-    for band_id, band in _band_lookup(band_ids, vital, rules).items():
-        in_band = (band_ids == band_id).fillna(False).astype(bool)
-        if not in_band.any():
-            continue
-        normal_low = normal_low.mask(in_band, band.normal[0])
-        normal_high = normal_high.mask(in_band, band.normal[1])
-        extreme_high |= in_band & _compare(values, band.extreme_high).fillna(False)
-        extreme_low |= in_band & _compare(values, band.extreme_low).fillna(False)
-    above = (values > normal_high).fillna(False)
-    below = (values < normal_low).fillna(False)
-    known = values.notna() & normal_low.notna()
-    score = pd.Series(np.where(extreme_high | extreme_low, 2, np.where(above | below, 1, 0)), index=values.index)
+    index = values.index
+    numbers = values.to_numpy(dtype="float64", na_value=np.nan)
+    ids = pd.Series(band_ids, index=index, dtype="string").to_numpy(dtype=object, na_value=None)
+    normal_low = np.full(len(numbers), np.nan)
+    normal_high = np.full(len(numbers), np.nan)
+    extreme_high = np.zeros(len(numbers), dtype=bool)
+    extreme_low = np.zeros(len(numbers), dtype=bool)
+    with np.errstate(invalid="ignore"):
+        for band_id, band in _band_lookup(band_ids, vital, rules).items():
+            in_band = ids == band_id
+            if not in_band.any():
+                continue
+            normal_low[in_band] = band.normal[0]
+            normal_high[in_band] = band.normal[1]
+            extreme_high |= in_band & _compare(numbers, band.extreme_high)
+            extreme_low |= in_band & _compare(numbers, band.extreme_low)
+        above = numbers > normal_high
+        below = numbers < normal_low
+    known = ~np.isnan(numbers) & ~np.isnan(normal_low)
+    score = np.where(extreme_high | extreme_low, 2, np.where(above | below, 1, 0))
     return pd.DataFrame(
         {
-            "above_normal": above.astype(bool),
-            "below_normal": below.astype(bool),
-            "extreme_high": extreme_high.astype(bool),
-            "extreme_low": extreme_low.astype(bool),
-            "pews_band_score": score.astype("Int16").where(known, pd.NA),
-        }
+            "above_normal": above,
+            "below_normal": below,
+            "extreme_high": extreme_high,
+            "extreme_low": extreme_low,
+            "pews_band_score": pd.Series(score, index=index).astype("Int16").where(pd.Series(known, index=index), pd.NA),
+        },
+        index=index,
     )
 
 
