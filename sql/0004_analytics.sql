@@ -93,6 +93,41 @@ END;
 $$;
 COMMENT ON FUNCTION kidjamo.recompute_vitals_hourly(text[], timestamptz[]) IS 'Recompute the hourly rollup rows of these (patient, hour) pairs from kidjamo.measurements.';
 
+-- (patient, hour) pairs whose rollup row is out of date: loads that defer the rollup
+-- (load_measurements(defer_rollup=True)) record them here instead of recomputing each minute the
+-- whole hour so far; the maintenance refresh recomputes them once (recompute_pending_vitals_hourly).
+CREATE TABLE kidjamo.vitals_hourly_pending (
+    patient_id  text NOT NULL,
+    hour        timestamptz NOT NULL,
+    PRIMARY KEY (patient_id, hour)
+);
+COMMENT ON TABLE kidjamo.vitals_hourly_pending IS 'One row per (patient, UTC hour) whose vitals_hourly_rollup row awaits recomputation (deferred loads).';
+
+-- Deferred loads hold this lock shared until they commit; the recomputation takes it exclusively,
+-- so it sees every committed load and no pending pair is consumed before its readings are visible.
+CREATE FUNCTION kidjamo.recompute_pending_vitals_hourly(max_pairs integer)
+RETURNS integer LANGUAGE plpgsql AS $$
+DECLARE
+    patient_ids text[];
+    hours timestamptz[];
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtext('kidjamo.vitals_hourly_pending'));
+    WITH taken AS (
+        DELETE FROM kidjamo.vitals_hourly_pending AS p
+        USING (SELECT patient_id, hour FROM kidjamo.vitals_hourly_pending ORDER BY hour, patient_id LIMIT max_pairs) AS c
+        WHERE p.patient_id = c.patient_id AND p.hour = c.hour
+        RETURNING p.patient_id, p.hour
+    )
+    SELECT array_agg(patient_id), array_agg(hour) INTO patient_ids, hours FROM taken;
+    IF patient_ids IS NULL THEN
+        RETURN 0;
+    END IF;
+    PERFORM kidjamo.recompute_vitals_hourly(patient_ids, hours);
+    RETURN cardinality(patient_ids);
+END;
+$$;
+COMMENT ON FUNCTION kidjamo.recompute_pending_vitals_hourly(integer) IS 'Recompute the rollup rows of up to max_pairs pending (patient, hour) pairs and clear them; returns how many pairs were taken.';
+
 -- Latest state of each device, upserted by each load (an older, late reading never overwrites it).
 CREATE TABLE kidjamo.device_status (
     device_id            text PRIMARY KEY,

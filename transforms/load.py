@@ -65,12 +65,20 @@ def _utc_days(timestamps: pa.ChunkedArray) -> list[date]:
     return sorted({value.date() for value in days.to_pylist() if value is not None})
 
 
-def load_measurements(database_url: str, silver: pa.Table, run_id: str) -> dict:
+def load_measurements(database_url: str, silver: pa.Table, run_id: str, *, defer_rollup: bool = False) -> dict:
     """Load a SILVER table into ``kidjamo.measurements`` (idempotent, one transaction).
 
-    Returns ``{"staged", "inserted", "already_present", "partitions_created", "hours_recomputed"}``.
+    The hourly rollup rows the batch touched are recomputed in the same transaction, or, with
+    ``defer_rollup=True``, only marked in ``kidjamo.vitals_hourly_pending`` for
+    :func:`flush_hourly_rollup` (run by ``refresh_views(heavy=True)``, before the views that read
+    the rollup): recomputing every minute the whole hour so far reads up to 120 readings per
+    patient, a cost that grows through each hour.
+
+    Returns ``{"staged", "inserted", "already_present", "partitions_created", "hours_recomputed",
+    "hours_deferred"}``.
     """
-    empty = {"staged": 0, "inserted": 0, "already_present": 0, "partitions_created": 0, "hours_recomputed": 0}
+    empty = {"staged": 0, "inserted": 0, "already_present": 0, "partitions_created": 0, "hours_recomputed": 0,
+             "hours_deferred": 0}
     if silver.num_rows == 0:
         return empty
     batch = silver.select([name for name in MEASUREMENT_COLUMNS if name != "run_id"])
@@ -78,6 +86,8 @@ def load_measurements(database_url: str, silver: pa.Table, run_id: str) -> dict:
     with connect(database_url, application_name="kidjamo-load") as connection:
         connection.execute(f"SET LOCAL ROLE {PIPELINE_ROLE}")
         connection.execute("SET LOCAL work_mem = '64MB'")  # the hourly medians sort in memory
+        if defer_rollup:  # held until commit: a concurrent flush waits for these readings (sql/0004)
+            connection.execute("SELECT pg_advisory_xact_lock_shared(hashtext('kidjamo.vitals_hourly_pending'))")
         partitions_created = connection.execute(
             "SELECT kidjamo.ensure_measurement_partitions_for(%s::date[])", (_utc_days(batch["measured_at"]),)
         ).fetchone()[0]
@@ -116,17 +126,43 @@ def load_measurements(database_url: str, silver: pa.Table, run_id: str) -> dict:
             SELECT count(*) FROM inserted
             """
         ).fetchone()[0]
-        hours_recomputed = connection.execute(
-            "SELECT kidjamo.recompute_vitals_hourly(coalesce(array_agg(patient_id), '{}'), coalesce(array_agg(hour), '{}'))"
-            " FROM measurements_touched"
-        ).fetchone()[0]
+        hours_recomputed = hours_deferred = 0
+        if defer_rollup:
+            hours_deferred = connection.execute(
+                "INSERT INTO kidjamo.vitals_hourly_pending (patient_id, hour) SELECT patient_id, hour FROM measurements_touched"
+                " ON CONFLICT DO NOTHING"
+            ).rowcount
+        else:
+            hours_recomputed = connection.execute(
+                "SELECT kidjamo.recompute_vitals_hourly(coalesce(array_agg(patient_id), '{}'), coalesce(array_agg(hour), '{}'))"
+                " FROM measurements_touched"
+            ).fetchone()[0]
     return {
         "staged": batch.num_rows,
         "inserted": inserted,
         "already_present": batch.num_rows - inserted,
         "partitions_created": partitions_created,
         "hours_recomputed": hours_recomputed,
+        "hours_deferred": hours_deferred,
     }
+
+
+def flush_hourly_rollup(database_url: str, *, pairs_per_transaction: int = 20_000) -> int:
+    """Recompute the rollup rows of every pending (patient, hour) pair; return how many there were.
+
+    Chunks of ``pairs_per_transaction`` pairs, each its own transaction, so that deferred loads
+    wait at most one chunk.
+    """
+    total = 0
+    while True:
+        with connect(database_url, application_name="kidjamo-rollup") as connection:
+            connection.execute(f"SET LOCAL ROLE {PIPELINE_ROLE}")
+            connection.execute("SET LOCAL work_mem = '64MB'")
+            taken = connection.execute("SELECT kidjamo.recompute_pending_vitals_hourly(%s)",
+                                        (pairs_per_transaction,)).fetchone()[0]
+        total += taken
+        if taken < pairs_per_transaction:
+            return total
 
 
 def load_quarantine(database_url: str, quarantine: pa.Table, run_id: str) -> dict:
@@ -163,11 +199,13 @@ def refresh_views(database_url: str, *, heavy: bool = False, pseudonym_key: str 
 
     Every minute (``heavy=False``): ``device_health`` and ``data_quality_daily``, whose size does not
     grow with history. On the maintenance schedule (``heavy=True``) also ``vitals_hourly`` and
-    ``patient_daily``. New patients and devices first get their pseudonym. Returns
-    ``{"pseudonyms_added": n, "views": {name: seconds}}``.
+    ``patient_daily``, after the hourly rollup rows deferred loads left pending are recomputed
+    (:func:`flush_hourly_rollup`). New patients and devices first get their pseudonym. Returns
+    ``{"pseudonyms_added": n, "views": {name: seconds}}`` (plus ``rollup_hours_recomputed`` when heavy).
     """
     key = pseudonym_key if pseudonym_key is not None else get_settings().pseudonym_key
     timings: dict[str, float] = {}
+    flushed = flush_hourly_rollup(database_url) if heavy else 0
     with connect(database_url, application_name="kidjamo-refresh") as connection:
         connection.execute(f"SET ROLE {PIPELINE_ROLE}")
         added = privacy.ensure_pseudonyms(connection, key)
@@ -177,7 +215,10 @@ def refresh_views(database_url: str, *, heavy: bool = False, pseudonym_key: str 
             connection.execute("SELECT kidjamo.refresh_analytics_view(%s)", (view,))
             connection.commit()
             timings[view] = round(time.perf_counter() - started, 4)
-    return {"pseudonyms_added": added, "views": timings}
+    result = {"pseudonyms_added": added, "views": timings}
+    if heavy:
+        result["rollup_hours_recomputed"] = flushed
+    return result
 
 
 def ensure_partitions(database_url: str, first_day: date, last_day: date) -> int:
@@ -200,9 +241,10 @@ def apply_retention(database_url: str, keep_days: int, as_of: date) -> list[str]
     with connect(database_url, application_name="kidjamo-maintenance") as connection:
         connection.execute(f"SET LOCAL ROLE {PIPELINE_ROLE}")
         dropped = connection.execute("SELECT kidjamo.drop_measurement_partitions_before(%s)", (cutoff,)).fetchone()[0]
-        connection.execute(
-            "DELETE FROM kidjamo.vitals_hourly_rollup WHERE hour < %s::date::timestamp AT TIME ZONE 'UTC'", (cutoff,)
-        )
+        for table in ("vitals_hourly_rollup", "vitals_hourly_pending"):
+            connection.execute(
+                f"DELETE FROM kidjamo.{table} WHERE hour < %s::date::timestamp AT TIME ZONE 'UTC'", (cutoff,)
+            )
         privacy.record_audit_event(
             connection, "retention", {"keep_days": keep_days, "as_of": as_of.isoformat(), "cutoff": cutoff.isoformat(), "dropped": dropped}
         )

@@ -1,12 +1,13 @@
 """Loads are idempotent, one transaction each, run as the pipeline role and create partitions on demand."""
 
+import threading
 from datetime import datetime, timedelta, timezone
 
 import psycopg
 import pyarrow as pa
 import pytest
 
-from transforms.load import MEASUREMENT_COLUMNS, load_measurements, load_quarantine
+from transforms.load import MEASUREMENT_COLUMNS, flush_hourly_rollup, load_measurements, load_quarantine, refresh_views
 from transforms.schema import QUARANTINE
 from warehouse.support import silver_batch
 
@@ -105,6 +106,53 @@ def test_hourly_rollup_is_recomputed_for_the_touched_hours(registered_url):
             "SELECT readings, spo2_min, spo2_max, spo2_mean, spo2_p50 FROM kidjamo.vitals_hourly_rollup"
             " WHERE patient_id = 'patient-001' AND hour = '2026-11-27 15:00+00'").fetchone()
     assert row == (4, 90.0, 96.0, 93.0, 93.0)
+
+
+ROLLUP_ROW = ("SELECT readings, spo2_min, spo2_max, spo2_mean, spo2_p50 FROM kidjamo.vitals_hourly_rollup"
+              " WHERE patient_id = 'patient-001' AND hour = '2026-11-27 15:00+00'")
+
+
+def test_a_deferred_rollup_is_recomputed_by_the_flush_as_a_direct_load_would(registered_url):
+    first = load_measurements(registered_url, silver_batch(readings(2), spo2=90.0), "run-1", defer_rollup=True)
+    load_measurements(registered_url, silver_batch(readings(2, start=T0 + timedelta(minutes=1)), spo2=96.0), "run-2",
+                      defer_rollup=True)
+    assert (first["hours_recomputed"], first["hours_deferred"]) == (0, 1)
+    assert count(registered_url, "SELECT count(*) FROM kidjamo.vitals_hourly_rollup") == 0
+    assert count(registered_url, "SELECT count(*) FROM kidjamo.vitals_hourly_pending") == 1
+    assert flush_hourly_rollup(registered_url) == 1
+    with psycopg.connect(registered_url) as connection:
+        assert connection.execute(ROLLUP_ROW).fetchone() == (4, 90.0, 96.0, 93.0, 93.0)
+    assert count(registered_url, "SELECT count(*) FROM kidjamo.vitals_hourly_pending") == 0
+    assert flush_hourly_rollup(registered_url) == 0
+    again = load_measurements(registered_url, silver_batch(readings(2), spo2=90.0), "run-1", defer_rollup=True)
+    assert (again["inserted"], again["hours_deferred"]) == (0, 0)
+
+
+def test_the_flush_works_in_chunks_and_the_heavy_refresh_runs_it(registered_url):
+    batch = silver_batch([("device-001", "patient-001", T0 + timedelta(hours=h)) for h in range(5)])
+    assert load_measurements(registered_url, batch, "run-1", defer_rollup=True)["hours_deferred"] == 5
+    assert flush_hourly_rollup(registered_url, pairs_per_transaction=2) == 5
+    assert count(registered_url, "SELECT count(*) FROM kidjamo.vitals_hourly_rollup") == 5
+    later = silver_batch([("device-001", "patient-001", T0 + timedelta(hours=6))])
+    load_measurements(registered_url, later, "run-2", defer_rollup=True)
+    assert refresh_views(registered_url, heavy=True, pseudonym_key="k")["rollup_hours_recomputed"] == 1
+    assert count(registered_url, "SELECT count(*) FROM analytics.vitals_hourly") == 6
+
+
+def test_a_flush_waits_for_a_deferred_load_in_progress(registered_url):
+    # A load holds the lock shared until it commits: the flush must see its readings, not skip them.
+    holder = psycopg.connect(registered_url)
+    holder.execute("SELECT pg_advisory_xact_lock_shared(hashtext('kidjamo.vitals_hourly_pending'))")
+    holder.execute("INSERT INTO kidjamo.vitals_hourly_pending VALUES ('patient-001', '2026-11-27 15:00+00')")
+    result = []
+    flusher = threading.Thread(target=lambda: result.append(flush_hourly_rollup(registered_url)))
+    flusher.start()
+    flusher.join(timeout=1.5)
+    assert flusher.is_alive() and result == []  # blocked behind the load
+    holder.commit()
+    holder.close()
+    flusher.join(timeout=30)
+    assert result == [1]
 
 
 def test_device_status_keeps_the_latest_reading_when_a_late_one_arrives(registered_url):
