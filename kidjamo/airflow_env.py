@@ -6,6 +6,7 @@ LocalExecutor, sized for a 2-core machine. Production uses docker-compose.airflo
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -21,16 +22,20 @@ def airflow_environment(settings: Settings | None = None, *, api_port: int = 808
     settings = settings or get_settings()
     home = settings.airflow_home
     home.mkdir(parents=True, exist_ok=True)
+    metadata_url = f"sqlite:///{home / 'airflow.db'}"
     environment = {
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),  # the trigger-form interval check
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         "AIRFLOW__CORE__PARALLELISM": str(parallelism),
         "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": str(parallelism),
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_url,
+        # kidjamo_maintenance cleans Airflow's own metadata through this connection (airflow db clean).
+        "AIRFLOW_CONN_AIRFLOW_METADATA": json.dumps({"conn_type": "generic", "extra": {"sql_alchemy_conn": metadata_url}}),
         "AIRFLOW__API__PORT": str(api_port),
         "AIRFLOW__API__BASE_URL": f"http://localhost:{api_port}",
         # Log servers on free ports, so that several local Airflows (tests, make run) can coexist.

@@ -22,11 +22,33 @@ for variable in [name for name in os.environ if name.startswith("KIDJAMO_") and 
     del os.environ[variable]
 
 
-@pytest.fixture(scope="session")
-def kidjamo_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    home = tmp_path_factory.mktemp("kidjamo-home")
+def pytest_configure(config: pytest.Config) -> None:
+    """Give the session its own KIDJAMO_HOME and Airflow environment before any test module loads.
+
+    Airflow reads its configuration once, at first import; a test module that imports it (directly
+    or through plugins/) must already see the session's AIRFLOW_HOME and metadata database.
+    """
+    import tempfile
+
+    from kidjamo.airflow_env import apply_airflow_environment
+
+    home = Path(tempfile.mkdtemp(prefix="kidjamo-test-home-"))
     os.environ["KIDJAMO_HOME"] = str(home)
-    return home
+    apply_airflow_environment()
+    config.kidjamo_home = home  # type: ignore[attr-defined]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    import shutil
+
+    home = getattr(config, "kidjamo_home", None)
+    if home is not None:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def kidjamo_home(pytestconfig: pytest.Config) -> Path:
+    return pytestconfig.kidjamo_home
 
 
 @pytest.fixture(scope="session")
@@ -72,17 +94,15 @@ def lake(tmp_path: Path) -> Lake:
 def airflow_home(kidjamo_home: Path, migrated_url: str) -> Path:
     """A migrated Airflow metadata database (SQLite) under the session's KIDJAMO_HOME.
 
-    The environment is set in this process before Airflow is first imported, so ``dag.test()`` and
-    DagBag use it. The ``kidjamo_postgres`` connection points at the session's warehouse.
+    The environment was set by ``pytest_configure``, before Airflow was first imported, so
+    ``dag.test()`` and DagBag use it. The ``kidjamo_postgres`` connection points at the session's
+    warehouse.
     """
     import subprocess
     import sys
 
-    from kidjamo.airflow_env import apply_airflow_environment
-
-    environment = apply_airflow_environment()
     os.environ["AIRFLOW_CONN_KIDJAMO_POSTGRES"] = migrated_url
     airflow = str(Path(sys.executable).parent / "airflow")
-    subprocess.run([airflow, "db", "migrate"], check=True, env={**os.environ, **environment},
+    subprocess.run([airflow, "db", "migrate"], check=True, env=os.environ.copy(),
                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    return Path(environment["AIRFLOW_HOME"])
+    return Path(os.environ["AIRFLOW_HOME"])
