@@ -122,6 +122,6 @@ CREATE TABLE kidjamo.device_last_seen (
     patient_id        text NOT NULL,
     last_measured_at  timestamptz NOT NULL,
     updated_at        timestamptz NOT NULL DEFAULT now()
-);
+) WITH (fillfactor = 50);  -- every row is updated each minute: room on the page keeps updates HOT (~2x faster)
 CREATE INDEX device_last_seen_patient_idx ON kidjamo.device_last_seen (patient_id);
 COMMENT ON TABLE kidjamo.device_last_seen IS 'Latest measured_at per device, for the sensor_silent rule and auto-resolution.';

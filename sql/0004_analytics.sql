@@ -140,7 +140,7 @@ CREATE TABLE kidjamo.device_status (
     weak_signal          boolean,
     firmware_version     text,
     updated_at           timestamptz NOT NULL DEFAULT now()
-);
+) WITH (fillfactor = 50);  -- every row is updated each minute: room on the page keeps updates HOT (~2x faster)
 CREATE INDEX device_status_patient_idx ON kidjamo.device_status (patient_id);
 COMMENT ON TABLE kidjamo.device_status IS 'One row per device that ever sent a loaded reading: its most recent reading''s metadata.';
 
