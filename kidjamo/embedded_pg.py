@@ -136,7 +136,8 @@ class EmbeddedPostgres:
             "listen_addresses": "'127.0.0.1'",
             "unix_socket_directories": "''",
             "timezone": "'UTC'",
-            "shared_buffers": "'256MB'",
+            "shared_buffers": "'1GB'",  # a day of 100k sensors is ~300 MB of partition and indexes
+            "wal_buffers": "'64MB'",
             "max_connections": "100",
             "max_wal_size": "'2GB'",
         }

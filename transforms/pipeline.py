@@ -244,7 +244,8 @@ def step_load(interval: Interval) -> dict:
         [interval.read("quarantine", name, QUARANTINE) for name in ("bronze.parquet", "silver.parquet", "silver_gate.parquet")]
     ).combine_chunks()
     return {
-        "measurements": load_measurements(interval.database_url, silver, interval.run_id),
+        # The hourly rollup is recomputed by the hourly maintenance (flush_hourly_rollup), not per minute.
+        "measurements": load_measurements(interval.database_url, silver, interval.run_id, defer_rollup=True),
         "quarantine": load_quarantine(interval.database_url, quarantine, interval.run_id),
     }
 
