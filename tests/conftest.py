@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from kidjamo import migrations
@@ -72,16 +71,11 @@ def migrated_url(postgres_server: EmbeddedPostgres) -> str:
 @pytest.fixture
 def fresh_database_url(postgres_server: EmbeddedPostgres, request: pytest.FixtureRequest) -> str:
     """URL of a new, empty, migrated database for one test (dropped afterwards)."""
+    from tests.databases import migrated_database
+
     name = "t_" + request.node.name.lower().replace("[", "_").replace("]", "").replace("-", "_")[:50]
-    admin_url = postgres_server.url("postgres")
-    with psycopg.connect(admin_url, autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        connection.execute(f'CREATE DATABASE "{name}"')
-    url = postgres_server.url(name)
-    migrations.migrate(url)
-    yield url
-    with psycopg.connect(admin_url, autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with migrated_database(postgres_server, name) as url:
+        yield url
 
 
 @pytest.fixture

@@ -16,14 +16,13 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import httpx
-import psycopg
 import pytest
 
 from ingestion.auth import signed_headers
 from ingestion.landing_writer import PART_PREFIX, _part_instance
 from ingestion.simulator import Fleet, provision_fleet, read_secrets
-from kidjamo import migrations
 from kidjamo.storage import Lake
+from tests.databases import migrated_database
 
 KIDJAMO = str(Path(sys.executable).parent / "kidjamo")
 
@@ -32,15 +31,8 @@ KIDJAMO = str(Path(sys.executable).parent / "kidjamo")
 def ingest_database(postgres_server, request) -> str:
     """A migrated database for one test module (dropped afterwards)."""
     name = "ingest_" + request.module.__name__.rsplit(".", 1)[-1].lower()[:40]
-    admin_url = postgres_server.url("postgres")
-    with psycopg.connect(admin_url, autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        connection.execute(f'CREATE DATABASE "{name}"')
-    url = postgres_server.url(name)
-    migrations.migrate(url)
-    yield url
-    with psycopg.connect(admin_url, autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with migrated_database(postgres_server, name) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

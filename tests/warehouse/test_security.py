@@ -5,7 +5,6 @@ from datetime import datetime, timezone
 import psycopg
 import pytest
 
-from kidjamo import migrations
 from transforms.load import load_measurements, refresh_views
 from transforms.registry import import_registry
 from warehouse.support import REGISTRY_LINES, as_role, insert_alert, silver_batch, write_registry
@@ -34,17 +33,12 @@ def loaded_url(registered_url):
 @pytest.fixture(scope="module")
 def shared_url(postgres_server, tmp_path_factory):
     """One database for the tests that only read or are denied (a denied statement changes nothing)."""
-    name = "t_warehouse_security"
-    admin_url = postgres_server.url("postgres")
-    with psycopg.connect(admin_url, autocommit=True) as connection:
-        connection.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        connection.execute(f"CREATE DATABASE {name}")
-    url = postgres_server.url(name)
-    migrations.migrate(url)
-    import_registry(write_registry(tmp_path_factory.mktemp("registry") / "registry.csv", REGISTRY_LINES), url, pseudonym_key="k")
-    yield load_fixture_data(url)
-    with psycopg.connect(admin_url, autocommit=True) as connection:
-        connection.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    from tests.databases import migrated_database
+
+    with migrated_database(postgres_server, "t_warehouse_security") as url:
+        import_registry(write_registry(tmp_path_factory.mktemp("registry") / "registry.csv", REGISTRY_LINES), url,
+                        pseudonym_key="k")
+        yield load_fixture_data(url)
 
 
 # --- analyst ------------------------------------------------------------------------------------
