@@ -67,7 +67,7 @@ def kidjamo_reprocess():
             raise AirflowFailException(f"Invalid interval: {problem}") from None
         return {"start": start.isoformat(), "end": end.isoformat(), "minutes": int((end - start) / timedelta(minutes=1))}
 
-    @task(outlets=[GOLD_ASSET, WAREHOUSE_ASSET], execution_timeout=timedelta(hours=2), retries=1,
+    @task(outlets=[GOLD_ASSET, WAREHOUSE_ASSET], execution_timeout=timedelta(hours=2), retries=1, pool="kidjamo_warehouse",
           retry_delay=timedelta(minutes=1),
           doc_md="Runs every pipeline step over [start, end) from raw in this one task (transforms.reprocess.reprocess).")
     def reprocess(interval: dict) -> dict:

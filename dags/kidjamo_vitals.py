@@ -33,6 +33,7 @@ from plugins.airflow_glue import failure_notifiers, kidjamo_database_url, kidjam
 LAYER_ASSETS = {layer: Asset(name=f"kidjamo_{layer}_vitals", uri=f"kidjamo://lake/{layer}/vitals") for layer in ("raw", "bronze", "silver", "gold")}
 WAREHOUSE_ASSET = Asset(name="kidjamo_warehouse_measurements", uri="kidjamo://warehouse/kidjamo/measurements")
 ALERTS_ASSET = Asset(name="kidjamo_alerts", uri="kidjamo://warehouse/kidjamo/alerts")
+WAREHOUSE_POOL = "kidjamo_warehouse"  # shared with kidjamo_reprocess: bounds concurrent warehouse writers
 
 
 def _interval():
@@ -118,13 +119,14 @@ def kidjamo_vitals():
 
     @task_group(group_id="warehouse", tooltip="PostgreSQL load and analytics views")
     def warehouse():
-        @task(outlets=[WAREHOUSE_ASSET], doc_md="COPY silver and quarantine rows into PostgreSQL; re-loading changes nothing.")
+        @task(outlets=[WAREHOUSE_ASSET], pool=WAREHOUSE_POOL,
+              doc_md="COPY silver and quarantine rows into PostgreSQL; re-loading changes nothing.")
         def load() -> dict:
             from transforms.pipeline import step_load
 
             return step_load(_interval())
 
-        @task(doc_md="Refreshes the per-minute analytics materialized views concurrently.")
+        @task(pool=WAREHOUSE_POOL, doc_md="Refreshes the per-minute analytics materialized views concurrently.")
         def refresh_views() -> dict:
             from transforms.pipeline import step_refresh_views
 
@@ -134,7 +136,8 @@ def kidjamo_vitals():
 
     @task_group(group_id="alerts", tooltip="clinical rules, alert lifecycle, notifications")
     def alerts():
-        @task(outlets=[ALERTS_ASSET], doc_md="Applies the CLINICAL.md rules with recent history; upserts alerts; sends each notification once.")
+        @task(outlets=[ALERTS_ASSET], pool=WAREHOUSE_POOL,
+              doc_md="Applies the CLINICAL.md rules with recent history; upserts alerts; sends each notification once.")
         def raise_alerts() -> dict:
             from transforms.pipeline import step_alerts
 

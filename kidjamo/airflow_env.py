@@ -16,6 +16,17 @@ from kidjamo.settings import Settings, get_settings
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DAGS_FOLDER = PROJECT_ROOT / "dags"
 
+#: Airflow pools the DAGs use: name -> (slots, description). Created by `make run`, the UI test and
+#: the compose file's airflow-init (`airflow pools set NAME SLOTS DESCRIPTION`).
+POOLS = {
+    "kidjamo_warehouse": (2, "tasks writing the warehouse (loads, alerts, view refreshes) across minute, backfill and re-process runs"),
+}
+
+
+def pool_commands(airflow: str) -> list[list[str]]:
+    """The ``airflow pools set`` commands that create :data:`POOLS`."""
+    return [[airflow, "pools", "set", name, str(slots), description] for name, (slots, description) in POOLS.items()]
+
 
 def airflow_environment(settings: Settings | None = None, *, api_port: int = 8080, parallelism: int = 4) -> dict[str, str]:
     """Environment variables for ``airflow`` commands against the local Airflow home."""

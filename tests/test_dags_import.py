@@ -39,3 +39,17 @@ def test_vitals_tasks_run_in_pipeline_order(airflow_home):
         "warehouse.refresh_views": {"warehouse.load"},
         "alerts.raise_alerts": {"warehouse.load"},
     }
+
+
+def test_warehouse_writers_share_a_pool_that_the_set_up_creates(airflow_home):
+    from airflow.dag_processing.dagbag import DagBag
+
+    from kidjamo.airflow_env import POOLS, PROJECT_ROOT
+
+    bag = DagBag(dag_folder=str(DAGS_FOLDER))
+    pooled = {(dag_id, task.task_id) for dag_id in ("kidjamo_vitals", "kidjamo_reprocess")
+              for task in bag.dags[dag_id].tasks if task.pool == "kidjamo_warehouse"}
+    assert pooled == {("kidjamo_vitals", "warehouse.load"), ("kidjamo_vitals", "warehouse.refresh_views"),
+                      ("kidjamo_vitals", "alerts.raise_alerts"), ("kidjamo_reprocess", "reprocess")}
+    assert "kidjamo_warehouse" in POOLS
+    assert "airflow pools set kidjamo_warehouse" in (PROJECT_ROOT / "docker-compose.airflow.yml").read_text()

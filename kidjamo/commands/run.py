@@ -20,7 +20,7 @@ import click
 import httpx
 
 from kidjamo import database, migrations
-from kidjamo.airflow_env import airflow_environment
+from kidjamo.airflow_env import airflow_environment, pool_commands
 from kidjamo.settings import get_settings
 
 BIN = Path(sys.executable).parent
@@ -96,6 +96,8 @@ def command(minutes: int | None, patients: int, ui_port: int, ingest_port: int) 
                "KIDJAMO_HOME": str(settings.home),
                "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}  # standalone starts `airflow` by name
         subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
+        for pool in pool_commands(str(BIN / "airflow")):
+            subprocess.run(pool, env=env, check=True, stdout=subprocess.DEVNULL)
 
         ingest_url = f"http://127.0.0.1:{ingest_port}"
         services.start("ingestion", [str(BIN / "kidjamo"), "ingest", "serve", "--host", "127.0.0.1", "--port", str(ingest_port)], env)

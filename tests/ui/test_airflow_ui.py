@@ -29,7 +29,7 @@ import psycopg
 import pytest
 
 from kidjamo import migrations
-from kidjamo.airflow_env import PROJECT_ROOT, airflow_environment
+from kidjamo.airflow_env import PROJECT_ROOT, airflow_environment, pool_commands
 from kidjamo.settings import Settings
 from kidjamo.storage import Lake
 
@@ -154,6 +154,8 @@ def airflow_ui(postgres_server, tmp_path_factory):
         "PATH": os.pathsep.join([str(Path(AIRFLOW).parent), os.environ.get("PATH", "")]),
     }
     subprocess.run([AIRFLOW, "db", "migrate"], env=environment, check=True, capture_output=True, timeout=300)
+    for pool in pool_commands(AIRFLOW):
+        subprocess.run(pool, env=environment, check=True, capture_output=True, timeout=120)
     log_path = home / "airflow-standalone.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen([AIRFLOW, "standalone"], env=environment, stdout=log, stderr=subprocess.STDOUT,
