@@ -98,8 +98,13 @@ class Lake:
         with self.fs.open_input_stream(self._full(path), compression=None) as stream:
             return stream.read()
 
-    def write_bytes(self, path: str, data: bytes) -> None:
-        """Write a whole file so that readers see either nothing or all of it."""
+    def write_bytes(self, path: str, data: bytes, *, durable: bool = True) -> None:
+        """Write a whole file so that readers see either nothing or all of it.
+
+        ``durable`` (local lakes) also fsyncs the file and its folder before returning: landing and
+        raw need it (they are the only copy); derived layers, which any run rebuilds from raw, skip
+        it — an fsync per minute partition is most of a wide re-process's I/O time.
+        """
         full = self._full(path)
         if self.is_s3:
             with self.fs.open_output_stream(full, compression=None) as stream:
@@ -110,10 +115,12 @@ class Lake:
         temporary = os.path.join(directory, f".{os.path.basename(full)}.{uuid.uuid4().hex}.tmp")
         with open(temporary, "wb") as handle:
             handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
         os.replace(temporary, full)
-        _fsync_directory(directory)
+        if durable:
+            _fsync_directory(directory)
 
     def delete(self, path: str) -> None:
         try:
@@ -127,10 +134,11 @@ class Lake:
             self.delete(lake_file.path)
 
     # --- Parquet -------------------------------------------------------------------------------
-    def write_parquet(self, path: str, table: pa.Table) -> None:
+    def write_parquet(self, path: str, table: pa.Table, *, durable: bool = False) -> None:
+        """Write a Parquet file atomically (derived layers: not fsynced unless ``durable``)."""
         buffer = io.BytesIO()
         pq.write_table(table, buffer, compression="zstd")
-        self.write_bytes(path, buffer.getvalue())
+        self.write_bytes(path, buffer.getvalue(), durable=durable)
 
     def read_parquet(self, paths: list[str], schema: pa.Schema | None = None) -> pa.Table:
         """Concatenate Parquet files; an empty list gives an empty table of ``schema``."""

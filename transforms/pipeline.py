@@ -219,8 +219,9 @@ def step_gate_silver(interval: Interval) -> dict:
     _record_gate(interval, result)
     raise_on_failure(result)
     kept, rejected = gate_rejections(silver, result.rejected, run_id=interval.run_id)
-    interval.write("silver", "part-0.parquet", kept)
-    interval.write("quarantine", "silver_gate.parquet", rejected)
+    if rejected.num_rows:
+        interval.write("silver", "part-0.parquet", kept)
+    interval.write("quarantine", "silver_gate.parquet", rejected)  # also clears an earlier run's rejections
     counts = result.counts()
     counts["accounting"] = check_accounting(interval)
     return counts
