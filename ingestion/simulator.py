@@ -489,6 +489,25 @@ MALFORMATIONS = (
 )
 
 
+def _payload_columns(table: dict[str, np.ndarray]) -> list[list]:
+    """The payload fields after the patient, in payload order, as Python lists (integers where sent as such)."""
+    return [
+        table["timestamp"].tolist(),
+        table["message_id"].tolist(),
+        table["spo2"].tolist(),
+        table["heart_rate"].astype(np.int64).tolist(),
+        table["temperature"].tolist(),
+        table["ambient_temp"].tolist(),
+        table["respiratory_rate"].astype(np.int64).tolist(),
+        table["hydration_pct"].tolist(),
+        table["activity_level"].tolist(),
+        table["pain_scale"].tolist(),
+        table["battery_level"].astype(np.int64).tolist(),
+        table["signal_quality"].astype(np.int64).tolist(),
+        table["firmware_version"].tolist(),
+    ]
+
+
 def payloads_from_table(fleet: Fleet, table: dict[str, np.ndarray]) -> list[dict]:
     """Turn :meth:`Fleet.readings_table` columns into payload dicts (retries repeated, faults applied)."""
     patient = table["patient"].tolist()
@@ -512,20 +531,7 @@ def payloads_from_table(fleet: Fleet, table: dict[str, np.ndarray]) -> list[dict
             "metadata": {"battery_level": battery, "signal_quality": signal, "firmware_version": firmware},
         }
         for p, ts, mid, spo2, hr, temp, ambient, rr, hydration, activity, pain, battery, signal, firmware in zip(
-            patient,
-            table["timestamp"].tolist(),
-            table["message_id"].tolist(),
-            table["spo2"].tolist(),
-            table["heart_rate"].astype(np.int64).tolist(),
-            table["temperature"].tolist(),
-            table["ambient_temp"].tolist(),
-            table["respiratory_rate"].astype(np.int64).tolist(),
-            table["hydration_pct"].tolist(),
-            table["activity_level"].tolist(),
-            table["pain_scale"].tolist(),
-            table["battery_level"].astype(np.int64).tolist(),
-            table["signal_quality"].astype(np.int64).tolist(),
-            table["firmware_version"].tolist(),
+            patient, *_payload_columns(table)
         )
     ]
     special = np.flatnonzero((table["copies"] > 1) | (table["malformed"] >= 0))
@@ -567,22 +573,7 @@ def table_ndjson(fleet: Fleet, table: dict[str, np.ndarray], *, compress: bool =
     ).format
     lines = [
         template(device_ids[p], patient_ids[p], *values)
-        for p, *values in zip(
-            table["patient"].tolist(),
-            table["timestamp"].tolist(),
-            table["message_id"].tolist(),
-            table["spo2"].tolist(),
-            table["heart_rate"].astype(np.int64).tolist(),
-            table["temperature"].tolist(),
-            table["ambient_temp"].tolist(),
-            table["respiratory_rate"].astype(np.int64).tolist(),
-            table["hydration_pct"].tolist(),
-            table["activity_level"].tolist(),
-            table["pain_scale"].tolist(),
-            table["battery_level"].astype(np.int64).tolist(),
-            table["signal_quality"].astype(np.int64).tolist(),
-            table["firmware_version"].tolist(),
-        )
+        for p, *values in zip(table["patient"].tolist(), *_payload_columns(table))
     ]
     body = "".join(lines).encode()
     return gzip.compress(body, compresslevel=5, mtime=0) if compress else body
