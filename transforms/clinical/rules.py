@@ -355,5 +355,25 @@ def rules_markdown(ruleset: RuleSet | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+GENERATED_START = "(do not edit by hand; edit rules.yaml) -->\n"
+GENERATED_END = "<!-- end generated -->"
+
+
+def write_rules_page(path: Path | str) -> None:
+    """Replace the generated section of a Markdown page (docs/clinical-rules.md) with :func:`rules_markdown`."""
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    head, start, rest = text.partition(GENERATED_START)
+    _, end, tail = rest.partition(GENERATED_END)
+    if not start or not end:
+        raise RuleFileError(f"{path}: expected the generated-section markers {GENERATED_START.strip()!r} and {GENERATED_END!r}")
+    path.write_text(head + GENERATED_START + rules_markdown() + GENERATED_END + tail, encoding="utf-8")
+
+
 if __name__ == "__main__":
-    print(rules_markdown(), end="")
+    import sys
+
+    if len(sys.argv) > 1:
+        write_rules_page(sys.argv[1])
+    else:
+        print(rules_markdown(), end="")
