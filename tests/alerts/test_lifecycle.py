@@ -21,9 +21,9 @@ def test_a_matching_reading_opens_one_alert_with_evidence_and_lineage(alerts_db,
     result = run(alerts_db, [p1(temperature=38.9, index=3)], 0, log_settings)
     assert result["opened"] == 1
     (alert,) = alerts(alerts_db)
-    assert (alert["rule_id"], alert["rule_version"], alert["severity"], alert["status"]) == ("fever", "1", "critical", "open")
+    assert (alert["rule_id"], alert["rule_version"], alert["severity"], alert["status"]) == ("fever", "2", "critical", "open")
     assert alert["evidence"]["values"] == {"temperature": 38.9}
-    assert alert["evidence"]["thresholds"] == {"temperature_above": 38.5}
+    assert alert["evidence"]["thresholds"] == {"temperature_at_least": 38.5}
     assert alert["lineage"][0]["raw_file"] == "raw/vitals/f.json" and alert["lineage"][0]["record_index"] == 3
     assert alert["reading_count"] == 1
     assert query(alerts_db, "SELECT event_type FROM kidjamo.alert_events") == [{"event_type": "opened"}]

@@ -30,8 +30,8 @@ def _rule(document, rule_id):
 
 
 def test_a_missing_threshold_names_the_rule_and_the_field(document):
-    del _rule(document, "fever")["thresholds"]["temperature_above"]
-    with pytest.raises(RuleFileError, match=r"rule 'fever' field 'thresholds.temperature_above': Field required"):
+    del _rule(document, "fever")["thresholds"]["temperature_at_least"]
+    with pytest.raises(RuleFileError, match=r"rule 'fever' field 'thresholds.temperature_at_least': Field required"):
         parse_rules(document)
 
 

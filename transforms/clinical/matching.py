@@ -34,7 +34,7 @@ def _band(frame: pd.DataFrame, vital: str, rules: RuleSet) -> pd.DataFrame:
 
 
 def fever(frame, rule, rules):
-    return _severity(frame, frame["temperature"] > rule.thresholds.temperature_above, rule.severity)
+    return _severity(frame, frame["temperature"] >= rule.thresholds.temperature_at_least, rule.severity)
 
 
 def fever_infant(frame, rule, rules):
@@ -46,7 +46,7 @@ def fever_onset(frame, rule, rules):
     t = rule.thresholds
     # An unknown age is treated as >= 1 year: an infant's stricter rule cannot apply without it.
     old_enough = (frame["age_years"] >= t.age_at_least_years) | frame["age_years"].isna()
-    in_range = (frame["temperature"] >= t.temperature_at_least) & (frame["temperature"] <= t.temperature_at_most)
+    in_range = (frame["temperature"] >= t.temperature_at_least) & (frame["temperature"] < t.temperature_below)
     return _severity(frame, old_enough & in_range, rule.severity)
 
 
@@ -74,7 +74,7 @@ def spo2_drop(frame, rule, rules):
 def acs_pattern(frame, rule, rules):
     t = rule.thresholds
     fast_breathing = _band(frame, "respiratory_rate", rules)["above_normal"]
-    companion = fast_breathing | (frame["temperature"] > t.temperature_above) | (frame["pain_scale"] >= t.pain_at_least)
+    companion = fast_breathing | (frame["temperature"] >= t.temperature_at_least) | (frame["pain_scale"] >= t.pain_at_least)
     return _severity(frame, _spo2_drop(frame, rules) & companion, rule.severity)
 
 
@@ -102,7 +102,7 @@ def pain_severe(frame, rule, rules):
 
 def voc_pattern(frame, rule, rules):
     t = rule.thresholds
-    companion = (frame["temperature"] > t.temperature_above) | (frame["spo2"] <= t.spo2_at_most)
+    companion = (frame["temperature"] >= t.temperature_at_least) | (frame["spo2"] <= t.spo2_at_most)
     return _severity(frame, (frame["pain_scale"] >= t.pain_at_least) & companion, rule.severity)
 
 

@@ -1,7 +1,7 @@
 """Load and validate the clinical rule set (``rules.yaml``), the versioned data behind every alert.
 
 A malformed file fails loudly at load time with the rule id and the field at fault, e.g.
-``rules.yaml: rule 'fever' field 'thresholds.temperature_above': Field required``.
+``rules.yaml: rule 'fever' field 'thresholds.temperature_at_least': Field required``.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ class Escalation(_Strict):
 
 # Thresholds of each rule: a rule id without a model here is an unknown rule.
 class FeverThresholds(_Strict):
-    temperature_above: float
+    temperature_at_least: float
 
 
 class FeverInfantThresholds(_Strict):
@@ -81,7 +81,7 @@ class FeverInfantThresholds(_Strict):
 
 class FeverOnsetThresholds(_Strict):
     temperature_at_least: float
-    temperature_at_most: float
+    temperature_below: float
     age_at_least_years: float
 
 
@@ -103,7 +103,7 @@ class SpO2DropThresholds(_Strict):
 
 
 class AcsThresholds(_Strict):
-    temperature_above: float
+    temperature_at_least: float
     pain_at_least: int
 
 
@@ -118,7 +118,7 @@ class PainSevereThresholds(_Strict):
 
 class VocThresholds(_Strict):
     pain_at_least: int
-    temperature_above: float
+    temperature_at_least: float
     spo2_at_most: float
 
 
