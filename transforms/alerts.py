@@ -118,7 +118,7 @@ def _json_value(value):
 
 def _thresholds(rule_id: str, band_id, rules: RuleSet) -> dict:
     thresholds = rules[rule_id].thresholds.model_dump()
-    if rule_id in ("tachypnoea", "acs_pattern", "heart_rate") and isinstance(band_id, str):
+    if rule_id in ("tachypnoea", "bradypnoea", "acs_pattern", "heart_rate") and isinstance(band_id, str):
         vital = "heart_rate" if rule_id == "heart_rate" else "respiratory_rate"
         thresholds[f"{vital}_band"] = {"age_band": band_id, **getattr(rules.band(band_id), vital).model_dump()}
     if rule_id == "acs_pattern":

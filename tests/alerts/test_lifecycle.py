@@ -49,7 +49,7 @@ def test_rerunning_the_same_interval_changes_nothing_and_queues_nothing(alerts_d
 
 
 def test_a_higher_severity_escalates_the_alert_with_an_event_and_reopens_it(alerts_db, log_settings):
-    run(alerts_db, [p1(age=30.0, respiratory_rate=20.0)], 0, log_settings)  # > 17: high
+    run(alerts_db, [p1(age=30.0, respiratory_rate=22.0)], 0, log_settings)  # NEWS2 21-24: high
     query(alerts_db, "UPDATE kidjamo.alerts SET status = 'acknowledged' RETURNING alert_id")
     result = run(alerts_db, [p1(respiratory_rate=31.0, at=T0 + timedelta(minutes=1))], 1, log_settings)
     assert result["escalated"] >= 1
@@ -63,7 +63,7 @@ def test_a_higher_severity_escalates_the_alert_with_an_event_and_reopens_it(aler
 
 def test_a_lower_severity_does_not_downgrade_the_alert(alerts_db, log_settings):
     run(alerts_db, [p1(respiratory_rate=31.0)], 0, log_settings)
-    run(alerts_db, [p1(respiratory_rate=20.0, at=T0 + timedelta(minutes=1))], 1, log_settings)
+    run(alerts_db, [p1(respiratory_rate=22.0, at=T0 + timedelta(minutes=1))], 1, log_settings)
     tachypnoea = next(a for a in alerts(alerts_db) if a["rule_id"] == "tachypnoea")
     assert tachypnoea["severity"] == "critical" and tachypnoea["reading_count"] == 2
 

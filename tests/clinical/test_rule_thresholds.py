@@ -52,8 +52,8 @@ SINGLE_READING_CASES = [
     ("acs_pattern", dict(spo2=95.0, spo2_baseline=98.0, temperature=38.4), None),
     ("acs_pattern", dict(spo2=95.0, spo2_baseline=98.0, pain_scale=7), "critical"),
     ("acs_pattern", dict(spo2=95.0, spo2_baseline=98.0, pain_scale=6), None),
-    ("acs_pattern", dict(spo2=95.0, spo2_baseline=98.0, respiratory_rate=18.0), "critical"),
-    ("acs_pattern", dict(spo2=95.0, spo2_baseline=98.0, respiratory_rate=17.0), None),
+    ("acs_pattern", dict(spo2=95.0, spo2_baseline=98.0, respiratory_rate=21.0), "critical"),
+    ("acs_pattern", dict(spo2=95.0, spo2_baseline=98.0, respiratory_rate=20.0), None),
     ("acs_pattern", dict(spo2=95.0, spo2_baseline=97.5, temperature=39.0), None),
     ("voc_pattern", dict(pain_scale=7, temperature=38.5), "critical"),
     ("voc_pattern", dict(pain_scale=7, temperature=38.4), None),
@@ -94,31 +94,78 @@ def test_single_reading_rule_threshold(rule_id, values, severity):
     assert fired([reading(**values)]).get(rule_id) == severity
 
 
-# PEWS table per band: (normal high, extreme high value, normal low, extreme low value)
-HEART = {"0-3m": (150, 190, 110, 80), "3-12m": (150, 180, 100, 70), "1-4y": (120, 170, 90, 60),
-         "4-12y": (110, 150.1, 70, 50), ">12y": (100, 140, 60, 40)}
-RESPIRATORY = {"0-3m": (61, 91), "3-12m": (51, 81), "1-4y": (41, 71), "4-12y": (31, 51), ">12y": (17, 30)}
+# Fast breathing, written from the sources: WHO/IMCI "≥ 60/min under 2 months, ≥ 50 at 2–11 months,
+# ≥ 40 at 12–59 months"; Bedside PEWS (Parshuram 2009, Table 1) normal "< 61 / < 51 / < 41 / < 31 / < 17"
+# and extreme "≥ 91 / ≥ 81 / ≥ 71 / ≥ 51 / ≥ 30"; NEWS2 (RCP 2017) for 16 and over: 21–24 scores 2,
+# ≥ 25 scores 3. (age in years, rate, expected severity)
+TACHYPNOEA = [
+    (1 / 12, 59, None), (1 / 12, 60, "high"), (1 / 12, 90, "high"), (1 / 12, 91, "critical"),  # WHO 60 < PEWS 61
+    (2.5 / 12, 49, None), (2.5 / 12, 50, "high"),  # WHO 2-11 months (PEWS 0-3 m band says 61)
+    (0.5, 49, None), (0.5, 50, "high"), (0.5, 51, "high"), (0.5, 80, "high"), (0.5, 81, "critical"),
+    (2.0, 39, None), (2.0, 40, "high"), (2.0, 41, "high"), (2.0, 71, "critical"),
+    (4.5, 30, None), (4.5, 31, "high"),  # PEWS 31 is below WHO's 40 at 4 years
+    (8.0, 30, None), (8.0, 31, "high"), (8.0, 50, "high"), (8.0, 51, "critical"),
+    (13.0, 16, None), (13.0, 17, "high"), (13.0, 29, "high"), (13.0, 30, "critical"),
+    (16.0, 20, None), (16.0, 21, "high"), (16.0, 24, "high"), (16.0, 25, "critical"),
+    (30.0, 18, None), (30.0, 20, None), (30.0, 20.5, "high"), (30.0, 24.5, "critical"),
+]
 
 
-@pytest.mark.parametrize("band", list(BAND_AGE))
-def test_tachypnoea_by_age_band(band):
-    normal_high, extreme = RESPIRATORY[band]
-    age = BAND_AGE[band]
-    assert fired([reading(age=age, respiratory_rate=float(normal_high))]).get("tachypnoea") is None
-    assert fired([reading(age=age, respiratory_rate=normal_high + 1.0)]).get("tachypnoea") == "high"
-    assert fired([reading(age=age, respiratory_rate=extreme - 1.0)]).get("tachypnoea") == "high"
-    assert fired([reading(age=age, respiratory_rate=float(extreme))]).get("tachypnoea") == "critical"
+@pytest.mark.parametrize(("age", "rate", "severity"), TACHYPNOEA, ids=[f"age={a:.2f}-rr={r}" for a, r, _ in TACHYPNOEA])
+def test_tachypnoea_fires_at_the_lower_of_who_and_pews_and_follows_news2_for_adults(age, rate, severity):
+    assert fired([reading(age=age, respiratory_rate=float(rate))]).get("tachypnoea") == severity
+
+
+def test_the_issue_examples_of_missed_fast_breathing_now_alert():
+    assert fired([reading(age=0.5, respiratory_rate=51.0)]).get("tachypnoea") == "high"
+    assert fired([reading(age=2.0, respiratory_rate=41.0)]).get("tachypnoea") == "high"
+
+
+# Slow breathing, written from the sources: Bedside PEWS normal "> 29 / > 24 / > 19 / > 19 / > 11"
+# (≤ scores 1) and extreme "≤ 15 / ≤ 15 / ≤ 12 / ≤ 10 / ≤ 9"; NEWS2 for 16 and over: 9–11 scores 1, ≤ 8 scores 3.
+BRADYPNOEA = [
+    (1 / 12, 30, None), (1 / 12, 29, "high"), (1 / 12, 16, "high"), (1 / 12, 15, "critical"),
+    (0.5, 25, None), (0.5, 24, "high"), (0.5, 15, "critical"),
+    (2.0, 20, None), (2.0, 19, "high"), (2.0, 13, "high"), (2.0, 12, "critical"),
+    (8.0, 20, None), (8.0, 19, "high"), (8.0, 11, "high"), (8.0, 10, "critical"), (8.0, 8, "critical"),
+    (8.0, 0, "critical"),  # apnoea
+    (13.0, 12, None), (13.0, 11, "high"), (13.0, 10, "high"), (13.0, 9, "critical"),
+    (16.0, 12, None), (16.0, 11, "high"), (16.0, 9, "high"), (16.0, 8, "critical"),
+    (30.0, 11.5, "high"), (30.0, 8.5, "critical"), (30.0, 0, "critical"),
+]
+
+
+@pytest.mark.parametrize(("age", "rate", "severity"), BRADYPNOEA, ids=[f"age={a:.2f}-rr={r}" for a, r, _ in BRADYPNOEA])
+def test_bradypnoea_follows_pews_for_children_and_news2_for_adults(age, rate, severity):
+    assert fired([reading(age=age, respiratory_rate=float(rate))]).get("bradypnoea") == severity
+
+
+def test_an_eight_year_old_breathing_8_per_minute_is_critical():
+    assert fired([reading(age=8.0, respiratory_rate=8.0)]) == {"bradypnoea": "critical"}
+
+
+def test_an_adult_breathing_18_per_minute_with_an_spo2_drop_is_not_an_acs_pattern():
+    raised = fired([reading(age=30.0, spo2=95.0, spo2_baseline=98.0, respiratory_rate=18.0)])
+    assert "acs_pattern" not in raised and "tachypnoea" not in raised
+    assert fired([reading(age=30.0, spo2=95.0, spo2_baseline=98.0, respiratory_rate=21.0)])["acs_pattern"] == "critical"
+    assert fired([reading(age=8.0, spo2=95.0, spo2_baseline=98.0, respiratory_rate=31.0)])["acs_pattern"] == "critical"
+
+
+# Bedside PEWS heart rate (Parshuram 2009, Table 1): (normal low, normal high) exclusive, and the
+# values at which sub-score 4 starts on each side.
+HEART = {"0-3m": ((110, 150), (190, 80)), "3-12m": ((100, 150), (180, 70)), "1-4y": ((90, 120), (170, 60)),
+         "4-12y": ((70, 110), (150.5, 50)), ">12y": ((60, 100), (140, 40))}
 
 
 @pytest.mark.parametrize("band", list(BAND_AGE))
 def test_heart_rate_by_age_band(band):
-    normal_high, extreme_high, normal_low, extreme_low = HEART[band]
+    (normal_low, normal_high), (extreme_high, extreme_low) = HEART[band]
     age = BAND_AGE[band]
-    assert fired([reading(age=age, heart_rate=float(normal_high))]).get("heart_rate") is None
-    assert fired([reading(age=age, heart_rate=normal_high + 1.0)]).get("heart_rate") == "warning"
+    assert fired([reading(age=age, heart_rate=normal_high - 1.0)]).get("heart_rate") is None
+    assert fired([reading(age=age, heart_rate=float(normal_high))]).get("heart_rate") == "warning"
     assert fired([reading(age=age, heart_rate=float(extreme_high))]).get("heart_rate") == "high"
-    assert fired([reading(age=age, heart_rate=float(normal_low))]).get("heart_rate") is None
-    assert fired([reading(age=age, heart_rate=normal_low - 1.0)]).get("heart_rate") == "warning"
+    assert fired([reading(age=age, heart_rate=normal_low + 1.0)]).get("heart_rate") is None
+    assert fired([reading(age=age, heart_rate=float(normal_low))]).get("heart_rate") == "warning"
     assert fired([reading(age=age, heart_rate=float(extreme_low))]).get("heart_rate") == "high"
     assert fired([reading(age=age, heart_rate=extreme_low + 1.0)]).get("heart_rate") == "warning"
 

@@ -8,7 +8,7 @@ import yaml
 from transforms.clinical.rules import RULES_PATH, RuleFileError, load_rules, parse_rules
 
 CLINICAL_RULES = ["fever", "fever_infant", "fever_onset", "hypothermia", "hypoxia", "hypoxia_severe",
-                  "hypoxia_emergency", "spo2_drop", "acs_pattern", "tachypnoea", "heart_rate", "pain_severe",
+                  "hypoxia_emergency", "spo2_drop", "acs_pattern", "tachypnoea", "bradypnoea", "heart_rate", "pain_severe",
                   "voc_pattern", "news2", "dehydration", "heat_dehydration", "heat_exposure", "cold_exposure",
                   "sensor_flatline", "sensor_battery", "sensor_silent"]
 

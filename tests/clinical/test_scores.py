@@ -39,25 +39,44 @@ def test_age_band_of_unknown_age_is_missing():
     assert scores.age_band(pd.Series([None], dtype="float64")).isna().all()
 
 
-# PEWS table (Parshuram 2009): (band, normal low, normal high, extreme-high value, extreme-low value)
-PEWS_HEART = [("0-3m", 110, 150, 190, 80), ("3-12m", 100, 150, 180, 70), ("1-4y", 90, 120, 170, 60),
-              ("4-12y", 70, 110, 150.5, 50), (">12y", 60, 100, 140, 40)]
-PEWS_RESP = [("0-3m", 29, 61, 91, 15), ("3-12m", 24, 51, 81, 15), ("1-4y", 19, 41, 71, 12),
-             ("4-12y", 19, 31, 51, 10), (">12y", 11, 17, 30, 9)]
+# Bedside PEWS, Parshuram 2009 (Crit Care 13:R135) Table 1, written from the paper. For each band:
+# sub-score 0 "> low and < high"; 1 "≥ high or ≤ low"; 2 and 4 as (high side, low side) values that score.
+PEWS_HEART = {
+    "0-3m": ((110, 150), (180, 90), (190, 80)),
+    "3-12m": ((100, 150), (170, 80), (180, 70)),
+    "1-4y": ((90, 120), (150, 70), (170, 60)),
+    "4-12y": ((70, 110), (130, 60), (150.5, 50)),  # 4: "> 150 or ≤ 50"
+    ">12y": ((60, 100), (120, 49.5), (140, 40)),  # 2: "≥ 120 or < 50"
+}
+PEWS_RESP = {
+    "0-3m": ((29, 61), (81, 19), (91, 15)),
+    "3-12m": ((24, 51), (71, 19), (81, 15)),
+    "1-4y": ((19, 41), (61, 15), (71, 12)),
+    "4-12y": ((19, 31), (41, 14), (51, 10)),
+    ">12y": ((11, 17), (23, 10), (30, 9)),
+}
 
 
 @pytest.mark.parametrize(("vital", "table"), [("heart_rate", PEWS_HEART), ("respiratory_rate", PEWS_RESP)])
-def test_pews_band_scores_follow_the_published_table(vital, table):
-    for band, low, high, extreme_high, extreme_low in table:
-        values = pd.Series([low, high, high + 1, low - 1, extreme_high, extreme_low], dtype="float64")
-        result = scores.pews_band(values, pd.Series([band] * 6), vital)
-        assert result["pews_band_score"].tolist() == [0, 0, 1, 1, 2, 2], (vital, band)
-        assert result["above_normal"].tolist() == [False, False, True, False, True, False]
+def test_pews_subscores_follow_the_published_table(vital, table):
+    for band, ((low, high), (two_high, two_low), (four_high, four_low)) in table.items():
+        values = [low + 1, high - 1, low, high, two_high, two_low, four_high, four_low, None]
+        result = scores.pews_band(pd.Series(values, dtype="float64"), pd.Series([band] * len(values)), vital)
+        assert result["pews_subscore"].tolist() == [0, 0, 1, 1, 2, 2, 4, 4, pd.NA], (vital, band)
+
+
+@pytest.mark.parametrize(("vital", "table"), [("heart_rate", PEWS_HEART), ("respiratory_rate", PEWS_RESP)])
+def test_pews_normal_range_is_exclusive(vital, table):
+    for band, ((low, high), _, _) in table.items():
+        result = scores.pews_band(pd.Series([low, high], dtype="float64"), pd.Series([band, band]), vital)
+        assert result["below_normal"].tolist() == [True, False], (vital, band)
+        assert result["above_normal"].tolist() == [False, True], (vital, band)
 
 
 def test_pews_heart_rate_extreme_above_150_is_strict_for_4_to_12_years():
     result = scores.heart_rate_pews_band(pd.Series([150.0, 151.0]), pd.Series(["4-12y", "4-12y"]))
     assert result["extreme_high"].tolist() == [False, True]
+    assert result["pews_subscore"].tolist() == [2, 4]
 
 
 # NEWS2 table (RCP 2017): value -> parameter score

@@ -71,16 +71,57 @@ def spo2_drop(frame, rule, rules):
     return _severity(frame, _spo2_drop(frame, rules), rule.severity)
 
 
+def _adult(frame: pd.DataFrame, adults_from_years: float) -> pd.Series:
+    return (frame["age_years"] >= adults_from_years).fillna(False)
+
+
+def _who_fast_breathing(frame: pd.DataFrame, rules: RuleSet) -> pd.Series:
+    """At or above the WHO/IMCI fast-breathing cut-off of the child's age in months (False outside 0-59 months)."""
+    months = frame["age_years"] * 12
+    fast = pd.Series(False, index=frame.index)
+    for band in rules["tachypnoea"].thresholds.who_fast_breathing:
+        in_band = (months >= band.min_months) & (months < band.max_months)
+        fast |= (in_band & (frame["respiratory_rate"] >= band.at_least)).fillna(False)
+    return fast
+
+
+def fast_breathing(frame: pd.DataFrame, rules: RuleSet) -> tuple[pd.Series, pd.Series]:
+    """(fast, extreme) breathing for age: under 16 the lower of WHO/IMCI and the PEWS band, else NEWS2 bins."""
+    t = rules["tachypnoea"].thresholds
+    adult = _adult(frame, t.adults_from_years)
+    band = _band(frame, "respiratory_rate", rules)
+    rate = frame["respiratory_rate"]
+    fast = (~adult & (band["above_normal"] | _who_fast_breathing(frame, rules))) | (adult & (rate > t.adult_above))
+    extreme = (~adult & band["extreme_high"]) | (adult & (rate > t.adult_extreme_above))
+    return fast.fillna(False), extreme.fillna(False)
+
+
+def slow_breathing(frame: pd.DataFrame, rules: RuleSet) -> tuple[pd.Series, pd.Series]:
+    """(slow, extreme) breathing for age: under 16 the PEWS band's low side, else NEWS2 bins."""
+    t = rules["bradypnoea"].thresholds
+    adult = _adult(frame, t.adults_from_years)
+    band = _band(frame, "respiratory_rate", rules)
+    rate = frame["respiratory_rate"]
+    slow = (~adult & band["below_normal"]) | (adult & (rate < t.adult_below))
+    extreme = (~adult & band["extreme_low"]) | (adult & (rate < t.adult_extreme_below))
+    return slow.fillna(False), extreme.fillna(False)
+
+
 def acs_pattern(frame, rule, rules):
     t = rule.thresholds
-    fast_breathing = _band(frame, "respiratory_rate", rules)["above_normal"]
-    companion = fast_breathing | (frame["temperature"] >= t.temperature_at_least) | (frame["pain_scale"] >= t.pain_at_least)
+    fast, _ = fast_breathing(frame, rules)
+    companion = fast | (frame["temperature"] >= t.temperature_at_least) | (frame["pain_scale"] >= t.pain_at_least)
     return _severity(frame, _spo2_drop(frame, rules) & companion, rule.severity)
 
 
 def tachypnoea(frame, rule, rules):
-    band = _band(frame, "respiratory_rate", rules)
-    return _choose(frame, [(band["extreme_high"], rule.thresholds.extreme_severity), (band["above_normal"], rule.severity)])
+    fast, extreme = fast_breathing(frame, rules)
+    return _choose(frame, [(extreme, rule.thresholds.extreme_severity), (fast, rule.severity)])
+
+
+def bradypnoea(frame, rule, rules):
+    slow, extreme = slow_breathing(frame, rules)
+    return _choose(frame, [(extreme, rule.thresholds.extreme_severity), (slow, rule.severity)])
 
 
 def heart_rate(frame, rule, rules):
@@ -173,6 +214,7 @@ MATCHERS: dict[str, Matcher] = {
     "spo2_drop": spo2_drop,
     "acs_pattern": acs_pattern,
     "tachypnoea": tachypnoea,
+    "bradypnoea": bradypnoea,
     "heart_rate": heart_rate,
     "pain_severe": pain_severe,
     "voc_pattern": voc_pattern,
@@ -190,7 +232,8 @@ EVIDENCE_VALUES: dict[str, list[str]] = {
     "fever": ["temperature"], "fever_infant": ["temperature", "age_years"], "fever_onset": ["temperature", "age_years"],
     "hypothermia": ["temperature"], "hypoxia": ["spo2"], "hypoxia_severe": ["spo2"], "hypoxia_emergency": ["spo2"],
     "spo2_drop": ["spo2"], "acs_pattern": ["spo2", "respiratory_rate", "temperature", "pain_scale"],
-    "tachypnoea": ["respiratory_rate"], "heart_rate": ["heart_rate"], "pain_severe": ["pain_scale"],
+    "tachypnoea": ["respiratory_rate", "age_years"], "bradypnoea": ["respiratory_rate", "age_years"],
+    "heart_rate": ["heart_rate"], "pain_severe": ["pain_scale"],
     "voc_pattern": ["pain_scale", "temperature", "spo2"],
     "news2": ["news2_partial", "news2_max_parameter", "respiratory_rate", "spo2", "heart_rate", "temperature"],
     "dehydration": ["hydration_pct"], "heat_dehydration": ["hydration_pct", "ambient_temp", "activity_level"],

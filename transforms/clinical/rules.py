@@ -28,22 +28,32 @@ class _Strict(BaseModel):
 
 
 class Bound(_Strict):
-    """One side of an extreme band: ``value op bound`` (e.g. heart rate >= 190)."""
+    """One side of a PEWS band: ``value op bound`` (e.g. heart rate >= 190)."""
 
     op: Literal[">", ">=", "<", "<="]
     value: float
 
 
 class VitalBand(_Strict):
+    """A vital's Bedside PEWS item for one age band (Parshuram 2009, Table 1).
+
+    Sub-score 0 strictly inside ``normal`` (exclusive edges), 1 outside it, 2 in the intermediate
+    band, 4 in the extreme band.
+    """
+
     normal: tuple[float, float]
+    intermediate_high: Bound
+    intermediate_low: Bound
     extreme_high: Bound
     extreme_low: Bound
 
     @model_validator(mode="after")
     def _ordered(self) -> "VitalBand":
         low, high = self.normal
-        if not (self.extreme_low.value <= low <= high <= self.extreme_high.value):
-            raise ValueError(f"expected extreme_low <= normal low <= normal high <= extreme_high, got {self}")
+        if not (self.extreme_low.value <= self.intermediate_low.value <= low < high
+                <= self.intermediate_high.value <= self.extreme_high.value):
+            raise ValueError("expected extreme_low <= intermediate_low <= normal low < normal high"
+                             f" <= intermediate_high <= extreme_high, got {self}")
         return self
 
 
@@ -109,6 +119,29 @@ class AcsThresholds(_Strict):
 
 class AgeBandThresholds(_Strict):
     extreme_severity: Severity
+
+
+class WhoFastBreathing(_Strict):
+    """WHO/IMCI fast breathing: a rate at or above ``at_least`` for ages in [min_months, max_months)."""
+
+    min_months: float = Field(ge=0)
+    max_months: float
+    at_least: float
+
+
+class TachypnoeaThresholds(_Strict):
+    extreme_severity: Severity
+    who_fast_breathing: list[WhoFastBreathing]
+    adults_from_years: float
+    adult_above: float
+    adult_extreme_above: float
+
+
+class BradypnoeaThresholds(_Strict):
+    extreme_severity: Severity
+    adults_from_years: float
+    adult_below: float
+    adult_extreme_below: float
 
 
 class PainSevereThresholds(_Strict):
@@ -180,7 +213,8 @@ THRESHOLD_MODELS: dict[str, type[BaseModel]] = {
     "hypoxia_emergency": SpO2Below,
     "spo2_drop": SpO2DropThresholds,
     "acs_pattern": AcsThresholds,
-    "tachypnoea": AgeBandThresholds,
+    "tachypnoea": TachypnoeaThresholds,
+    "bradypnoea": BradypnoeaThresholds,
     "heart_rate": AgeBandThresholds,
     "pain_severe": PainSevereThresholds,
     "voc_pattern": VocThresholds,
@@ -311,7 +345,9 @@ def _threshold_text(rule: Rule) -> str:
     parts = []
     for name, value in rule.thresholds.model_dump().items():
         if isinstance(value, list):
-            value = ", ".join(str(v) for v in value)
+            value = ", ".join(
+                "(" + ", ".join(f"{k.replace('_', ' ')} {v:g}" for k, v in item.items()) + ")" if isinstance(item, dict)
+                else str(item) for item in value)
         parts.append(f"{name.replace('_', ' ')} {value}")
     if rule.fast_path:
         fast = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in rule.fast_path.model_dump(exclude_none=True).items())
@@ -332,17 +368,22 @@ def rules_markdown(ruleset: RuleSet | None = None) -> str:
             severity += " (" + ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in extra.items()) + ")"
         source = rule.source + (" — *project choice*" if rule.project_choice and "project choice" not in rule.source else "")
         lines.append(f"| `{rule.id}` | {rule.version} | {rule.condition} | {severity} | {_threshold_text(rule)} | {source} |")
-    lines += ["", "Age bands (PEWS, Parshuram 2009), by age at the reading's time (a band includes its lower edge):", "",
-              "| band | ages | heart rate normal | heart rate extreme | resp. rate normal | resp. rate extreme |",
-              "|---|---|---|---|---|---|"]
+    lines += ["", "Age bands and Bedside PEWS item sub-scores (Parshuram 2009, Table 1), by age at the reading's "
+              "time (a band includes its lower edge). Sub-score 0 strictly inside the normal range, 1 at or beyond "
+              "its edges, 2 in the intermediate band, 4 in the extreme band:", "",
+              "| band | ages | heart rate 0 | heart rate 2 | heart rate 4 | resp. rate 0 | resp. rate 2 | resp. rate 4 |",
+              "|---|---|---|---|---|---|---|---|"]
+
+    def either(high: Bound, low: Bound) -> str:
+        return f"{high.op} {high.value:g} or {low.op} {low.value:g}"
+
     for band in ruleset.age_bands:
-        hr, rr = band.heart_rate, band.respiratory_rate
         upper = "" if band.max_years >= 150 else f"{band.max_years:g}"
-        lines.append(
-            f"| `{band.id}` | {band.min_years:g}–{upper} y | {hr.normal[0]:g}–{hr.normal[1]:g} | "
-            f"{hr.extreme_high.op} {hr.extreme_high.value:g} or {hr.extreme_low.op} {hr.extreme_low.value:g} | "
-            f"{rr.normal[0]:g}–{rr.normal[1]:g} | "
-            f"{rr.extreme_high.op} {rr.extreme_high.value:g} or {rr.extreme_low.op} {rr.extreme_low.value:g} |")
+        cells = []
+        for vital in (band.heart_rate, band.respiratory_rate):
+            cells += [f"> {vital.normal[0]:g} and < {vital.normal[1]:g}",
+                      either(vital.intermediate_high, vital.intermediate_low), either(vital.extreme_high, vital.extreme_low)]
+        lines.append(f"| `{band.id}` | {band.min_years:g}–{upper} y | " + " | ".join(cells) + " |")
     b = ruleset.baselines
     defaults = ", ".join(f"{genotype} {value:g} %" for genotype, value in b.genotype_spo2_default.items())
     lines += ["", f"Baselines: median of the last {b.window_days} days of the patient's readings outside alert "

@@ -44,11 +44,13 @@ def _band_lookup(band_ids: pd.Series, vital: str, rules: RuleSet) -> dict[str, V
 
 
 def pews_band(values: pd.Series, band_ids: pd.Series, vital: str, rules: RuleSet | None = None) -> pd.DataFrame:
-    """Where each value sits in its age band's PEWS ranges for ``vital`` (heart_rate or respiratory_rate).
+    """Where each value sits in its age band's Bedside PEWS item for ``vital`` (heart_rate or respiratory_rate).
 
-    Columns: ``above_normal``, ``below_normal``, ``extreme_high``, ``extreme_low`` (booleans, False
-    when the value or the band is unknown) and ``pews_band_score``: 0 normal, 1 outside the normal
-    range, 2 in the extreme band (NA when unknown).
+    Columns (booleans, False when the value or the band is unknown): ``above_normal`` /
+    ``below_normal`` (at or beyond an edge of the exclusive normal range), ``intermediate_high`` /
+    ``intermediate_low``, ``extreme_high`` / ``extreme_low``; and ``pews_subscore``, the published
+    item sub-score 0, 1, 2 or 4 (Parshuram 2009, Table 1; NA when unknown). A wearable measures two
+    of the seven Bedside PEWS items, so no total PEWS is computed from these.
     """
     rules = rules or default_rules()
     values = pd.Series(values, dtype="float64")
@@ -57,8 +59,8 @@ def pews_band(values: pd.Series, band_ids: pd.Series, vital: str, rules: RuleSet
     ids = pd.Series(band_ids, index=index, dtype="string").to_numpy(dtype=object, na_value=None)
     normal_low = np.full(len(numbers), np.nan)
     normal_high = np.full(len(numbers), np.nan)
-    extreme_high = np.zeros(len(numbers), dtype=bool)
-    extreme_low = np.zeros(len(numbers), dtype=bool)
+    sides = {name: np.zeros(len(numbers), dtype=bool)
+             for name in ("intermediate_high", "intermediate_low", "extreme_high", "extreme_low")}
     with np.errstate(invalid="ignore"):
         for band_id, band in _band_lookup(band_ids, vital, rules).items():
             in_band = ids == band_id
@@ -66,19 +68,21 @@ def pews_band(values: pd.Series, band_ids: pd.Series, vital: str, rules: RuleSet
                 continue
             normal_low[in_band] = band.normal[0]
             normal_high[in_band] = band.normal[1]
-            extreme_high |= in_band & _compare(numbers, band.extreme_high)
-            extreme_low |= in_band & _compare(numbers, band.extreme_low)
-        above = numbers > normal_high
-        below = numbers < normal_low
+            for name, flags in sides.items():
+                flags |= in_band & _compare(numbers, getattr(band, name))
+        # The published normal range is exclusive ("> 110 and < 150"): an edge value already scores 1.
+        above = numbers >= normal_high
+        below = numbers <= normal_low
     known = ~np.isnan(numbers) & ~np.isnan(normal_low)
-    score = np.where(extreme_high | extreme_low, 2, np.where(above | below, 1, 0))
+    extreme = sides["extreme_high"] | sides["extreme_low"]
+    intermediate = sides["intermediate_high"] | sides["intermediate_low"]
+    score = np.select([extreme, intermediate, above | below], [4, 2, 1], default=0)
     return pd.DataFrame(
         {
             "above_normal": above,
             "below_normal": below,
-            "extreme_high": extreme_high,
-            "extreme_low": extreme_low,
-            "pews_band_score": pd.Series(score, index=index).astype("Int16").where(pd.Series(known, index=index), pd.NA),
+            **sides,
+            "pews_subscore": pd.Series(score, index=index).astype("Int16").where(pd.Series(known, index=index), pd.NA),
         },
         index=index,
     )
