@@ -32,9 +32,16 @@ SINGLE_READING_CASES = [
     ("fever_onset", dict(temperature=37.9), None),
     ("fever_onset", dict(temperature=38.6), None),
     ("fever_onset", dict(age=0.5, temperature=38.2), None),
+    # NEWS2 (RCP 2017): ≤ 35.0 °C scores 3. NICE NG143: below 36 °C in an infant under 3 months.
     ("hypothermia", dict(temperature=35.0), "high"),
     ("hypothermia", dict(temperature=34.9), "high"),
     ("hypothermia", dict(temperature=35.1), None),
+    ("hypothermia", dict(age=8.0, temperature=35.9), None),
+    ("hypothermia", dict(age=0.1, temperature=35.9), "high"),
+    ("hypothermia", dict(age=0.1, temperature=36.0), None),
+    ("hypothermia", dict(age=0.24, temperature=35.5), "high"),
+    ("hypothermia", dict(age=0.26, temperature=35.5), None),
+    # BCSH 2015 (Howard et al.): blood gases at SpO2 ≤ 94 % on air.
     ("hypoxia", dict(spo2=94.0), "high"),
     ("hypoxia", dict(spo2=93.9), "high"),
     ("hypoxia", dict(spo2=94.1), None),

@@ -51,7 +51,9 @@ def fever_onset(frame, rule, rules):
 
 
 def hypothermia(frame, rule, rules):
-    return _severity(frame, frame["temperature"] <= rule.thresholds.temperature_at_most, rule.severity)
+    t = rule.thresholds
+    infant = (frame["age_years"] < t.infant_age_below_years) & (frame["temperature"] < t.infant_temperature_below)
+    return _severity(frame, (frame["temperature"] <= t.temperature_at_most) | infant, rule.severity)
 
 
 def hypoxia(frame, rule, rules):
@@ -230,7 +232,7 @@ MATCHERS: dict[str, Matcher] = {
 #: The reading values each rule's evidence shows, besides the rule's thresholds.
 EVIDENCE_VALUES: dict[str, list[str]] = {
     "fever": ["temperature"], "fever_infant": ["temperature", "age_years"], "fever_onset": ["temperature", "age_years"],
-    "hypothermia": ["temperature"], "hypoxia": ["spo2"], "hypoxia_severe": ["spo2"], "hypoxia_emergency": ["spo2"],
+    "hypothermia": ["temperature", "age_years"], "hypoxia": ["spo2"], "hypoxia_severe": ["spo2"], "hypoxia_emergency": ["spo2"],
     "spo2_drop": ["spo2"], "acs_pattern": ["spo2", "respiratory_rate", "temperature", "pain_scale"],
     "tachypnoea": ["respiratory_rate", "age_years"], "bradypnoea": ["respiratory_rate", "age_years"],
     "heart_rate": ["heart_rate"], "pain_severe": ["pain_scale"],

@@ -95,8 +95,10 @@ class FeverOnsetThresholds(_Strict):
     age_at_least_years: float
 
 
-class TemperatureAtMost(_Strict):
+class HypothermiaThresholds(_Strict):
     temperature_at_most: float
+    infant_age_below_years: float
+    infant_temperature_below: float
 
 
 class SpO2AtMost(_Strict):
@@ -207,7 +209,7 @@ THRESHOLD_MODELS: dict[str, type[BaseModel]] = {
     "fever": FeverThresholds,
     "fever_infant": FeverInfantThresholds,
     "fever_onset": FeverOnsetThresholds,
-    "hypothermia": TemperatureAtMost,
+    "hypothermia": HypothermiaThresholds,
     "hypoxia": SpO2AtMost,
     "hypoxia_severe": SpO2Below,
     "hypoxia_emergency": SpO2Below,
