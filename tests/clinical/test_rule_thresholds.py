@@ -230,7 +230,7 @@ def test_candidate_carries_evidence_lineage_and_lateness():
     hypoxia = candidates.set_index("rule_id").loc["hypoxia"]
     assert hypoxia["evidence"]["values"] == {"spo2": 93.0}
     assert hypoxia["evidence"]["thresholds"] == {"spo2_at_most": 94.0}
-    assert hypoxia["evidence"]["rule"]["version"] == 1
+    assert hypoxia["evidence"]["rule"]["version"] == 2
     assert hypoxia["lineage"] == [{"device_id": "d1", "measured_at": T0.isoformat(), "raw_file": "raw/vitals/f.json",
                                    "record_index": 4}]
     assert hypoxia["is_late"] and hypoxia["delay_seconds"] == 7200.0
