@@ -75,9 +75,10 @@ def _prepare(silver: pd.DataFrame, history: pd.DataFrame, rules: RuleSet) -> pd.
     if "age_band" not in frame or frame["age_band"].isna().all():
         frame["age_band"] = scores.age_band(frame["age_years"], rules)
     frame["age_band"] = frame["age_band"].astype("string")
-    if "news2_partial" not in frame or "news2_max_parameter" not in frame:
-        frame = frame.join(scores.news2_partial(frame["respiratory_rate"], frame["spo2"], frame["heart_rate"],
-                                                frame["temperature"], frame["age_years"]))
+    if "news2_measured_sum" not in frame:
+        news2 = scores.news2_partial(frame["respiratory_rate"], frame["spo2"], frame["heart_rate"], frame["temperature"],
+                                     frame["age_years"])
+        frame = frame.drop(columns=["news2_partial", "news2_max_parameter"], errors="ignore").join(news2)
     for column, default in (("is_late", False), ("raw_file", None), ("record_index", None)):
         if column not in frame:
             frame[column] = default

@@ -72,6 +72,10 @@ SINGLE_READING_CASES = [
     ("news2", dict(respiratory_rate=21.0, spo2=94.0, heart_rate=91.0), None),  # 2 + 1 + 1 = 4
     ("news2", dict(heart_rate=131.0), "high"),  # a single parameter scoring 3
     ("news2", dict(heart_rate=130.0), None),
+    # A missing parameter makes the score incomplete, never 0: what was measured still counts.
+    ("news2", dict(respiratory_rate=None, spo2=91.0, heart_rate=131.0, temperature=39.1), "critical"),  # ≥ 3+3+2
+    ("news2", dict(respiratory_rate=None, spo2=93.0, heart_rate=111.0, temperature=36.8), None),  # 2+2+0, incomplete
+    ("news2", dict(respiratory_rate=21.0, spo2=93.0, temperature=38.04, heart_rate=70.0), "high"),  # 2+2+1 (38.04 → 1)
     ("news2", dict(age=15.9, respiratory_rate=25.0, spo2=91.0, heart_rate=91.0), None),
     ("news2", dict(age=16.0, respiratory_rate=25.0, spo2=91.0, heart_rate=91.0), "critical"),
     ("dehydration", dict(hydration_pct=70.0, hydration_baseline=80.0), "warning"),

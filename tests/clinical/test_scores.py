@@ -86,6 +86,13 @@ NEWS2_TABLE = {
     "heart_rate": [(40, 3), (41, 1), (50, 1), (51, 0), (90, 0), (91, 1), (110, 1), (111, 2), (130, 2), (131, 3)],
     "temperature": [(35.0, 3), (35.1, 1), (36.0, 1), (36.1, 0), (38.0, 0), (38.1, 1), (39.0, 1), (39.1, 2)],
 }
+# Values between two published bins score in the more abnormal one.
+NEWS2_BETWEEN_BINS = {
+    "respiratory_rate": [(8.5, 3), (11.5, 1), (20.5, 2), (24.5, 3)],
+    "spo2": [(91.5, 3), (93.5, 2), (95.5, 1)],
+    "heart_rate": [(40.5, 3), (50.5, 1), (90.5, 1), (110.5, 2), (130.5, 3)],
+    "temperature": [(35.05, 3), (36.05, 1), (38.04, 1), (39.05, 2)],
+}
 NORMAL = {"respiratory_rate": 16.0, "spo2": 98.0, "heart_rate": 70.0, "temperature": 37.0}
 
 
@@ -96,6 +103,23 @@ def test_news2_parameter_scores_follow_the_published_table(parameter):
         result = scores.news2_partial(**vitals, age_years=_one(30))
         assert result["news2_partial"].iloc[0] == expected, (parameter, value)
         assert result["news2_max_parameter"].iloc[0] == expected
+
+
+@pytest.mark.parametrize("parameter", list(NEWS2_BETWEEN_BINS))
+def test_news2_values_between_bins_score_in_the_more_abnormal_bin(parameter):
+    for value, expected in NEWS2_BETWEEN_BINS[parameter]:
+        vitals = {name: _one(value if name == parameter else normal) for name, normal in NORMAL.items()}
+        assert scores.news2_partial(**vitals, age_years=_one(30))["news2_partial"].iloc[0] == expected, (parameter, value)
+
+
+@pytest.mark.parametrize("missing", list(NORMAL))
+def test_news2_with_a_missing_parameter_is_incomplete_not_scored_0(missing):
+    vitals = {name: _one(None if name == missing else normal) for name, normal in NORMAL.items()}
+    vitals["heart_rate"] = _one(None) if missing == "heart_rate" else _one(131)  # scores 3 when measured
+    result = scores.news2_partial(**vitals, age_years=_one(30))
+    assert result["news2_partial"].isna().all()
+    assert result["news2_measured_sum"].iloc[0] == (0 if missing == "heart_rate" else 3)
+    assert scores.news2_parameter_scores(**{k: v for k, v in vitals.items()})[missing].isna().all()
 
 
 def test_news2_partial_sums_the_parameters():

@@ -151,12 +151,16 @@ def voc_pattern(frame, rule, rules):
 
 def news2(frame, rule, rules):
     t = rule.thresholds
-    adult = frame["age_years"] >= t.age_at_least_years
-    total = frame["news2_partial"].astype("float64")
-    single = frame["news2_max_parameter"].astype("float64")
+    adult = _adult(frame, t.age_at_least_years)
+    parameters = scores.news2_parameter_scores(frame["respiratory_rate"], frame["spo2"], frame["heart_rate"],
+                                               frame["temperature"]).astype("float64")
+    # With a parameter missing the score is incomplete, not lower: the measured part is a lower
+    # bound, so it alone can reach a band, but a missing parameter never counts as 0 = reassuring.
+    measured_sum = parameters.sum(axis=1, skipna=True).where(parameters.notna().any(axis=1))
+    single = parameters.max(axis=1, skipna=True)
     return _choose(frame, [
-        (adult & (total >= t.critical_at_least), t.critical_severity),
-        (adult & ((total >= t.high_at_least) | (single >= t.single_parameter_at_least)), rule.severity),
+        (adult & (measured_sum >= t.critical_at_least), t.critical_severity),
+        (adult & ((measured_sum >= t.high_at_least) | (single >= t.single_parameter_at_least)), rule.severity),
     ])
 
 
@@ -237,7 +241,8 @@ EVIDENCE_VALUES: dict[str, list[str]] = {
     "tachypnoea": ["respiratory_rate", "age_years"], "bradypnoea": ["respiratory_rate", "age_years"],
     "heart_rate": ["heart_rate"], "pain_severe": ["pain_scale"],
     "voc_pattern": ["pain_scale", "temperature", "spo2"],
-    "news2": ["news2_partial", "news2_max_parameter", "respiratory_rate", "spo2", "heart_rate", "temperature"],
+    "news2": ["news2_partial", "news2_measured_sum", "news2_max_parameter", "respiratory_rate", "spo2", "heart_rate",
+              "temperature"],
     "dehydration": ["hydration_pct"], "heat_dehydration": ["hydration_pct", "ambient_temp", "activity_level"],
     "heat_exposure": ["heat_index_c", "ambient_temp", "ambient_humidity"], "cold_exposure": ["ambient_temp"],
     "sensor_flatline": ["spo2", "heart_rate"], "sensor_battery": ["battery_level"],

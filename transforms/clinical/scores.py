@@ -2,7 +2,7 @@
 
 Tables come from CLINICAL.md: PEWS age bands (Parshuram 2009), NEWS2 (RCP 2017), the NOAA heat
 index (Rothfusz regression with its adjustments) and the physiological strain index (Moran 1998).
-Missing inputs give missing outputs (or a 0 parameter score for NEWS2, which scores what it sees).
+Missing inputs give missing outputs: a NEWS2 parameter that was not measured is unknown, never 0.
 """
 
 from __future__ import annotations
@@ -99,16 +99,18 @@ def respiratory_rate_pews_band(respiratory_rate: pd.Series, band_ids: pd.Series,
 
 
 def _news2_parameter(values: pd.Series, bins: list[tuple[pd.Series, int]]) -> pd.Series:
-    """The first matching bin's score; 0 when nothing matches or the value is missing."""
+    """The first matching bin's score, 0 in the normal bin; NA when the value is missing (never 0)."""
     conditions = [condition.fillna(False).to_numpy(dtype=bool) for condition, _ in bins]
-    return pd.Series(np.select(conditions, [score for _, score in bins], default=0), index=values.index)
+    scored = pd.Series(np.select(conditions, [score for _, score in bins], default=0), index=values.index)
+    return scored.astype("Int16").where(values.notna(), pd.NA)
 
 
 def news2_parameter_scores(respiratory_rate, spo2, heart_rate, temperature) -> pd.DataFrame:
-    """NEWS2 score of each measured parameter (RCP 2017, SpO2 scale 1).
+    """NEWS2 score of each measured parameter (RCP 2017, SpO2 scale 1); NA where it was not measured.
 
     The published bins are on whole numbers (temperature on tenths); a value between two bins
-    (e.g. a heart rate of 90.5) falls in the more abnormal one, so nothing is under-scored.
+    (e.g. a heart rate of 90.5, a temperature of 38.04 or 35.05) falls in the more abnormal one,
+    so nothing is under-scored.
     """
     rr = pd.Series(respiratory_rate, dtype="float64")
     sat = pd.Series(spo2, dtype="float64", index=rr.index)
@@ -123,9 +125,7 @@ def news2_parameter_scores(respiratory_rate, spo2, heart_rate, temperature) -> p
             # <= 40: 3 | 41-50: 1 | 51-90: 0 | 91-110: 1 | 111-130: 2 | >= 131: 3
             "heart_rate": _news2_parameter(hr, [(hr < 41, 3), (hr < 51, 1), (hr > 130, 3), (hr > 110, 2), (hr > 90, 1)]),
             # <= 35.0: 3 | 35.1-36.0: 1 | 36.1-38.0: 0 | 38.1-39.0: 1 | >= 39.1: 2
-            "temperature": _news2_parameter(
-                temp, [(temp < 35.05, 3), (temp < 36.05, 1), (temp > 39.05, 2), (temp > 38.05, 1)]
-            ),
+            "temperature": _news2_parameter(temp, [(temp < 35.1, 3), (temp < 36.1, 1), (temp > 39.0, 2), (temp > 38.0, 1)]),
         }
     )
 
@@ -133,16 +133,23 @@ def news2_parameter_scores(respiratory_rate, spo2, heart_rate, temperature) -> p
 def news2_partial(respiratory_rate, spo2, heart_rate, temperature, age_years) -> pd.DataFrame:
     """Partial NEWS2 (what a wearable measures; air and alert score 0) for adults (>= 16 y).
 
-    Columns ``news2_partial`` (sum) and ``news2_max_parameter`` (highest single-parameter score),
-    nullable Int16, NA for children and unknown ages.
+    Columns, nullable Int16, NA for children and unknown ages: ``news2_partial``, the sum of the
+    four measured parameters, NA when any of them is missing (an incomplete score is unknown, not
+    a lower one); ``news2_max_parameter``, the highest score among the parameters measured;
+    ``news2_measured_sum``, the sum over the parameters measured (a lower bound of the score when
+    some are missing, which the news2 rule still acts on).
     """
     scores = news2_parameter_scores(respiratory_rate, spo2, heart_rate, temperature)
     ages = pd.Series(age_years, dtype="float64", index=scores.index)
     adult = (ages >= NEWS2_MIN_AGE_YEARS).fillna(False)
+    complete = scores.notna().all(axis=1)
+    measured = scores.notna().any(axis=1)
+    measured_sum = scores.sum(axis=1, skipna=True).astype("Int16")
     return pd.DataFrame(
         {
-            "news2_partial": scores.sum(axis=1).astype("Int16").where(adult, pd.NA),
-            "news2_max_parameter": scores.max(axis=1).astype("Int16").where(adult, pd.NA),
+            "news2_partial": measured_sum.where(adult & complete, pd.NA),
+            "news2_max_parameter": scores.max(axis=1, skipna=True).astype("Int16").where(adult & measured, pd.NA),
+            "news2_measured_sum": measured_sum.where(adult & measured, pd.NA),
         }
     )
 
