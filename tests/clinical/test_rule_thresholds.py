@@ -86,11 +86,18 @@ SINGLE_READING_CASES = [
     ("heat_dehydration", dict(hydration_pct=59.0, ambient_temp=31.9, activity_level=6), None),
     ("heat_dehydration", dict(hydration_pct=59.0, ambient_temp=32.0, activity_level=5), None),
     ("heat_dehydration", dict(hydration_pct=75.0, ambient_temp=35.0, activity_level=8), None),
+    # NWS heat index: extreme caution from 90 °F (32 °C), danger from 103 °F (39.4 °C).
+    ("heat_exposure", dict(ambient_temp=30.0, ambient_humidity=70.0), "warning"),  # 86 °F, 70 % RH: 95 °F
+    ("heat_exposure", dict(ambient_temp=(90 - 32) / 1.8, ambient_humidity=40.0), "warning"),  # 93 °F
+    ("heat_exposure", dict(ambient_temp=(86 - 32) / 1.8, ambient_humidity=40.0), None),  # 85 °F
+    ("heat_exposure", dict(ambient_temp=35.0, ambient_humidity=70.0), "high"),  # 95 °F, 70 % RH: 124 °F
+    ("heat_exposure", dict(ambient_temp=(96 - 32) / 1.8, ambient_humidity=45.0), "high"),  # 108 °F
+    ("heat_exposure", dict(ambient_temp=(90 - 32) / 1.8, ambient_humidity=60.0), "warning"),  # 100 °F
+    # Humidity unknown: the heat index is unknown; the ambient temperature meets the same cut-offs.
     ("heat_exposure", dict(ambient_temp=32.0), "warning"),
     ("heat_exposure", dict(ambient_temp=31.9), None),
-    ("heat_exposure", dict(ambient_temp=39.9), "warning"),
-    ("heat_exposure", dict(ambient_temp=40.0), "high"),
-    ("heat_exposure", dict(ambient_temp=30.0, ambient_humidity=70.0), "warning"),  # heat index 35 °C
+    ("heat_exposure", dict(ambient_temp=39.3), "warning"),
+    ("heat_exposure", dict(ambient_temp=39.4), "high"),
     ("cold_exposure", dict(ambient_temp=10.0), "warning"),
     ("cold_exposure", dict(ambient_temp=9.0), "warning"),
     ("cold_exposure", dict(ambient_temp=10.1), None),

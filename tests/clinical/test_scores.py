@@ -143,13 +143,19 @@ def test_heat_index_matches_the_nws_chart(inputs, chart_f):
     fahrenheit, humidity = inputs
     result = scores.heat_index_c(_one((fahrenheit - 32) * 5 / 9), _one(humidity))
     assert result["heat_index_c"].iloc[0] * 9 / 5 + 32 == pytest.approx(chart_f, abs=1.0)
-    assert not result["heat_index_is_lower_bound"].iloc[0]
+    assert not result["heat_index_unknown"].iloc[0]
 
 
-def test_heat_index_without_humidity_is_the_ambient_temperature_as_a_lower_bound():
+def test_heat_index_without_humidity_is_unknown():
     result = scores.heat_index_c(_one(35.0), pd.Series([None], dtype="float64"))
-    assert result["heat_index_c"].iloc[0] == 35.0
-    assert result["heat_index_is_lower_bound"].iloc[0]
+    assert result["heat_index_c"].isna().all()
+    assert result["heat_index_unknown"].iloc[0]
+
+
+def test_the_ambient_temperature_is_no_lower_bound_of_the_heat_index():
+    # NWS chart: 95 °F (35 °C) at 70 % RH is a heat index of 124 °F (about 51 °C)
+    humid = scores.heat_index_c(_one(35.0), _one(70))["heat_index_c"].iloc[0]
+    assert humid * 9 / 5 + 32 == pytest.approx(124, abs=1.5)
 
 
 def test_heat_index_low_humidity_adjustment_lowers_the_value():

@@ -182,7 +182,11 @@ def heat_dehydration(frame, rule, rules):
 
 def heat_exposure(frame, rule, rules):
     t = rule.thresholds
-    heat = frame["heat_index_c"].fillna(frame["ambient_temp"])
+    # Computed here, not read from the silver column, so the rule never mistakes another value for it.
+    heat_index = scores.heat_index_c(frame["ambient_temp"], frame["ambient_humidity"])["heat_index_c"]
+    # Without humidity the heat index is unknown (the alert's evidence shows no humidity): judge the
+    # ambient temperature against the same cut-offs rather than stay silent.
+    heat = heat_index.fillna(frame["ambient_temp"])
     return _choose(frame, [(heat >= t.high_at_least, t.high_severity), (heat >= t.heat_index_at_least, rule.severity)])
 
 

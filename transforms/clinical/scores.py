@@ -155,9 +155,11 @@ def news2_partial(respiratory_rate, spo2, heart_rate, temperature, age_years) ->
 
 
 def heat_index_c(ambient_temp, ambient_humidity) -> pd.DataFrame:
-    """NOAA/NWS heat index in °C; the ambient temperature (a lower bound) where humidity is missing.
+    """NOAA/NWS heat index in °C; unknown (NaN) where humidity is missing.
 
-    Columns ``heat_index_c`` and ``heat_index_is_lower_bound`` (True when humidity was absent).
+    Columns ``heat_index_c`` and ``heat_index_unknown`` (True when the temperature is known but the
+    humidity is not). Without humidity the ambient temperature is no bound of the heat index either
+    way: 35 °C is a heat index of about 50 °C at 70 % RH, and of less than 35 °C in dry air.
     Follows https://www.wpc.ncep.noaa.gov/html/heatindex_equation.shtml: Steadman's simple formula
     below 80 °F, else the Rothfusz regression with the low- and high-humidity adjustments.
     """
@@ -176,12 +178,10 @@ def heat_index_c(ambient_temp, ambient_humidity) -> pd.DataFrame:
     humid_adjustment = ((rh - 85) / 10) * ((87 - t) / 5)
     regression = rothfusz - dry_adjustment.where(dry, 0) + humid_adjustment.where(humid, 0)
     fahrenheit = simple.where((simple + t) / 2 < 80, regression)
-    computed = (fahrenheit - 32) * 5 / 9
-    lower_bound = humidity.isna()
     return pd.DataFrame(
         {
-            "heat_index_c": computed.where(~lower_bound, celsius),
-            "heat_index_is_lower_bound": lower_bound & celsius.notna(),
+            "heat_index_c": ((fahrenheit - 32) * 5 / 9).where(humidity.notna()),
+            "heat_index_unknown": humidity.isna() & celsius.notna(),
         }
     )
 
