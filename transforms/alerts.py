@@ -3,8 +3,8 @@
 The steps, in the order the pipeline runs them for an interval:
 
 1. :func:`evaluate_rules` (pure): every rule of ``transforms/clinical/rules.yaml`` over the batch's
-   silver readings, with recent history for the rules that span batches (pain on consecutive
-   readings, flatline). One candidate per (patient, rule) with its evidence and lineage.
+   silver readings, with recent history for the rules that span batches (severe pain within
+   a window, flatline). One candidate per (patient, rule) with its evidence and lineage.
 2. :func:`raise_alerts`: candidates become alerts in ``kidjamo.alerts`` — one open alert per
    patient and rule, updated by new readings; a higher severity escalates it (an event row); a
    rule quiet for ``alert_quiet_minutes`` resolves it; silent devices raise ``sensor_silent``.
@@ -227,8 +227,13 @@ def evaluate_rules(silver: pd.DataFrame, history: pd.DataFrame | None, *, as_of:
 
 # --- 2. alerts in the database ----------------------------------------------------------------------
 def _history_lookback(rules: RuleSet) -> timedelta:
-    # Flatline needs its window; three consecutive pain readings need a minute at a 30 s cadence.
+    # Flatline needs its window (and a minute of slack).
     return timedelta(minutes=rules["sensor_flatline"].thresholds.minutes + 1)
+
+
+def _pain_lookback(rules: RuleSet) -> timedelta:
+    # Severe pain counts readings within its window; flatline's window is read for the same device too.
+    return max(timedelta(minutes=rules["pain_severe"].thresholds.window_minutes), _history_lookback(rules))
 
 
 def read_history(connection, silver: pd.DataFrame, rules: RuleSet) -> pd.DataFrame:
@@ -237,7 +242,7 @@ def read_history(connection, silver: pd.DataFrame, rules: RuleSet) -> pd.DataFra
     For each device of the batch, the look-back window before its first batch reading is read
     only when it can matter: its previous reading has the same SpO2 or heart rate as its first
     batch reading (a flatline may have started before the batch), or the batch shows severe pain
-    (the consecutive-readings rule). One index probe per device decides; at a 30 s cadence this
+    (the pain window's rule). One index probe per device decides; at a 30 s cadence this
     keeps the read small however much history is stored.
     """
     if silver.empty:
@@ -247,7 +252,8 @@ def read_history(connection, silver: pd.DataFrame, rules: RuleSet) -> pd.DataFra
     pain_threshold = rules["pain_severe"].thresholds.pain_at_least
     pain = pd.to_numeric(silver["pain_scale"], errors="coerce") if "pain_scale" in silver else pd.Series(np.nan, index=silver.index)
     painful = set(silver.loc[(pain >= pain_threshold).fillna(False), "device_id"])
-    since = first["measured_at"] - _history_lookback(rules)
+    lookback = np.where(first["device_id"].isin(painful), _pain_lookback(rules), _history_lookback(rules))
+    since = first["measured_at"] - pd.to_timedelta(lookback).to_numpy()
 
     def floats(column: str) -> pa.Array:
         values = pd.to_numeric(first[column], errors="coerce") if column in first else pd.Series(np.nan, index=first.index)

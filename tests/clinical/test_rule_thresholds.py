@@ -193,17 +193,35 @@ def test_heart_rate_4_to_12_years_extreme_is_above_150_not_at_150():
     assert fired([reading(age=8.0, heart_rate=151.0)]).get("heart_rate") == "high"
 
 
-def test_pain_severe_needs_three_consecutive_readings():
+def test_pain_severe_needs_three_severe_readings_within_30_minutes():
     assert fired(series(2, pain_scale=7)).get("pain_severe") is None
     assert fired(series(3, pain_scale=7)).get("pain_severe") == "high"
-    broken = series(3, pain_scale=7)
-    broken[1]["pain_scale"] = 6
-    assert fired(broken).get("pain_severe") is None
+    sparse = series(3, every=timedelta(minutes=15), pain_scale=8)  # 0, 15, 30 minutes: within the window
+    assert fired(sparse).get("pain_severe") == "high"
+    too_sparse = series(3, every=timedelta(minutes=15, seconds=1), pain_scale=8)
+    assert fired(too_sparse).get("pain_severe") is None
+
+
+def test_pain_severe_allows_gaps_between_severe_readings():
+    rows = series(5, every=timedelta(minutes=5), pain_scale=8)
+    rows[1]["pain_scale"] = 5
+    rows[3]["pain_scale"] = None
+    assert fired(rows).get("pain_severe") == "high"
+
+
+def test_pain_severe_counts_each_patient_apart():
+    rows = series(2, pain_scale=8) + [reading(at=T0 + timedelta(seconds=90), patient_id="p2", device_id="d2", pain_scale=8)]
+    assert fired(rows).get("pain_severe") is None
+
+
+def test_a_single_pain_of_10_is_at_least_high():
+    assert fired([reading(pain_scale=10)]).get("pain_severe") == "high"
+    assert fired([reading(pain_scale=9)]).get("pain_severe") is None
 
 
 def test_pain_severe_counts_readings_of_previous_batches():
-    history = series(2, pain_scale=8)
-    batch = [reading(at=T0 + timedelta(seconds=60), index=2, pain_scale=7)]
+    history = series(2, every=timedelta(minutes=10), pain_scale=8)
+    batch = [reading(at=T0 + timedelta(minutes=25), index=2, pain_scale=7)]
     assert fired(batch, history=history).get("pain_severe") == "high"
     assert fired(batch, history=history[1:]).get("pain_severe") is None
 

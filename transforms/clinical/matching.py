@@ -135,12 +135,23 @@ def heart_rate(frame, rule, rules):
 
 def pain_severe(frame, rule, rules):
     t = rule.thresholds
-    severe = (frame["pain_scale"] >= t.pain_at_least).fillna(False).astype(bool)
-    streak = severe.copy()
-    by_patient = severe.groupby(frame["patient_id"], sort=False)
-    for back in range(1, t.consecutive_readings):
-        streak &= by_patient.shift(back, fill_value=False).astype(bool)
-    return _severity(frame, streak, rule.severity)
+    ordered = frame.sort_values(["patient_id", "measured_at"], kind="stable")
+    pain = ordered["pain_scale"]
+    severe = (pain >= t.pain_at_least).fillna(False).to_numpy(dtype=bool)
+    # Count severe readings of the same patient within the window ending at each reading: one sorted
+    # key per (patient, time) lets a single searchsorted find every window's start.
+    patient = pd.factorize(ordered["patient_id"])[0].astype("int64")
+    millis = ((ordered["measured_at"] - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(milliseconds=1)).to_numpy(dtype="int64")
+    window = int(t.window_minutes * 60_000)
+    offset = millis - (millis.min() if len(millis) else 0)
+    key = patient * (int(offset.max(initial=0)) + window + 1) + offset
+    severe_before = np.concatenate([[0], np.cumsum(severe)])
+    start = np.searchsorted(key, key - window, side="left")
+    in_window = severe_before[1:] - severe_before[start]
+    sustained = severe & (in_window >= t.readings_at_least)
+    single = (pain >= t.single_reading_at_least).fillna(False).to_numpy(dtype=bool)
+    matched = pd.Series(sustained | single, index=ordered.index).reindex(frame.index)
+    return _severity(frame, matched, rule.severity)
 
 
 def voc_pattern(frame, rule, rules):

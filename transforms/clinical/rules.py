@@ -148,7 +148,9 @@ class BradypnoeaThresholds(_Strict):
 
 class PainSevereThresholds(_Strict):
     pain_at_least: int
-    consecutive_readings: int = Field(ge=1)
+    readings_at_least: int = Field(ge=1)
+    window_minutes: float = Field(gt=0)
+    single_reading_at_least: int
 
 
 class VocThresholds(_Strict):
