@@ -7,10 +7,12 @@ The steps, in the order the pipeline runs them for an interval:
    a window, flatline). One candidate per (patient, rule) with its evidence and lineage.
 2. :func:`raise_alerts`: candidates become alerts in ``kidjamo.alerts`` — one open alert per
    patient and rule, updated by new readings; a higher severity escalates it (an event row); a
-   rule quiet for ``alert_quiet_minutes`` resolves it; silent devices raise ``sensor_silent``.
+   normal reading of the rule's parameters followed by ``alert_quiet_minutes`` without a match
+   resolves it (never a critical unacknowledged one, nor fever); silent devices raise ``sensor_silent``.
    Each matching reading is attached once (``kidjamo.alert_readings``), so re-running or
    backfilling an interval changes nothing and queues nothing.
-3. :func:`escalate`: critical alerts unacknowledged after 5 / 15 minutes get an escalation event.
+3. :func:`escalate`: critical alerts unacknowledged after 5 / 15 minutes (high: 15 / 60) get an
+   escalation event; acknowledged alerts whose rule still matches are notified again hourly.
 4. :func:`deliver_notifications`: each (event, channel) notification is claimed with
    ``FOR UPDATE SKIP LOCKED``, sent, and every attempt recorded; failures retry with backoff.
 
@@ -87,22 +89,45 @@ def _prepare(silver: pd.DataFrame, history: pd.DataFrame, rules: RuleSet) -> pd.
     return frame
 
 
-def match_readings(silver: pd.DataFrame, history: pd.DataFrame, *, rules: RuleSet | None = None) -> pd.DataFrame:
-    """One row per (batch reading, matching rule): the reading's columns plus ``rule_id`` and ``severity``."""
+NORMAL_COLUMNS = ["patient_id", "rule_id", "normal_at"]
+
+
+def match_and_clear(silver: pd.DataFrame, history: pd.DataFrame | None, *,
+                    rules: RuleSet | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Matches of the batch (see :func:`match_readings`) and its *normal* readings per rule.
+
+    A reading is normal for a rule when every parameter of the rule's ``resolve_on`` was measured
+    and the rule did not match: only such a reading, not an absent one, lets an alert resolve.
+    The second frame holds (patient_id, rule_id, normal_at), the latest normal batch reading.
+    """
     rules = rules or default_rules()
     frame = _prepare(silver, history, rules)
-    matches = []
+    matches, normals = [], []
     for rule_id, matcher in MATCHERS.items():
-        severity = matcher(frame, rules[rule_id], rules)
+        rule = rules[rule_id]
+        severity = matcher(frame, rule, rules)
         hit = severity.notna() & frame["in_batch"]
         if hit.any():
             matched = frame.loc[hit].copy()
             matched["rule_id"] = rule_id
             matched["severity"] = severity[hit]
             matches.append(matched)
+        if rule.auto_resolve and rule.resolve_on:
+            measured = frame[list(rule.resolve_on)].notna().all(axis=1)
+            normal = frame.loc[severity.isna() & measured & frame["in_batch"], ["patient_id", "measured_at"]]
+            if len(normal):
+                latest = normal.groupby("patient_id", sort=False)["measured_at"].max().reset_index()
+                normals.append(latest.rename(columns={"measured_at": "normal_at"}).assign(rule_id=rule_id))
+    normal_frame = pd.concat(normals, ignore_index=True)[NORMAL_COLUMNS] if normals else pd.DataFrame(columns=NORMAL_COLUMNS)
     if not matches:
-        return frame.iloc[0:0].assign(rule_id=pd.Series(dtype="object"), severity=pd.Series(dtype="object"))
-    return pd.concat(matches, ignore_index=True)
+        empty = frame.iloc[0:0].assign(rule_id=pd.Series(dtype="object"), severity=pd.Series(dtype="object"))
+        return empty, normal_frame
+    return pd.concat(matches, ignore_index=True), normal_frame
+
+
+def match_readings(silver: pd.DataFrame, history: pd.DataFrame, *, rules: RuleSet | None = None) -> pd.DataFrame:
+    """One row per (batch reading, matching rule): the reading's columns plus ``rule_id`` and ``severity``."""
+    return match_and_clear(silver, history, rules=rules)[0]
 
 
 def _json_value(value):
@@ -359,24 +384,26 @@ def silent_device_candidates(connection, as_of: datetime, rules: RuleSet) -> tup
         """
         SELECT d.device_id, d.patient_id, s.last_measured_at,
                EXISTS (SELECT 1 FROM kidjamo.alerts AS a WHERE a.patient_id = d.patient_id AND a.status <> 'resolved'
-                       AND a.severity = 'critical' AND a.rule_id <> 'sensor_silent') AS has_open_critical
+                       AND kidjamo.severity_rank(a.severity) >= kidjamo.severity_rank(%(open_at_least)s)
+                       AND a.rule_id <> 'sensor_silent') AS has_open_alert
         FROM kidjamo.devices AS d JOIN kidjamo.device_last_seen AS s USING (device_id)
         WHERE d.active AND s.last_measured_at < %(silent_since)s AND s.last_measured_at >= %(lookback)s
         """,
-        {"silent_since": as_of - timedelta(minutes=t.silent_minutes), "lookback": as_of - timedelta(hours=t.lookback_hours)},
+        {"silent_since": as_of - timedelta(minutes=t.silent_minutes), "lookback": as_of - timedelta(hours=t.lookback_hours),
+         "open_at_least": t.open_alert_at_least},
     ).fetchall()
     if not rows:
         return pd.DataFrame(columns=CANDIDATE_COLUMNS), pd.DataFrame(columns=["patient_id", "rule_id", "device_id", "measured_at"])
     rule = rules["sensor_silent"]
     records, matches = [], []
-    for device_id, patient_id, last_seen, has_critical in rows:
+    for device_id, patient_id, last_seen, has_open_alert in rows:
         silent_minutes = (as_of - last_seen).total_seconds() / 60
-        severity = t.with_open_critical_severity if has_critical else rule.severity
+        severity = t.with_open_alert_severity if has_open_alert else rule.severity
         evidence = {
             "rule": {"id": rule.id, "version": rule.version, "title": rule.title, "condition": rule.condition,
                      "source": rule.source, "ruleset_version": rules.ruleset_version},
             "values": {"last_reading_at": last_seen.isoformat(), "silent_minutes": round(silent_minutes, 1),
-                       "patient_has_open_critical_alert": has_critical},
+                       "patient_has_open_alert": bool(has_open_alert)},
             "thresholds": t.model_dump(), "baseline": {}, "device_id": device_id,
             "measured_at": last_seen.isoformat(), "is_late": False, "delay_seconds": 0.0,
         }
@@ -563,6 +590,10 @@ def _attach_readings(connection, fresh: pd.DataFrame) -> None:
     )
 
 
+#: Alert events the people concerned are told about (an acknowledgement is their own action).
+NOTIFIED_EVENTS = ("opened", "escalated", "escalation_notice", "renotified", "resolved")
+
+
 def record_events(connection, events: list[tuple], *, at: datetime, run_id: str | None, settings: Settings,
                   audience: str = "care_team", actor: str = "pipeline") -> int:
     """Insert alert events (once per event key) and queue their notifications; return how many were queued.
@@ -584,7 +615,7 @@ def record_events(connection, events: list[tuple], *, at: datetime, run_id: str 
          [e[3] for e in events], [json.dumps(e[4], default=str) for e in events]),
     ).fetchall()
     queue = [(event_id, channel) for event_id, event_type, severity in inserted
-             if event_type in ("opened", "escalated", "escalation_notice")
+             if event_type in NOTIFIED_EVENTS
              for channel in _channels_for(severity, settings)]
     if not queue:
         return 0
@@ -604,33 +635,58 @@ def _channels_for(severity: str, settings: Settings) -> list[str]:
     return [channel for channel in notify.configured_channels(settings) if channel == "log" or pages]
 
 
-def _auto_resolve(connection, as_of: datetime, run_id: str, settings: Settings) -> int:
-    """Resolve alerts whose rule stopped matching: newer readings exist and the quiet period has passed.
+def _record_normal_readings(connection, normals: pd.DataFrame) -> int:
+    """Remember, on each unresolved alert, the latest normal reading after its last matching one."""
+    if normals.empty:
+        return 0
+    return connection.execute(
+        """
+        UPDATE kidjamo.alerts AS a SET normal_reading_at = GREATEST(a.normal_reading_at, n.normal_at)
+        FROM unnest(%b::text[], %b::text[], %b::timestamptz[]) AS n(patient_id, rule_id, normal_at)
+        WHERE a.patient_id = n.patient_id AND a.rule_id = n.rule_id AND a.status <> 'resolved'
+          AND n.normal_at > a.last_reading_at
+        """,
+        (_values(normals["patient_id"]), _values(normals["rule_id"]),
+         [_py_time(t) for t in pd.to_datetime(normals["normal_at"], utc=True)]),
+    ).rowcount
 
-    ``sensor_silent`` resolves as soon as its device reports again.
+
+def _auto_resolve(connection, as_of: datetime, run_id: str, rules: RuleSet, settings: Settings) -> int:
+    """Resolve the alerts whose patient is well again, and notify each resolution.
+
+    An alert resolves itself only when all of these hold: its rule may resolve itself (fever in
+    sickle-cell disease may not); it is not critical and unacknowledged; a *normal* reading of the
+    rule's parameters came after its last matching reading (no reading is not a normal reading);
+    the quiet period has passed since that last matching reading; and it has been open for the
+    quiet period, so a late episode is never opened and resolved in one run. ``sensor_silent``
+    resolves as soon as its device reports again (not in the run that opened it).
     """
     quiet = timedelta(minutes=settings.alert_quiet_minutes)
+    resolvable = [rule.id for rule in rules.rules.values() if rule.auto_resolve and rule.resolve_on]
     rows = connection.execute(
         """
-        WITH patient_last AS (
-            SELECT patient_id, max(last_measured_at) AS last_seen FROM kidjamo.device_last_seen GROUP BY patient_id
-        )
         UPDATE kidjamo.alerts AS a
         SET status = 'resolved', resolved_at = %(as_of)s, resolved_by = 'pipeline', updated_at = %(as_of)s,
             resolution = CASE WHEN a.rule_id = 'sensor_silent' THEN 'device reporting again'
-                              ELSE 'rule quiet for ' || %(quiet_minutes)s || ' minutes' END
-        FROM patient_last AS p
-        WHERE a.patient_id = p.patient_id AND a.status <> 'resolved'
+                              ELSE 'normal reading at ' || to_char(a.normal_reading_at AT TIME ZONE 'UTC',
+                                   'YYYY-MM-DD"T"HH24:MI:SS"Z"') || ', rule quiet for ' || %(quiet_minutes)s
+                                   || ' minutes' END
+        WHERE a.status <> 'resolved' AND a.opened_at < %(as_of)s
           AND CASE WHEN a.rule_id = 'sensor_silent'
                    THEN EXISTS (SELECT 1 FROM kidjamo.device_last_seen AS s
                                 WHERE s.device_id = a.evidence ->> 'device_id' AND s.last_measured_at > a.last_reading_at)
-                   ELSE a.last_reading_at <= %(as_of)s - %(quiet)s AND p.last_seen >= a.last_reading_at + %(quiet)s END
-        RETURNING a.alert_id, a.severity
+                   ELSE a.rule_id = ANY(%(resolvable)s)
+                        AND NOT (a.severity = 'critical' AND a.status = 'open')
+                        AND a.normal_reading_at > a.last_reading_at
+                        AND a.last_reading_at <= %(as_of)s - %(quiet)s
+                        AND a.opened_at <= %(as_of)s - %(quiet)s END
+        RETURNING a.alert_id, a.severity, a.resolution
         """,
-        {"as_of": as_of, "quiet": quiet, "quiet_minutes": f"{settings.alert_quiet_minutes:g}"},
+        {"as_of": as_of, "quiet": quiet, "quiet_minutes": f"{settings.alert_quiet_minutes:g}", "resolvable": resolvable},
     ).fetchall()
-    events = [(alert_id, f"{alert_id}:resolved", "resolved", severity, {"reason": "auto", "run_id": run_id})
-              for alert_id, severity in rows]
+    events = [(alert_id, f"{alert_id}:resolved", "resolved", severity,
+               {"reason": "auto", "resolution": resolution, "run_id": run_id})
+              for alert_id, severity, resolution in rows]
     record_events(connection, events, at=as_of, run_id=run_id, settings=settings)
     return len(rows)
 
@@ -647,7 +703,8 @@ def raise_alerts(database_url: str, silver: pa.Table | pd.DataFrame, *, interval
     frame = _silver_frame(silver)
     with connect(database_url, application_name="kidjamo-alerts") as connection:
         history = read_history(connection, frame, rules)
-        matches = match_readings(frame, history, rules=rules) if len(frame) else pd.DataFrame()
+        matches, normals = match_and_clear(frame, history, rules=rules) if len(frame) \
+            else (pd.DataFrame(), pd.DataFrame(columns=NORMAL_COLUMNS))
         candidates = candidates_from_matches(matches, rules) if len(frame) else pd.DataFrame(columns=CANDIDATE_COLUMNS)
         devices_seen = _update_last_seen(connection, frame)
         silent, silent_matches = silent_device_candidates(connection, interval_end, rules)
@@ -659,7 +716,8 @@ def raise_alerts(database_url: str, silver: pa.Table | pd.DataFrame, *, interval
             if len(match_keys) or len(silent_matches) else match_keys
         counts = _upsert_candidates(connection, all_candidates, all_matches, at=interval_end, run_id=run_id,
                                     source="batch", settings=settings)
-        counts["resolved"] = _auto_resolve(connection, interval_end, run_id, settings)
+        counts["normal_readings"] = _record_normal_readings(connection, normals)
+        counts["resolved"] = _auto_resolve(connection, interval_end, run_id, rules, settings)
     all_candidates["as_of"] = interval_end
     return {"readings": len(frame), "history_readings": len(history), "devices_seen": devices_seen,
             "matches": len(matches), "silent_devices": len(silent), **counts, "candidates": all_candidates}
@@ -725,27 +783,62 @@ def raise_fast_path_alert(database_url: str, reading: dict, *, received_at: date
 
 # --- 3. escalation -----------------------------------------------------------------------------------
 def escalate(database_url: str, *, as_of: datetime, rules: RuleSet | None = None, settings: Settings | None = None) -> dict:
-    """Escalation notices for critical alerts still unacknowledged 5 and 15 minutes after becoming critical."""
+    """Escalation notices for unacknowledged alerts, and reminders for acknowledged ones that persist.
+
+    A critical alert unacknowledged 5 and 15 minutes after becoming critical (a high one 15 and 60,
+    ``rules.yaml`` escalation) is notified on the escalation channel, then to the second tier. An
+    acknowledged alert whose rule still matched within the last ``acknowledged_renotify_minutes``
+    (and had no normal reading since) is notified again to the care team once per period.
+    """
     rules = rules or default_rules()
     settings = settings or get_settings()
-    tiers = [(1, "escalation", rules.escalation.escalation_channel_minutes),
-             (2, "second_tier", rules.escalation.second_tier_minutes)]
-    counts = {"escalation": 0, "second_tier": 0, "notifications_queued": 0}
+    counts = {"escalation": 0, "second_tier": 0, "renotified": 0, "notifications_queued": 0}
     with connect(database_url, application_name="kidjamo-escalation") as connection:
-        for tier, audience, minutes in tiers:
-            due = connection.execute(
-                """
-                SELECT alert_id FROM kidjamo.alerts AS a
-                WHERE status = 'open' AND severity = 'critical' AND severity_since <= %s
-                  AND NOT EXISTS (SELECT 1 FROM kidjamo.alert_events AS e WHERE e.event_key = a.alert_id || ':escalation:' || %s)
-                """,
-                (as_of - timedelta(minutes=minutes), tier),
-            ).fetchall()
-            events = [(alert_id, f"{alert_id}:escalation:{tier}", "escalation_notice", "critical",
-                       {"tier": tier, "unacknowledged_minutes": minutes}) for (alert_id,) in due]
-            counts[audience] = len(events)
-            counts["notifications_queued"] += record_events(connection, events, at=as_of, run_id=None,
-                                                            settings=settings, audience=audience)
+        for severity in ("critical", "high"):
+            # The critical keys keep their first form (':escalation:1'): notices already sent stay sent.
+            key_infix = ":escalation:" if severity == "critical" else f":escalation:{severity}:"
+            for tier, audience, minutes in rules.escalation.tiers(severity):
+                due = connection.execute(
+                    """
+                    SELECT alert_id FROM kidjamo.alerts AS a
+                    WHERE status = 'open' AND severity = %s AND severity_since <= %s
+                      AND NOT EXISTS (SELECT 1 FROM kidjamo.alert_events AS e WHERE e.event_key = a.alert_id || %s || %s)
+                    """,
+                    (severity, as_of - timedelta(minutes=minutes), key_infix, str(tier)),
+                ).fetchall()
+                events = [(alert_id, f"{alert_id}{key_infix}{tier}", "escalation_notice", severity,
+                           {"tier": tier, "unacknowledged_minutes": minutes}) for (alert_id,) in due]
+                counts[audience] += len(events)
+                counts["notifications_queued"] += record_events(connection, events, at=as_of, run_id=None,
+                                                                settings=settings, audience=audience)
+        period = timedelta(minutes=rules.escalation.acknowledged_renotify_minutes)
+        persisting = connection.execute(
+            """
+            SELECT r.* FROM (
+                SELECT a.alert_id, a.severity, a.acknowledged_at, a.acknowledged_by,
+                       a.alert_id || ':renotify:' || floor(extract(epoch FROM a.acknowledged_at))::bigint || ':'
+                       || floor(extract(epoch FROM (%(as_of)s - a.acknowledged_at)) / %(period_s)s)::integer AS event_key,
+                       floor(extract(epoch FROM (%(as_of)s - a.acknowledged_at)) / %(period_s)s)::integer AS periods
+                FROM kidjamo.alerts AS a
+                WHERE a.status = 'acknowledged' AND a.acknowledged_at <= %(as_of)s - %(period)s
+                  AND CASE WHEN a.rule_id = 'sensor_silent'
+                           THEN NOT EXISTS (SELECT 1 FROM kidjamo.device_last_seen AS s
+                                            WHERE s.device_id = a.evidence ->> 'device_id'
+                                              AND s.last_measured_at > a.last_reading_at)
+                           ELSE a.last_reading_at > %(as_of)s - %(period)s
+                                AND (a.normal_reading_at IS NULL OR a.normal_reading_at < a.last_reading_at) END
+            ) AS r
+            WHERE NOT EXISTS (SELECT 1 FROM kidjamo.alert_events AS e WHERE e.event_key = r.event_key)
+            """,
+            {"as_of": as_of, "period": period, "period_s": period.total_seconds()},
+        ).fetchall()
+        events = [(alert_id, event_key, "renotified", severity,
+                   {"acknowledged_at": acknowledged_at.isoformat(), "acknowledged_by": acknowledged_by,
+                    "minutes_since_acknowledged": periods * rules.escalation.acknowledged_renotify_minutes,
+                    "reason": "the rule still matches after the acknowledgement"})
+                  for alert_id, severity, acknowledged_at, acknowledged_by, event_key, periods in persisting]
+        counts["renotified"] = len(events)
+        counts["notifications_queued"] += record_events(connection, events, at=as_of, run_id=None, settings=settings)
     return counts
 
 

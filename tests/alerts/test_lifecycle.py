@@ -68,30 +68,31 @@ def test_a_lower_severity_does_not_downgrade_the_alert(alerts_db, log_settings):
     assert tachypnoea["severity"] == "critical" and tachypnoea["reading_count"] == 2
 
 
-def test_a_rule_quiet_for_the_quiet_period_resolves_its_alert(alerts_db, log_settings):
+def test_a_normal_reading_then_the_quiet_period_resolves_its_alert(alerts_db, log_settings):
     settings = log_settings.model_copy(update={"alert_quiet_minutes": 10})
-    run(alerts_db, [p1(temperature=38.9)], 0, settings)
+    run(alerts_db, [p1(spo2=93.0, spo2_baseline=95.0)], 0, settings)
     run(alerts_db, [p1(at=T0 + timedelta(minutes=5))], 5, settings)
     assert alerts(alerts_db)[0]["status"] == "open"
     result = run(alerts_db, [p1(at=T0 + timedelta(minutes=10, seconds=30))], 10, settings)
     assert result["resolved"] == 1
     (alert,) = alerts(alerts_db)
     assert alert["status"] == "resolved" and alert["resolved_by"] == "pipeline"
+    assert alert["resolution"].startswith("normal reading at 2026-11-27T10:10:30Z")
     # The rule matching again opens a new episode.
-    assert run(alerts_db, [p1(temperature=38.7, at=T0 + timedelta(minutes=11))], 11, settings)["opened"] == 1
+    assert run(alerts_db, [p1(spo2=93.0, spo2_baseline=95.0, at=T0 + timedelta(minutes=11))], 11, settings)["opened"] == 1
 
 
 def test_no_new_readings_from_the_patient_keeps_the_alert_open(alerts_db, log_settings):
     settings = log_settings.model_copy(update={"alert_quiet_minutes": 10})
-    run(alerts_db, [p1(temperature=38.9)], 0, settings)
+    run(alerts_db, [p1(spo2=93.0, spo2_baseline=95.0)], 0, settings)
     assert run(alerts_db, [], 30, settings)["resolved"] == 0
 
 
 def test_readings_of_a_resolved_episode_do_not_reopen_it_when_rerun(alerts_db, log_settings):
     settings = log_settings.model_copy(update={"alert_quiet_minutes": 10})
-    first = [p1(temperature=38.9)]
+    first = [p1(spo2=93.0, spo2_baseline=95.0)]
     run(alerts_db, first, 0, settings)
-    run(alerts_db, [p1(at=T0 + timedelta(minutes=11))], 11, settings)
+    assert run(alerts_db, [p1(at=T0 + timedelta(minutes=11))], 11, settings)["resolved"] == 1
     assert run(alerts_db, first, 0, settings, run_id="backfill")["opened"] == 0
     assert len(alerts(alerts_db)) == 1
 

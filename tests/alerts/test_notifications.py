@@ -132,7 +132,7 @@ def test_unacknowledged_critical_alert_escalates_at_5_then_15_minutes_once_each(
     assert escalate(alerts_db, as_of=END + timedelta(minutes=6), settings=settings)["escalation"] == 0
     assert escalate(alerts_db, as_of=END + timedelta(minutes=15), settings=settings)["second_tier"] == 1
     assert escalate(alerts_db, as_of=END + timedelta(minutes=30), settings=settings) == \
-        {"escalation": 0, "second_tier": 0, "notifications_queued": 0}
+        {"escalation": 0, "second_tier": 0, "renotified": 0, "notifications_queued": 0}
     deliver_notifications(alerts_db, now=END + timedelta(minutes=30), settings=settings)
     assert sorted(r["path"] for r in webhook.requests) == ["/care", "/escalation", "/second"]
     escalation = next(r["json"] for r in webhook.requests if r["path"] == "/escalation")

@@ -71,3 +71,14 @@ def test_invalid_yaml_names_the_file(tmp_path):
     path.write_text("rules: [unclosed")
     with pytest.raises(RuleFileError, match="rules.yaml: not valid YAML"):
         load_rules(path)
+
+
+def test_a_rule_that_may_resolve_itself_must_name_the_parameters_of_a_normal_reading(document):
+    del _rule(document, "hypoxia")["resolve_on"]
+    with pytest.raises(RuleFileError, match=r"rule 'hypoxia'.*expected resolve_on"):
+        parse_rules(document)
+
+
+def test_fever_alerts_never_resolve_themselves():
+    rules = load_rules()
+    assert [rule.id for rule in rules.rules.values() if not rule.auto_resolve] == ["fever", "fever_infant", "fever_onset"]

@@ -77,6 +77,15 @@ class Baselines(_Strict):
 class Escalation(_Strict):
     escalation_channel_minutes: float = Field(gt=0)
     second_tier_minutes: float = Field(gt=0)
+    high_escalation_channel_minutes: float = Field(gt=0)
+    high_second_tier_minutes: float = Field(gt=0)
+    acknowledged_renotify_minutes: float = Field(gt=0)
+
+    def tiers(self, severity: str) -> list[tuple[int, str, float]]:
+        """(tier, audience, minutes unacknowledged) of the escalation schedule of a severity (none below high)."""
+        minutes = {"critical": (self.escalation_channel_minutes, self.second_tier_minutes),
+                   "high": (self.high_escalation_channel_minutes, self.high_second_tier_minutes)}.get(severity)
+        return [] if minutes is None else [(1, "escalation", minutes[0]), (2, "second_tier", minutes[1])]
 
 
 # Thresholds of each rule: a rule id without a model here is an unknown rule.
@@ -199,7 +208,8 @@ class BatteryThresholds(_Strict):
 class SilentThresholds(_Strict):
     silent_minutes: float = Field(gt=0)
     lookback_hours: float = Field(gt=0)
-    with_open_critical_severity: Severity
+    open_alert_at_least: Severity
+    with_open_alert_severity: Severity
 
 
 class FastPathThresholds(_Strict):
@@ -233,6 +243,10 @@ THRESHOLD_MODELS: dict[str, type[BaseModel]] = {
 }
 
 
+ReadingParameter = Literal["spo2", "heart_rate", "temperature", "respiratory_rate", "pain_scale", "hydration_pct",
+                           "activity_level", "ambient_temp", "ambient_humidity", "battery_level", "signal_quality"]
+
+
 class Rule(_Strict):
     id: str
     version: int = Field(ge=1)
@@ -244,6 +258,16 @@ class Rule(_Strict):
     thresholds: BaseModel
     fast_path: FastPathThresholds | None = None
     supersedes: list[str] = Field(default_factory=list)
+    auto_resolve: bool = True
+    resolve_on: list[ReadingParameter] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _resolvable(self) -> "Rule":
+        # sensor_silent resolves when its device reports again; every other rule names its parameters.
+        if self.auto_resolve and not self.resolve_on and self.id != "sensor_silent":
+            raise ValueError("expected resolve_on (the parameters whose normal reading resolves the alert)"
+                             " or auto_resolve: false")
+        return self
 
     @property
     def version_label(self) -> str:
@@ -359,19 +383,28 @@ def _threshold_text(rule: Rule) -> str:
     return "; ".join(parts)
 
 
+def _resolution_text(rule: Rule) -> str:
+    if not rule.auto_resolve:
+        return "never (a clinician resolves it)"
+    if not rule.resolve_on:
+        return "when the device reports again"
+    return "after a normal " + ", ".join(name.replace("_", " ") for name in rule.resolve_on) + " reading"
+
+
 def rules_markdown(ruleset: RuleSet | None = None) -> str:
     """The rule set as Markdown tables (the generated part of docs/clinical-rules.md)."""
     ruleset = ruleset or default_rules()
     lines = [f"Rule set version **{ruleset.ruleset_version}** (`transforms/clinical/rules.yaml`).", "",
-             "| rule | version | condition | severity | thresholds (as configured) | source |",
-             "|---|---|---|---|---|---|"]
+             "| rule | version | condition | severity | thresholds (as configured) | resolves itself | source |",
+             "|---|---|---|---|---|---|---|"]
     for rule in ruleset.rules.values():
         severity = SEVERITY_WORDS[rule.severity]
         extra = {k: v for k, v in rule.thresholds.model_dump().items() if k.endswith("severity")}
         if extra:
             severity += " (" + ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in extra.items()) + ")"
         source = rule.source + (" — *project choice*" if rule.project_choice and "project choice" not in rule.source else "")
-        lines.append(f"| `{rule.id}` | {rule.version} | {rule.condition} | {severity} | {_threshold_text(rule)} | {source} |")
+        lines.append(f"| `{rule.id}` | {rule.version} | {rule.condition} | {severity} | {_threshold_text(rule)} | "
+                     f"{_resolution_text(rule)} | {source} |")
     lines += ["", "Age bands and Bedside PEWS item sub-scores (Parshuram 2009, Table 1), by age at the reading's "
               "time (a band includes its lower edge). Sub-score 0 strictly inside the normal range, 1 at or beyond "
               "its edges, 2 in the intermediate band, 4 in the extreme band:", "",
@@ -388,15 +421,19 @@ def rules_markdown(ruleset: RuleSet | None = None) -> str:
             cells += [f"> {vital.normal[0]:g} and < {vital.normal[1]:g}",
                       either(vital.intermediate_high, vital.intermediate_low), either(vital.extreme_high, vital.extreme_low)]
         lines.append(f"| `{band.id}` | {band.min_years:g}–{upper} y | " + " | ".join(cells) + " |")
-    b = ruleset.baselines
+    b, e = ruleset.baselines, ruleset.escalation
     defaults = ", ".join(f"{genotype} {value:g} %" for genotype, value in b.genotype_spo2_default.items())
     lines += ["", f"Baselines: median of the last {b.window_days} days of the patient's readings outside alert "
               f"episodes, when they cover at least {b.min_hours_of_data:g} h; else the registry SpO2; else the "
               f"genotype default ({defaults}). Without a personal baseline, heart rate uses the age band's typical "
               f"value, temperature {b.typical_temperature:g} °C and hydration {b.typical_hydration:g} %.",
-              "", f"Escalation: a critical alert not acknowledged after {ruleset.escalation.escalation_channel_minutes:g} "
-              f"minutes is notified again on the escalation channel; after {ruleset.escalation.second_tier_minutes:g} "
-              f"minutes, to the second tier."]
+              "", f"Escalation: a critical alert not acknowledged after {e.escalation_channel_minutes:g} minutes is "
+              f"notified again on the escalation channel, after {e.second_tier_minutes:g} minutes to the second tier; "
+              f"a high alert after {e.high_escalation_channel_minutes:g} and {e.high_second_tier_minutes:g} minutes. "
+              f"An acknowledged alert whose rule still matches is notified again every "
+              f"{e.acknowledged_renotify_minutes:g} minutes. No alert resolves itself while it is critical and "
+              f"unacknowledged, nor in the run that opened it, nor before the quiet period "
+              f"(`KIDJAMO_ALERT_QUIET_MINUTES`) after its last matching reading; its resolution is notified."]
     return "\n".join(lines) + "\n"
 
 
