@@ -23,7 +23,7 @@ FIRST_ARRIVAL = datetime(2026, 11, 27, 9, 0, tzinfo=timezone.utc)
 
 def _child(sensors: int, repeat: int) -> dict:
     from bench.fleet import land_minute, prepare
-    from kidjamo.airflow_env import airflow_environment
+    from kidjamo.cli.airflow_env import airflow_environment
 
     url, lake, fleet = prepare(sensors)
     environment = {**os.environ, **airflow_environment(), "AIRFLOW_CONN_KIDJAMO_POSTGRES": url}

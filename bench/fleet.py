@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 from datetime import datetime, timedelta
 
-from ingestion.simulator import Fleet, landing_path, table_ndjson
-from kidjamo import migrations
-from kidjamo.database import ensure_database
-from kidjamo.storage import Lake
+from ingestion.simulator.fleet import Fleet
+from ingestion.simulator.payloads import landing_path, table_ndjson
+from kidjamo.warehouse import migrations
+from kidjamo.warehouse.database import ensure_database
+from kidjamo.lake.storage import Lake
+from kidjamo.settings import get_settings
 from transforms.registry import import_registry
 
 
@@ -19,7 +21,7 @@ def prepare(sensors: int, seed: int = 42) -> tuple[str, Lake, Fleet]:
     fleet = Fleet.generate(sensors, seed=seed)
     registry_csv = os.path.join(os.environ["KIDJAMO_HOME"], "registry.csv")
     fleet.write_registry_csv(registry_csv)
-    import_registry(registry_csv, url)
+    import_registry(registry_csv, url, pseudonym_key=get_settings().pseudonym_key)
     return url, Lake.from_settings(), fleet
 
 

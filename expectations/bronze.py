@@ -10,7 +10,7 @@ from expectations import gate  # noqa: F401  (configures GX logging before the i
 import great_expectations as gx
 import great_expectations.expectations as gxe
 
-from transforms.schema import BRONZE, RANGES
+from kidjamo.lake.schema import BRONZE, RANGES
 
 SUITE_NAME = "bronze"
 CLINICAL_VITALS = ("spo2", "heart_rate", "temperature", "respiratory_rate", "pain_scale")

@@ -14,7 +14,7 @@ from datetime import datetime
 from pathlib import Path
 
 from expectations import gate  # noqa: F401  (configures GX logging before the import below)
-from kidjamo.storage import Lake
+from kidjamo.lake.storage import Lake
 
 VALIDATIONS_PREFIX = "quality/validations"
 

@@ -6,7 +6,7 @@ from expectations import gate  # noqa: F401  (configures GX logging before the i
 import great_expectations as gx
 import great_expectations.expectations as gxe
 
-from transforms.schema import SILVER
+from kidjamo.lake.schema import SILVER
 
 SUITE_NAME = "silver"
 AGE_BANDS = ["0-3m", "3-12m", "1-4y", "4-12y", ">12y"]

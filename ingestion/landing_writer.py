@@ -40,7 +40,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from kidjamo.storage import Lake, minute_partition
+from kidjamo.lake.partitions import layer_prefix, partition_path
+from kidjamo.lake.storage import Lake
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ MINUTE_GUARD_S = 3.0
 #: How often an idle writer looks for a closed minute to publish.
 PUBLISH_TICK_S = 0.2
 PART_PREFIX = "_ingest-"
-LANDING_PREFIX = "landing/vitals"
+LANDING_PREFIX = layer_prefix("landing")
 
 
 def _arrival_minute(now: float) -> datetime:
@@ -199,7 +200,7 @@ class LandingWriter:
                 if self._reached_lake(original):
                     self.lake.delete(part)
                     continue
-                target = f"{LANDING_PREFIX}/{minute_partition(arrival)}/ingest-{instance}-{_partition_stamp(part)}-recovered.ndjson"
+                target = partition_path("landing", arrival, f"ingest-{instance}-{_partition_stamp(part)}-recovered.ndjson")
                 orphans.setdefault(target, []).append(part)
             elif self._reached_lake(target):
                 self.lake.delete(part)  # published before the crash, only the clean-up was missing
@@ -307,7 +308,7 @@ class LandingWriter:
         future.add_done_callback(done)
 
     def _minute_file(self, minute: datetime) -> str:
-        return f"{LANDING_PREFIX}/{minute_partition(minute)}/ingest-{self.instance}-{minute:%Y%m%dT%H%M}.ndjson"
+        return partition_path("landing", minute, f"ingest-{self.instance}-{minute:%Y%m%dT%H%M}.ndjson")
 
     async def _flush(self, batch: _Batch) -> None:
         started = time.perf_counter()
@@ -346,7 +347,7 @@ class LandingWriter:
         now = time.time()
         minute = _arrival_minute(now)
         self._sequence += 1
-        part = f"{LANDING_PREFIX}/{minute_partition(minute)}/{PART_PREFIX}{self.instance}-{self._sequence:07d}.ndjson"
+        part = partition_path("landing", minute, f"{PART_PREFIX}{self.instance}-{self._sequence:07d}.ndjson")
         data = b"".join(lines)
         self._journal({"intent": part, "t": now, "keys": keys}, sync=True)
         self.lake.write_bytes(part, data)

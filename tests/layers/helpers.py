@@ -7,7 +7,8 @@ from datetime import datetime, timedelta, timezone
 
 import pandas as pd
 
-from kidjamo.storage import Lake, minute_partition
+from kidjamo.lake.partitions import minute_partition
+from kidjamo.lake.storage import Lake
 
 ARRIVAL = datetime(2026, 11, 27, 15, 31, tzinfo=timezone.utc)
 NEXT = ARRIVAL + timedelta(minutes=1)

@@ -14,9 +14,10 @@ import boto3
 import psycopg
 import pytest
 
-from ingestion.simulator import Fleet, write_landing
-from kidjamo.embedded_pg import free_port
-from kidjamo.storage import Lake
+from ingestion.simulator.fleet import Fleet
+from ingestion.simulator.payloads import write_landing
+from kidjamo.warehouse.embedded_pg import free_port
+from kidjamo.lake.storage import Lake
 from transforms.pipeline import process_interval
 from transforms.registry import import_registry
 from tests.layers.helpers import ARRIVAL
@@ -68,7 +69,7 @@ def s3_endpoint(tmp_path_factory):
 def test_pipeline_runs_on_s3_and_replays_from_raw(s3_endpoint, fresh_database_url, tmp_path):
     lake = Lake("s3://kidjamo-lake/vitals-test", s3_endpoint_url=s3_endpoint)
     fleet = Fleet.generate(3, seed=5)
-    import_registry(fleet.write_registry_csv(tmp_path / "registry.csv"), fresh_database_url)
+    import_registry(fleet.write_registry_csv(tmp_path / "registry.csv"), fresh_database_url, pseudonym_key="test-key")
     readings = fleet.readings(ARRIVAL - timedelta(minutes=1), ARRIVAL)
     landed = write_landing(lake, ARRIVAL, readings, name="s3-batch", compress=True)
     assert lake.uri(landed).startswith("s3://kidjamo-lake/vitals-test/landing/vitals/dt=2026-11-27/hh=15/mm=31/")

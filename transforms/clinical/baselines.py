@@ -19,7 +19,7 @@ from datetime import datetime, timedelta, timezone
 
 import pandas as pd
 
-from kidjamo.database import connect
+from kidjamo.warehouse.database import connect
 from transforms.clinical import scores
 from transforms.clinical.rules import RuleSet, default_rules
 

@@ -1,4 +1,4 @@
-"""The ``kidjamo`` command. Each sub-command lives in its own module under ``kidjamo/commands``."""
+"""The ``kidjamo`` command. Each sub-command lives in its own module under ``kidjamo/cli/commands``."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pkgutil
 
 import click
 
-import kidjamo.commands
+from kidjamo.cli import commands
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -16,8 +16,8 @@ def main() -> None:
 
 
 def _register_commands() -> None:
-    for module_info in sorted(pkgutil.iter_modules(kidjamo.commands.__path__), key=lambda m: m.name):
-        module = importlib.import_module(f"kidjamo.commands.{module_info.name}")
+    for module_info in sorted(pkgutil.iter_modules(commands.__path__), key=lambda m: m.name):
+        module = importlib.import_module(f"{commands.__name__}.{module_info.name}")
         command = getattr(module, "command", None)
         if isinstance(command, click.Command):
             main.add_command(command)

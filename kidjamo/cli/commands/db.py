@@ -7,7 +7,7 @@ import shutil
 
 import click
 
-from kidjamo import database, migrations
+from kidjamo.warehouse import database, migrations
 from kidjamo.settings import get_settings
 
 
@@ -83,9 +83,9 @@ def psql(psql_args: tuple[str, ...]) -> None:
 @click.option("--heavy", is_flag=True, help="also the views refreshed on the maintenance schedule (vitals_hourly, patient_daily)")
 def refresh(heavy: bool) -> None:
     """Refresh the analytics materialized views CONCURRENTLY (readers are never blocked)."""
-    from transforms.load import refresh_views
+    from transforms.views import refresh_views
 
-    result = refresh_views(database.ensure_database(), heavy=heavy)
+    result = refresh_views(database.ensure_database(), heavy=heavy, pseudonym_key=get_settings().pseudonym_key)
     for view, seconds in result["views"].items():
         click.echo(f"analytics.{view}: {seconds:.3f} s")
 
@@ -96,7 +96,7 @@ def partitions(days_ahead: int) -> None:
     """Create the daily measurement partitions from today (UTC) to DAYS_AHEAD days later."""
     from datetime import datetime, timedelta, timezone
 
-    from transforms.load import ensure_partitions
+    from transforms.partitions import ensure_partitions
 
     today = datetime.now(timezone.utc).date()
     created = ensure_partitions(database.ensure_database(), today, today + timedelta(days=days_ahead))
@@ -110,7 +110,7 @@ def retention(keep_days: int, as_of) -> None:
     """Drop the measurement partitions older than the retention horizon (never row-by-row DELETE)."""
     from datetime import datetime, timezone
 
-    from transforms.load import apply_retention
+    from transforms.partitions import apply_retention
 
     day = as_of.date() if as_of else datetime.now(timezone.utc).date()
     dropped = apply_retention(database.ensure_database(), keep_days, day)

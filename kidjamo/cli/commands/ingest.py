@@ -22,7 +22,7 @@ def serve(host: str, port: int, state_dir: str | None, log_level: str) -> None:
     import uvicorn
 
     from ingestion.service import create_app
-    from kidjamo.database import ensure_database
+    from kidjamo.warehouse.database import ensure_database
     from kidjamo.settings import get_settings
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")

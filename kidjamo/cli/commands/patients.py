@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from kidjamo import database
+from kidjamo.warehouse import database
 from kidjamo.settings import get_settings
 
 
@@ -36,8 +36,8 @@ def import_(csv_file: Path) -> None:
               help="folder to write (default: ./export-PATIENT_ID)")
 def export(patient_id: str, output: Path | None) -> None:
     """Right of access: write everything held on PATIENT_ID (database and lake) to a folder."""
-    from kidjamo.privacy import export_patient
-    from kidjamo.storage import Lake
+    from transforms.rights import export_patient
+    from kidjamo.lake.storage import Lake
 
     destination = output or Path(f"export-{patient_id}")
     try:
@@ -53,10 +53,11 @@ def export(patient_id: str, output: Path | None) -> None:
 @click.option("--yes", is_flag=True, help="do not ask for confirmation")
 def erase(patient_id: str, yes: bool) -> None:
     """Right of erasure: remove PATIENT_ID everywhere (database, landing, raw, bronze, silver, gold)."""
-    from kidjamo.privacy import erase_patient
-    from kidjamo.storage import Lake
+    from transforms.rights import erase_patient
+    from kidjamo.lake.storage import Lake
 
     if not yes:
         click.confirm(f"Erase every trace of {patient_id} from the database and the lake? This cannot be undone", abort=True)
-    summary = erase_patient(patient_id, database_url=database.ensure_database(), lake=Lake.from_settings(), actor=getpass.getuser())
+    summary = erase_patient(patient_id, database_url=database.ensure_database(), lake=Lake.from_settings(),
+                            pseudonym_key=get_settings().pseudonym_key, actor=getpass.getuser())
     click.echo(json.dumps(summary, indent=1))

@@ -7,8 +7,8 @@ from datetime import datetime, timezone
 
 import click
 
-from kidjamo import database
-from kidjamo.storage import Lake
+from kidjamo.warehouse import database
+from kidjamo.lake.storage import Lake
 
 
 def _instant(value: str) -> datetime:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from ingestion.simulator import SCENARIO_DOC, SCENARIO_KINDS, Fleet, Scenario
+from ingestion.simulator.fleet import SCENARIO_DOC, SCENARIO_KINDS, Fleet, Scenario
 
 FOREVER = timedelta(days=3650)
 
@@ -81,10 +81,10 @@ def command(patients, seed, mode, url, realtime, minutes, start_text, step_secon
     if registry_path:
         fleet.write_registry_csv(registry_path)
     if provision:
-        from ingestion.simulator import provision_fleet
-        from kidjamo.database import ensure_database
+        from ingestion.simulator.fleet import provision_fleet
+        from kidjamo.warehouse.database import ensure_database
 
-        provision_fleet(ensure_database(settings), fleet, secrets_path)
+        provision_fleet(ensure_database(settings), fleet, secrets_path, pseudonym_key=settings.pseudonym_key)
         click.echo(f"provisioned {len(fleet)} patients and devices; secrets in {secrets_path}", err=True)
     if duration <= timedelta(0):
         return
@@ -94,8 +94,9 @@ def command(patients, seed, mode, url, realtime, minutes, start_text, step_secon
 
 
 def _sender(mode: str, url: str, secrets_path: Path, settings):
-    from ingestion.simulator import HttpSender, LandingSender, read_secrets
-    from kidjamo.storage import Lake
+    from ingestion.simulator.fleet import read_secrets
+    from ingestion.simulator.senders import HttpSender, LandingSender
+    from kidjamo.lake.storage import Lake
 
     if mode == "landing":
         return LandingSender(Lake.from_settings(settings))
@@ -107,7 +108,7 @@ def _sender(mode: str, url: str, secrets_path: Path, settings):
 async def _run(fleet, sender, start, end, realtime, step_seconds, scenarios, hypoxia_patient, show_progress):
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from ingestion.simulator import run_simulation
+    from ingestion.simulator.senders import run_simulation
 
     forever = end - start >= FOREVER
     columns = [TextColumn("[bold]simulate"), *([] if forever else [BarColumn()]), TextColumn("{task.fields[stats]}"), TimeElapsedColumn()]

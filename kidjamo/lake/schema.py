@@ -62,7 +62,7 @@ BRONZE = pa.schema(
 QUARANTINE = pa.schema(
     [
         pa.field("layer", pa.string(), nullable=False),  # bronze | silver | gold: the step that rejected it
-        pa.field("reason", pa.string(), nullable=False),  # a reason code (transforms/reasons.py)
+        pa.field("reason", pa.string(), nullable=False),  # a reason code (kidjamo/lake/reasons.py)
         pa.field("field", pa.string()),  # the offending field path, e.g. vitals.spo2
         pa.field("detail", pa.string(), nullable=False),  # human-readable: expected and got
         pa.field("device_id", pa.string()),
@@ -126,7 +126,3 @@ GOLD = pa.schema(
     ]
 )
 
-
-def layer_prefix(layer: str, dataset: str = "vitals") -> str:
-    """Lake prefix of a layer: ``raw/vitals``, ``bronze/vitals``, ``quarantine/vitals`` …"""
-    return f"{layer}/{dataset}"

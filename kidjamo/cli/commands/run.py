@@ -19,8 +19,8 @@ from pathlib import Path
 import click
 import httpx
 
-from kidjamo import database, migrations
-from kidjamo.airflow_env import airflow_environment, pool_commands
+from kidjamo.warehouse import database, migrations
+from kidjamo.cli.airflow_env import airflow_environment, pool_commands
 from kidjamo.settings import get_settings
 
 BIN = Path(sys.executable).parent

@@ -15,21 +15,17 @@ Scenarios (:class:`Scenario`) push one patient out of that envelope for a time w
 
 from __future__ import annotations
 
-import asyncio
 import csv
-import gzip
 import json
-import math
 import os
-import uuid
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 
-from kidjamo.storage import Lake, minute_partition
+from ingestion.simulator.payloads import MALFORMATIONS, payloads_from_table, utc_instant
 
 READING_INTERVAL_S = 30
 GENOTYPES = ("HbSS", "HbSC", "HbSB0", "HbSB+")
@@ -99,7 +95,7 @@ class Scenario:
     def __post_init__(self) -> None:
         if self.kind not in SCENARIO_KINDS:
             raise ValueError(f"unknown scenario kind {self.kind!r}; expected one of {', '.join(SCENARIO_KINDS)}")
-        if _utc(self.end) <= _utc(self.start):
+        if utc_instant(self.end) <= utc_instant(self.start):
             raise ValueError(f"scenario {self.kind} for {self.patient_id}: end must be after start")
 
 
@@ -140,14 +136,8 @@ def _reflect(values: np.ndarray, low: np.ndarray | float, high: np.ndarray | flo
     return low + np.where(folded > width, 2 * width - folded, folded)
 
 
-def _utc(moment: datetime) -> datetime:
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=timezone.utc)
-    return moment.astimezone(timezone.utc)
-
-
 def _epoch(moment: datetime) -> int:
-    return int(_utc(moment).timestamp())
+    return int(utc_instant(moment).timestamp())
 
 
 # --- the fleet ------------------------------------------------------------------------------------
@@ -459,164 +449,19 @@ class Fleet:
             columns["malformed"][rows] = (tick % len(MALFORMATIONS)).astype(np.int8)
 
 
-def _malformed_string_spo2(payload: dict) -> None:
-    payload["vitals"]["spo2"] = "ninety-four"
-
-
-def _malformed_missing_timestamp(payload: dict) -> None:
-    del payload["timestamp"]
-
-
-def _malformed_out_of_range_heart_rate(payload: dict) -> None:
-    payload["vitals"]["heart_rate"] = -5
-
-
-def _malformed_bad_timestamp(payload: dict) -> None:
-    payload["timestamp"] = "yesterday at noon"
-
-
-def _malformed_vitals_not_object(payload: dict) -> None:
-    payload["vitals"] = [payload["vitals"]["spo2"], payload["vitals"]["heart_rate"]]
-
-
-#: Sensor faults of the ``malformed`` scenario, cycled reading by reading.
-MALFORMATIONS = (
-    _malformed_string_spo2,
-    _malformed_missing_timestamp,
-    _malformed_out_of_range_heart_rate,
-    _malformed_bad_timestamp,
-    _malformed_vitals_not_object,
-)
-
-
-def _payload_columns(table: dict[str, np.ndarray]) -> list[list]:
-    """The payload fields after the patient, in payload order, as Python lists (integers where sent as such)."""
-    return [
-        table["timestamp"].tolist(),
-        table["message_id"].tolist(),
-        table["spo2"].tolist(),
-        table["heart_rate"].astype(np.int64).tolist(),
-        table["temperature"].tolist(),
-        table["ambient_temp"].tolist(),
-        table["respiratory_rate"].astype(np.int64).tolist(),
-        table["hydration_pct"].tolist(),
-        table["activity_level"].tolist(),
-        table["pain_scale"].tolist(),
-        table["battery_level"].astype(np.int64).tolist(),
-        table["signal_quality"].astype(np.int64).tolist(),
-        table["firmware_version"].tolist(),
-    ]
-
-
-def payloads_from_table(fleet: Fleet, table: dict[str, np.ndarray]) -> list[dict]:
-    """Turn :meth:`Fleet.readings_table` columns into payload dicts (retries repeated, faults applied)."""
-    patient = table["patient"].tolist()
-    device_ids, patient_ids = fleet.device_ids, fleet.patient_ids
-    payloads = [
-        {
-            "device_id": device_ids[p],
-            "patient_id": patient_ids[p],
-            "timestamp": ts,
-            "message_id": mid,
-            "vitals": {
-                "spo2": spo2,
-                "heart_rate": hr,
-                "temperature": temp,
-                "ambient_temp": ambient,
-                "respiratory_rate": rr,
-                "hydration_pct": hydration,
-                "activity_level": activity,
-                "pain_scale": pain,
-            },
-            "metadata": {"battery_level": battery, "signal_quality": signal, "firmware_version": firmware},
-        }
-        for p, ts, mid, spo2, hr, temp, ambient, rr, hydration, activity, pain, battery, signal, firmware in zip(
-            patient, *_payload_columns(table)
-        )
-    ]
-    special = np.flatnonzero((table["copies"] > 1) | (table["malformed"] >= 0))
-    if len(special) == 0:
-        return payloads
-    result: list[dict] = []
-    copies, malformed = table["copies"], table["malformed"]
-    special_set = set(special.tolist())
-    for row, payload in enumerate(payloads):
-        if row not in special_set:
-            result.append(payload)
-            continue
-        if malformed[row] >= 0:
-            MALFORMATIONS[int(malformed[row])](payload)
-        result.append(payload)
-        if copies[row] > 1:
-            result.append(json.loads(json.dumps(payload)))
-    return result
-
-
-# --- landing files --------------------------------------------------------------------------------
-def landing_ndjson(readings: Iterable[dict], *, compress: bool = False) -> bytes:
-    """NDJSON bytes of ``readings`` (one compact JSON object per line), gzipped when asked."""
-    encoder = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
-    body = ("\n".join(encoder.encode(reading) for reading in readings) + "\n").encode()
-    return gzip.compress(body, compresslevel=5, mtime=0) if compress else body
-
-
-def table_ndjson(fleet: Fleet, table: dict[str, np.ndarray], *, compress: bool = False) -> bytes:
-    """NDJSON bytes of :meth:`Fleet.readings_table` columns, without building dicts (the benchmark path)."""
-    if bool(((table["copies"] > 1) | (table["malformed"] >= 0)).any()):
-        return landing_ndjson(payloads_from_table(fleet, table), compress=compress)
-    device_ids, patient_ids = fleet.device_ids, fleet.patient_ids
-    template = (
-        '{{"device_id":"{}","patient_id":"{}","timestamp":"{}","message_id":"{}","vitals":{{"spo2":{},'
-        '"heart_rate":{},"temperature":{},"ambient_temp":{},"respiratory_rate":{},"hydration_pct":{},'
-        '"activity_level":{},"pain_scale":{}}},"metadata":{{"battery_level":{},"signal_quality":{},'
-        '"firmware_version":"{}"}}}}\n'
-    ).format
-    lines = [
-        template(device_ids[p], patient_ids[p], *values)
-        for p, *values in zip(table["patient"].tolist(), *_payload_columns(table))
-    ]
-    body = "".join(lines).encode()
-    return gzip.compress(body, compresslevel=5, mtime=0) if compress else body
-
-
-def landing_path(arrival_minute: datetime, name: str, *, compress: bool = False) -> str:
-    """Lake path of a landing file arriving in ``arrival_minute`` (UTC)."""
-    minute = _utc(arrival_minute).replace(second=0, microsecond=0)
-    return f"landing/vitals/{minute_partition(minute)}/{name}.ndjson{'.gz' if compress else ''}"
-
-
-def write_landing(
-    lake: Lake,
-    arrival_minute: datetime,
-    readings: list[dict],
-    *,
-    name: str | None = None,
-    compress: bool = False,
-) -> str:
-    """Write ``readings`` as one NDJSON landing file in ``arrival_minute``'s partition; return its lake path.
-
-    The file appears atomically (``Lake.write_bytes``: temporary name, fsync, rename; or one S3 PUT).
-    """
-    name = name or f"simulator-{uuid.uuid4().hex}"
-    if name.startswith(("_", ".")):
-        raise ValueError(f"landing file names starting with _ or . are ignored by the pipeline: {name!r}")
-    path = landing_path(arrival_minute, name, compress=compress)
-    lake.write_bytes(path, landing_ndjson(readings, compress=compress))
-    return path
-
-
 # --- provisioning: registry and device credentials -------------------------------------------------
-def provision_fleet(database_url: str, fleet: Fleet, secrets_path: str | Path) -> None:
+def provision_fleet(database_url: str, fleet: Fleet, secrets_path: str | Path, *, pseudonym_key: str) -> None:
     """Import the fleet's registry, issue every device a credential, and write the secrets file.
 
     The registry CSV is written next to the secrets file (``registry.csv``); the secrets file is a
     JSON object ``{device_id: secret}`` readable by its owner only, which the simulator reads.
     """
     from ingestion.auth import register_devices
+    from transforms.registry import import_registry
 
     secrets_path = Path(secrets_path)
     registry_csv = fleet.write_registry_csv(secrets_path.parent / "registry.csv")
-    import_fleet_registry(registry_csv, database_url)
+    import_registry(registry_csv, database_url, pseudonym_key=pseudonym_key)
     secrets = register_devices(database_url, fleet.device_ids)
     secrets_path.parent.mkdir(parents=True, exist_ok=True)
     temporary = secrets_path.with_name(f".{secrets_path.name}.tmp")
@@ -625,194 +470,6 @@ def provision_fleet(database_url: str, fleet: Fleet, secrets_path: str | Path) -
     os.replace(temporary, secrets_path)
 
 
-def import_fleet_registry(registry_csv: Path, database_url: str) -> None:
-    """Load the registry through the warehouse's importer (validation, pseudonyms, audit log)."""
-    from transforms.registry import import_registry
-
-    import_registry(registry_csv, database_url)
-
-
 def read_secrets(secrets_path: str | Path) -> dict[str, str]:
     """The ``{device_id: secret}`` file written by :func:`provision_fleet`."""
     return json.loads(Path(secrets_path).read_text())
-
-
-# --- sending: straight to landing, or over HTTP like the sensors ------------------------------------
-@dataclass
-class SendStats:
-    """What a simulation run sent and what came back."""
-
-    generated: int = 0
-    sent_requests: int = 0
-    accepted: int = 0
-    duplicates: int = 0
-    rejected: int = 0
-    refused_requests: int = 0  # 401/403/413/415/422: the sensor drops them
-    retries: int = 0
-    spooled: int = 0  # readings waiting in the local spool right now
-    landing_files: int = 0
-    acknowledged_ids: list[str] = field(default_factory=list)  # message ids that got a 202
-
-    def as_dict(self) -> dict:
-        return {name: value for name, value in self.__dict__.items() if name != "acknowledged_ids"}
-
-
-class LandingSender:
-    """Writes each slice of readings as one landing file (no service in between)."""
-
-    def __init__(self, lake: Lake, *, compress: bool = False):
-        self.lake = lake
-        self.compress = compress
-        self.stats = SendStats()
-
-    async def send(self, readings: list[dict]) -> None:
-        if not readings:
-            return
-        arrival = datetime.now(timezone.utc)
-        await asyncio.to_thread(write_landing, self.lake, arrival, readings, compress=self.compress)
-        self.stats.landing_files += 1
-        self.stats.accepted += len(readings)
-        self.stats.acknowledged_ids.extend(r.get("message_id") for r in readings if isinstance(r, dict))
-
-    async def close(self) -> None:
-        return None
-
-
-class HttpSender:
-    """Posts readings to the ingestion service as the sensors do.
-
-    Each device posts its own readings (at most 10 per request) signed with its secret. A failed
-    request (service down, 5xx, 429) is retried with exponential backoff, honouring Retry-After;
-    after ``max_attempts`` the readings go to the device's local spool (one NDJSON file per device
-    under ``spool_dir``) and are sent first on the device's next turn.
-    """
-
-    def __init__(
-        self,
-        url: str,
-        secrets: dict[str, str],
-        *,
-        spool_dir: str | Path,
-        max_attempts: int = 4,
-        first_backoff_s: float = 0.25,
-        concurrency: int = 64,
-        timeout_s: float = 10.0,
-    ):
-        import httpx
-
-        self.url = url.rstrip("/") + "/v1/vitals"
-        self.secrets = secrets
-        self.spool_dir = Path(spool_dir)
-        self.spool_dir.mkdir(parents=True, exist_ok=True)
-        self.max_attempts = max_attempts
-        self.first_backoff_s = first_backoff_s
-        self.stats = SendStats()
-        self._semaphore = asyncio.Semaphore(concurrency)
-        self._client = httpx.AsyncClient(timeout=timeout_s, limits=httpx.Limits(max_connections=concurrency))
-        self._spool: dict[str, list[dict]] = {}
-        for path in self.spool_dir.glob("*.ndjson"):
-            self._spool[path.stem] = [json.loads(line) for line in path.read_text().splitlines() if line]
-        self.stats.spooled = sum(len(items) for items in self._spool.values())
-
-    async def send(self, readings: list[dict]) -> None:
-        by_device: dict[str, list[dict]] = {device_id: [] for device_id in self._spool}
-        for reading in readings:
-            device_id = reading.get("device_id") if isinstance(reading, dict) else None
-            by_device.setdefault(device_id or "", []).append(reading)
-        await asyncio.gather(*(self._send_device(device_id, items) for device_id, items in by_device.items() if device_id))
-
-    async def _send_device(self, device_id: str, readings: list[dict]) -> None:
-        spooled = self._spool.pop(device_id, [])
-        queue = spooled + readings
-        self.stats.spooled -= len(spooled)
-        failed: list[dict] = []
-        for first in range(0, len(queue), 10):
-            batch = queue[first : first + 10]
-            if failed or not await self._post(device_id, batch):
-                failed.extend(batch)  # keep the order: once the service is down, spool the rest too
-        self._write_spool(device_id, failed)
-
-    async def _post(self, device_id: str, batch: list[dict]) -> bool:
-        """Post one batch with retries; True once it is answered for good (202 or a refusal)."""
-        import httpx
-
-        from ingestion.auth import signed_headers
-
-        secret = self.secrets.get(device_id)
-        body = json.dumps(batch if len(batch) > 1 else batch[0], separators=(",", ":")).encode()
-        backoff = self.first_backoff_s
-        for attempt in range(self.max_attempts):
-            headers = {"Content-Type": "application/json"}
-            if secret is not None:
-                headers.update(signed_headers(device_id, secret, body, precise=True))
-            try:
-                async with self._semaphore:
-                    self.stats.sent_requests += 1
-                    response = await self._client.post(self.url, content=body, headers=headers)
-            except httpx.TransportError:
-                response = None
-            if response is not None and response.status_code == 202:
-                outcome = response.json()
-                self.stats.accepted += outcome["accepted"]
-                self.stats.duplicates += outcome["duplicates"]
-                self.stats.rejected += outcome["rejected"]
-                self.stats.acknowledged_ids.extend(r["message_id"] for r in outcome["results"] if r["status"] != "rejected" and r["message_id"])
-                return True
-            if response is not None and response.status_code in (401, 403, 413, 415, 422):
-                self.stats.refused_requests += 1
-                self.stats.rejected += len(batch)
-                return True
-            if attempt + 1 < self.max_attempts:
-                self.stats.retries += 1
-                retry_after = response.headers.get("retry-after") if response is not None else None
-                await asyncio.sleep(float(retry_after) if retry_after and retry_after.isdigit() else backoff)
-                backoff *= 2
-        return False
-
-    def _write_spool(self, device_id: str, readings: list[dict]) -> None:
-        path = self.spool_dir / f"{device_id}.ndjson"
-        if readings:
-            self._spool[device_id] = readings
-            self.stats.spooled += len(readings)
-            path.write_bytes(landing_ndjson(readings))
-        elif path.exists():
-            path.unlink()
-
-    async def close(self) -> None:
-        await self._client.aclose()
-
-
-# --- a simulation run -------------------------------------------------------------------------------
-async def run_simulation(
-    fleet: Fleet,
-    sender,
-    *,
-    start: datetime,
-    end: datetime,
-    realtime: bool,
-    step_s: int = 5,
-    scenarios: Sequence[Scenario] = (),
-    hypoxia_patient: bool = False,
-    on_step=None,
-) -> SendStats:
-    """Generate [start, end) in slices of ``step_s`` and hand each slice to ``sender``.
-
-    In real time a slice is sent when it ends on the wall clock (the readings' timestamps are
-    then at most ``step_s`` old); otherwise slices are sent as fast as the sender takes them.
-    ``on_step(done, total, stats)`` is called after every slice (the progress display).
-    """
-    start, end = _utc(start), _utc(end)
-    total = max(1, math.ceil((end - start).total_seconds() / step_s))
-    for step in range(total):
-        slice_start = start + timedelta(seconds=step * step_s)
-        slice_end = min(end, slice_start + timedelta(seconds=step_s))
-        if realtime:
-            delay = (slice_end - datetime.now(timezone.utc)).total_seconds()
-            if delay > 0:
-                await asyncio.sleep(delay)
-        readings = fleet.readings(slice_start, slice_end, scenarios=scenarios, hypoxia_patient=hypoxia_patient)
-        sender.stats.generated += len(readings)
-        await sender.send(readings)
-        if on_step is not None:
-            on_step(step + 1, total, sender.stats)
-    return sender.stats

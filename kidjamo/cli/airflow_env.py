@@ -10,10 +10,10 @@ import json
 import os
 from pathlib import Path
 
-from kidjamo.embedded_pg import free_port
+from kidjamo.warehouse.embedded_pg import free_port
 from kidjamo.settings import Settings, get_settings
 
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DAGS_FOLDER = PROJECT_ROOT / "dags"
 
 #: Airflow pools the DAGs use: name -> (slots, description). Created by `make run`, the UI test and

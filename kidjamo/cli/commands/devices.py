@@ -7,7 +7,7 @@ from datetime import timedelta
 import click
 
 from ingestion import auth
-from kidjamo.database import ensure_database
+from kidjamo.warehouse.database import ensure_database
 
 
 @click.group("devices")

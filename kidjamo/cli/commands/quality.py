@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from kidjamo.settings import get_settings
-from kidjamo.storage import Lake
+from kidjamo.lake.storage import Lake
 
 
 @click.group("quality")

@@ -14,10 +14,11 @@ from typing import Iterator
 
 import psycopg
 
-from kidjamo.embedded_pg import EmbeddedPostgres
+from kidjamo.warehouse.embedded_pg import EmbeddedPostgres
 from kidjamo.settings import Settings, get_settings
 
-SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+PIPELINE_ROLE = "kidjamo_pipeline"  # what loads and refreshes run as (SET ROLE), never the superuser
+SQL_DIR = Path(__file__).resolve().parents[2] / "sql"
 
 
 def embedded_server(settings: Settings | None = None) -> EmbeddedPostgres:

@@ -1,15 +1,13 @@
-"""Privacy: pseudonyms for the analytics schema, the audit trail of events, and RGPD access and erasure.
+"""RGPD rights of a patient: access (export everything held on them) and erasure (database and lake).
 
-Pseudonyms are HMAC-SHA256 of the identifier under ``KIDJAMO_PSEUDONYM_KEY`` (settings
-``pseudonym_key``), computed here so that the key never enters the database: whoever can read the
-database (or a dump of it) cannot recompute a patient's key from their identifier.
+Both are audited (``kidjamo.warehouse.audit``); erasure also drops the patient's pseudonyms
+(``kidjamo.warehouse.pseudonyms``) and refreshes the analytics views that held them.
 """
 
 from __future__ import annotations
 
 import gzip
 import hashlib
-import hmac
 import json
 import posixpath
 from dataclasses import dataclass
@@ -20,53 +18,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from kidjamo.database import connect
-from kidjamo.storage import Lake
-from transforms.records import decompress, is_landing_file, split_records
-
-PSEUDONYM_LENGTH = 32  # hex characters kept of the HMAC (128 bits)
-
-
-def pseudonym(subject: str, identifier: str, key: str) -> str:
-    """The keyed-hash pseudonym of a patient or device identifier."""
-    message = f"{subject}:{identifier}".encode()
-    return hmac.new(key.encode(), message, hashlib.sha256).hexdigest()[:PSEUDONYM_LENGTH]
-
-
-def ensure_pseudonyms(connection: psycopg.Connection, key: str) -> int:
-    """Give every patient and device without a pseudonym one; return how many were added."""
-    missing = connection.execute(
-        """
-        SELECT 'patient', patient_id FROM kidjamo.patients AS p
-        WHERE NOT EXISTS (SELECT 1 FROM kidjamo.pseudonyms AS s WHERE s.subject = 'patient' AND s.identifier = p.patient_id)
-        UNION ALL
-        SELECT 'device', device_id FROM kidjamo.devices AS d
-        WHERE NOT EXISTS (SELECT 1 FROM kidjamo.pseudonyms AS s WHERE s.subject = 'device' AND s.identifier = d.device_id)
-        """
-    ).fetchall()
-    if not missing:
-        return 0
-    with connection.cursor() as cursor:
-        cursor.executemany(
-            "INSERT INTO kidjamo.pseudonyms (subject, identifier, pseudonym) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
-            [(subject, identifier, pseudonym(subject, identifier, key)) for subject, identifier in missing],
-        )
-    return len(missing)
-
-
-def set_actor(connection: psycopg.Connection, actor: str | None) -> None:
-    """Name the person or process behind this connection in the audit log (setting ``kidjamo.actor``)."""
-    if actor:
-        connection.execute("SELECT set_config('kidjamo.actor', %s, false)", (actor,))
-
-
-def record_audit_event(connection: psycopg.Connection, action: str, detail: dict, patient_id: str | None = None) -> int:
-    """Append one event to ``kidjamo.audit_log``; return its ``audit_id``."""
-    row = connection.execute(
-        "SELECT kidjamo.record_audit_event(%s, %s::jsonb, %s)", (action, json.dumps(detail, default=str), patient_id)
-    ).fetchone()
-    return row[0]
-
+from kidjamo.warehouse.audit import record_audit_event, set_actor
+from kidjamo.warehouse.database import connect
+from kidjamo.lake.storage import Lake
+from kidjamo.lake.records import decompress, is_landing_file, split_records
+from transforms.views import refresh_views
 
 # --- the rows held on one patient --------------------------------------------------------------
 @dataclass(frozen=True)
@@ -307,7 +263,7 @@ def _erase_from_lake(lake: Lake, patient_id: str, device_ids: list[str]) -> dict
     return result
 
 
-def erase_patient(patient_id: str, *, database_url: str, lake: Lake, actor: str | None = None) -> dict:
+def erase_patient(patient_id: str, *, database_url: str, lake: Lake, pseudonym_key: str, actor: str | None = None) -> dict:
     """Remove everything held on a patient: the lake files first, then the database in one transaction.
 
     Lake: landing and raw records become ``{"erased":true}`` tombstones (positions kept, manifest
@@ -335,7 +291,5 @@ def erase_patient(patient_id: str, *, database_url: str, lake: Lake, actor: str 
         redacted = connection.execute("SELECT kidjamo.redact_patient_audit(%s)", (patient_id,)).fetchone()[0]
         summary = {"devices": device_ids, "database_rows_deleted": deleted, "audit_rows_redacted": redacted, "lake": lake_counts}
         record_audit_event(connection, "patient_erasure", summary, patient_id)
-    from transforms.load import refresh_views  # here: transforms.load imports this module
-
-    summary["views_refreshed"] = sorted(refresh_views(database_url, heavy=True)["views"])
+    summary["views_refreshed"] = sorted(refresh_views(database_url, heavy=True, pseudonym_key=pseudonym_key)["views"])
     return summary

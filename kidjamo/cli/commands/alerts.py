@@ -7,7 +7,7 @@ import json
 
 import click
 
-from kidjamo import database
+from kidjamo.warehouse import database
 
 SEVERITY_COLOURS = {"critical": "red", "high": "yellow", "warning": "cyan", "info": "white"}
 
@@ -27,7 +27,7 @@ def command() -> None:
 @click.option("--json", "as_json", is_flag=True, help="one JSON document per line")
 def list_(status: str, min_severity: str, patient_id: str | None, limit: int, as_json: bool) -> None:
     """Alerts, most severe and most recent first."""
-    from transforms.alerts import list_alerts
+    from transforms.alerts.actions import list_alerts
 
     rows = list_alerts(database.database_url(), status=None if status == "all" else status, min_severity=min_severity,
                        patient_id=patient_id, limit=limit)
@@ -51,7 +51,7 @@ def list_(status: str, min_severity: str, patient_id: str | None, limit: int, as
 @click.argument("alert_id", type=int)
 def show(alert_id: int) -> None:
     """One alert: evidence, lineage (raw file and record), events and notifications, as JSON."""
-    from transforms.alerts import AlertActionError, alert_details
+    from transforms.alerts.actions import AlertActionError, alert_details
 
     try:
         details = alert_details(database.database_url(), alert_id)
@@ -70,7 +70,7 @@ def _actor(by: str | None) -> str:
 @click.option("--note", default=None)
 def ack(alert_id: int, by: str | None, note: str | None) -> None:
     """Acknowledge ALERT_ID: records who and when, and stops its escalation."""
-    from transforms.alerts import AlertActionError, acknowledge_alert
+    from transforms.alerts.actions import AlertActionError, acknowledge_alert
 
     try:
         result = acknowledge_alert(database.database_url(), alert_id, by=_actor(by), note=note)
@@ -85,7 +85,7 @@ def ack(alert_id: int, by: str | None, note: str | None) -> None:
 @click.option("--note", default=None, help="why (kept with the alert)")
 def resolve(alert_id: int, by: str | None, note: str | None) -> None:
     """Resolve ALERT_ID by hand."""
-    from transforms.alerts import AlertActionError, resolve_alert
+    from transforms.alerts.actions import AlertActionError, resolve_alert
 
     try:
         result = resolve_alert(database.database_url(), alert_id, by=_actor(by), note=note)

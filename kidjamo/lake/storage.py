@@ -12,7 +12,6 @@ import os
 import posixpath
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from urllib.parse import urlparse
 
 import pyarrow as pa
@@ -26,23 +25,6 @@ from kidjamo.settings import Settings, get_settings
 class LakeFile:
     path: str  # relative to the lake root
     size: int
-
-
-def minute_partition(minute: datetime) -> str:
-    """``dt=YYYY-MM-DD/hh=HH/mm=MM`` for a UTC minute."""
-    return f"dt={minute:%Y-%m-%d}/hh={minute:%H}/mm={minute:%M}"
-
-
-def minutes_between(start: datetime, end: datetime) -> list[datetime]:
-    """Every whole minute in [start, end)."""
-    minute = start.replace(second=0, microsecond=0)
-    if minute < start:
-        minute += timedelta(minutes=1)
-    minutes = []
-    while minute < end:
-        minutes.append(minute)
-        minute += timedelta(minutes=1)
-    return minutes
 
 
 class Lake:
@@ -128,12 +110,6 @@ class Lake:
         except FileNotFoundError:
             pass
 
-    def delete_prefix(self, prefix: str) -> None:
-        """Remove every file under ``prefix`` (a partition being rewritten)."""
-        for lake_file in self.list_files(prefix):
-            self.delete(lake_file.path)
-
-    # --- Parquet -------------------------------------------------------------------------------
     def write_parquet(self, path: str, table: pa.Table, *, durable: bool = False) -> None:
         """Write a Parquet file atomically (derived layers: not fsynced unless ``durable``)."""
         buffer = io.BytesIO()

@@ -16,7 +16,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
 
-from kidjamo.database import SQL_DIR, sqlalchemy_url
+from kidjamo.warehouse.database import SQL_DIR, sqlalchemy_url
 
 MIGRATION_LOCK_ID = 724_411  # arbitrary, project-wide advisory lock id for migrations
 
