@@ -55,3 +55,29 @@ def run_in_fresh_home(module: str, args: list[str]) -> dict:
             return json.loads(output.stdout.strip().splitlines()[-1])
         finally:
             subprocess.run([sys.executable, "-m", "kidjamo.cli", "db", "stop"], env=environment, capture_output=True)
+
+
+def child_or_parent(module: str, description: str, argv: list[str] | None, options: dict[str, int], child,
+                    report) -> dict | None:
+    """A benchmark's command line: integer ``--<option>``s (defaults in ``options``) and the hidden ``--child``.
+
+    With ``--child`` (the measuring process) print ``child(**options)`` as JSON and return None; otherwise
+    run the module again as a child in a fresh KIDJAMO_HOME (:func:`run_in_fresh_home`), print
+    ``report(result)`` and return the result.
+    """
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(description=description)
+    for name, default in options.items():
+        parser.add_argument(f"--{name}", type=int, default=default)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = vars(parser.parse_args(argv))
+    values = {name: args[name] for name in options}
+    if args["child"]:
+        print(json.dumps(child(**values)))
+        return None
+    result = run_in_fresh_home(module, [text for name, value in values.items() for text in (f"--{name}", str(value))])
+    print(report(result))
+    return result
+

@@ -1,4 +1,4 @@
-"""Ingestion service under sustained load on loopback (DESIGN.md: >= 3,500 readings/s, p99 < 100 ms).
+"""Ingestion service under sustained load on loopback (target, README "Performance": >= 3,500 readings/s, p99 < 100 ms).
 
 Starts, in a temporary KIDJAMO_HOME, an embedded PostgreSQL (or uses KIDJAMO_DATABASE_URL), a
 provisioned fleet and ``kidjamo ingest serve`` in its own process, then drives it open-loop: requests

@@ -1,4 +1,4 @@
-"""The per-minute database step as history grows (DESIGN.md: <= 2 s with 7 days loaded, flat).
+"""The per-minute database step as history grows (target, README "Performance": <= 2 s with 7 days loaded, flat).
 
 A private embedded PostgreSQL (or ``--database-url``, a database this benchmark may fill) gets a
 registry of ``--sensors`` patients with one device each, then history is generated server-side

@@ -29,7 +29,13 @@ from airflow.sdk import dag, get_current_context, task
 from plugins.airflow_glue import DAG_ARGUMENTS, default_args, failure_notifiers, kidjamo_database_url, kidjamo_lake
 
 METADATA_CONNECTION_ID = "airflow_metadata"
-RETRIES = {"retries": 2, "retry_delay": timedelta(minutes=1), "max_retry_delay": timedelta(minutes=10)}
+
+
+def _maintenance(timeout: timedelta) -> dict:
+    """What both maintenance DAGs share: tags, retries, failure notifications; ``timeout`` per task."""
+    return {**DAG_ARGUMENTS, "tags": ["kidjamo", "maintenance"], "on_failure_callback": failure_notifiers(),
+            "default_args": default_args(retries=2, retry_delay=timedelta(minutes=1), max_retry_delay=timedelta(minutes=10),
+                                         execution_timeout=timeout)}
 
 
 def _as_of() -> datetime:
@@ -47,11 +53,8 @@ def _variable(name: str, default: int) -> int:
 @dag(
     dag_id="kidjamo_maintenance",
     schedule="0 2 * * *",
-    **DAG_ARGUMENTS,
     doc_md=__doc__,
-    tags=["kidjamo", "maintenance"],
-    default_args=default_args(**RETRIES, execution_timeout=timedelta(minutes=30)),
-    on_failure_callback=failure_notifiers(),
+    **_maintenance(timedelta(minutes=30)),
 )
 def kidjamo_maintenance():
     @task(doc_md="Creates the measurement partitions of today and the next `kidjamo_partitions_ahead_days` days (transforms.partitions.ensure_partitions).")
@@ -128,7 +131,6 @@ def kidjamo_maintenance():
 @dag(
     dag_id="kidjamo_maintenance_hourly",
     schedule="5 * * * *",
-    **DAG_ARGUMENTS,
     doc_md="""
 ### kidjamo_maintenance_hourly — the heavier analytics views and the Data Docs
 
@@ -138,9 +140,7 @@ keep reading while it runs); the per-minute views are refreshed by **kidjamo_vit
 the Great Expectations Data Docs site from the gates' latest validation results (as
 `kidjamo quality docs` does).
 """,
-    tags=["kidjamo", "maintenance"],
-    default_args=default_args(**RETRIES, execution_timeout=timedelta(minutes=20)),
-    on_failure_callback=failure_notifiers(),
+    **_maintenance(timedelta(minutes=20)),
 )
 def kidjamo_maintenance_hourly():
     @task(doc_md="Refreshes the heavier analytics materialized views concurrently.")

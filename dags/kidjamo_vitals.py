@@ -26,11 +26,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from airflow.sdk import CronDataIntervalTimetable, dag, task, task_group
+from airflow.sdk import CronDataIntervalTimetable, dag, task_group
 
 from plugins.airflow_glue import (
-    ALERTS_ASSET, DAG_ARGUMENTS, LAYER_ASSETS, WAREHOUSE_ASSET, WAREHOUSE_POOL, default_args, failure_notifiers,
-    run_pipeline_step,
+    ALERTS_ASSET, DAG_ARGUMENTS, LAYER_ASSETS, WAREHOUSE_ASSET, WAREHOUSE_POOL, default_args, failure_notifiers, step_task,
 )
 
 
@@ -50,65 +49,42 @@ from plugins.airflow_glue import (
 def kidjamo_vitals():
     @task_group(group_id="raw", tooltip="landing -> raw, byte-exact and verified")
     def raw():
-        @task(outlets=[LAYER_ASSETS["raw"]], doc_md="Copies landing files to raw (sha256-verified), writes the manifest, then removes them from landing.")
-        def to_raw() -> dict:
-            return run_pipeline_step("to_raw")
-
-        to_raw()
+        step_task("to_raw", outlets=[LAYER_ASSETS["raw"]],
+                  doc_md="Copies landing files to raw (sha256-verified), writes the manifest, then removes them from landing.")()
 
     @task_group(group_id="bronze", tooltip="typed rows | quarantine, then the bronze gate")
     def bronze():
-        @task(outlets=[LAYER_ASSETS["bronze"]], doc_md="Parses and types every raw record; what fails goes to quarantine with a reason code.")
-        def to_bronze() -> dict:
-            return run_pipeline_step("to_bronze")
-
-        @task(doc_md="Great Expectations suite `bronze`: failing rows are set aside; schema drift or a flood of bad rows fails the run.")
-        def gate_bronze() -> dict:
-            return run_pipeline_step("gate_bronze")
-
+        to_bronze = step_task("to_bronze", outlets=[LAYER_ASSETS["bronze"]],
+                              doc_md="Parses and types every raw record; what fails goes to quarantine with a reason code.")
+        gate_bronze = step_task("gate_bronze", doc_md="Great Expectations suite `bronze`: failing rows are set aside; "
+                                                      "schema drift or a flood of bad rows fails the run.")
         to_bronze() >> gate_bronze()
 
     @task_group(group_id="silver", tooltip="deduplicated, enriched, then the silver gate and accounting")
     def silver():
-        @task(doc_md="Deduplicates on (device_id, measured_at), joins the registry and baselines, computes NEWS2, heat index, PSI and quality flags.")
-        def to_silver() -> dict:
-            return run_pipeline_step("to_silver")
-
-        @task(outlets=[LAYER_ASSETS["silver"]], doc_md="Great Expectations suite `silver`; then checks that no record went missing between layers.")
-        def gate_silver() -> dict:
-            return run_pipeline_step("gate_silver")
-
+        to_silver = step_task("to_silver", doc_md="Deduplicates on (device_id, measured_at), joins the registry and "
+                                                  "baselines, computes NEWS2, heat index, PSI and quality flags.")
+        gate_silver = step_task("gate_silver", outlets=[LAYER_ASSETS["silver"]],
+                                doc_md="Great Expectations suite `silver`; then checks that no record went missing between layers.")
         to_silver() >> gate_silver()
 
     @task_group(group_id="gold", tooltip="patient-minute features")
     def gold():
-        @task(outlets=[LAYER_ASSETS["gold"]], doc_md="Aggregates silver into patient-minute features.")
-        def to_gold() -> dict:
-            return run_pipeline_step("to_gold")
-
-        to_gold()
+        step_task("to_gold", outlets=[LAYER_ASSETS["gold"]], doc_md="Aggregates silver into patient-minute features.")()
 
     @task_group(group_id="warehouse", tooltip="PostgreSQL load and analytics views")
     def warehouse():
-        @task(outlets=[WAREHOUSE_ASSET], pool=WAREHOUSE_POOL,
-              doc_md="COPY silver and quarantine rows into PostgreSQL; re-loading changes nothing.")
-        def load() -> dict:
-            return run_pipeline_step("load")
-
-        @task(pool=WAREHOUSE_POOL, doc_md="Refreshes the per-minute analytics materialized views concurrently.")
-        def refresh_views() -> dict:
-            return run_pipeline_step("refresh_views")
-
+        load = step_task("load", outlets=[WAREHOUSE_ASSET], pool=WAREHOUSE_POOL,
+                         doc_md="COPY silver and quarantine rows into PostgreSQL; re-loading changes nothing.")
+        refresh_views = step_task("refresh_views", pool=WAREHOUSE_POOL,
+                                  doc_md="Refreshes the per-minute analytics materialized views concurrently.")
         load() >> refresh_views()
 
     @task_group(group_id="alerts", tooltip="clinical rules, alert lifecycle, notifications")
     def alerts():
-        @task(outlets=[ALERTS_ASSET], pool=WAREHOUSE_POOL,
-              doc_md="Applies the clinical rules (docs/clinical-rules.md) with recent history; upserts alerts; sends each notification once.")
-        def raise_alerts() -> dict:
-            return run_pipeline_step("alerts")
-
-        raise_alerts()
+        step_task("alerts", task_id="raise_alerts", outlets=[ALERTS_ASSET], pool=WAREHOUSE_POOL,
+                  doc_md="Applies the clinical rules (docs/clinical-rules.md) with recent history; upserts alerts; "
+                         "sends each notification once.")()
 
     checked_silver = raw() >> bronze() >> silver()
     warehouse_group = warehouse()

@@ -11,17 +11,13 @@ a sudden flood of bad readings is an incident, not noise to quarantine quietly.
 
 from __future__ import annotations
 
-import logging
-import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 
 import pandas as pd
 import pyarrow as pa
 
-# GX floods task logs and draws progress bars unless told not to (set before the import).
-logging.getLogger("great_expectations").setLevel(logging.WARNING)
-os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+from expectations import configure
 
 ROW_ID_COLUMNS = ["raw_file", "record_index"]
 
@@ -52,6 +48,7 @@ REJECTED_SCHEMA = pa.schema([("raw_file", pa.string()), ("record_index", pa.int3
 
 @lru_cache(maxsize=1)
 def _context():
+    configure()
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 

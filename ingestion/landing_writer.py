@@ -9,7 +9,7 @@ requests, which answer 202:
    (``Lake.write_bytes``: temporary name, fsync, rename, fsync of the folder; on S3 one PUT);
 3. append a *commit* line.
 
-Parts start with ``_``, so the pipeline ignores them (DESIGN.md: in progress). When a minute closes,
+Parts start with ``_``, so the pipeline ignores them (in progress: kidjamo/lake/records.py). When a minute closes,
 its parts are *published* as one file ``ingest-<instance>-<YYYYmmddTHHMM>.ndjson`` in the same
 partition (a journalled publish intent, the merged file, then the parts deleted), so a minute holds
 one file per service instance however many requests came in, and a sensor still gets its 202

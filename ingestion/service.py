@@ -1,6 +1,6 @@
 """The ingestion service: authenticated, rate-limited, idempotent and durable HTTP intake into landing.
 
-``POST /v1/vitals`` takes one reading or a list of up to 10 (DESIGN.md payload). A request is
+``POST /v1/vitals`` takes one reading or a list of up to 10 (the payload of docs/ingestion.md). A request is
 checked in this order, cheapest first: content type (415), size (413), device credential (401),
 JSON and batch shape (422), the device's rate (429 with Retry-After), that every reading is the
 authenticated device's own and for its patient (403), then each reading's fields. Readings with

@@ -1,6 +1,6 @@
 """The one place that decides where the pipeline runs: local lake or S3, embedded or external PostgreSQL.
 
-Every value comes from the environment (``KIDJAMO_*``), all optional; see DESIGN.md and the README.
+Every value comes from the environment (``KIDJAMO_*``), all optional; see the README ("Configuration") and ``kidjamo settings``.
 Pipeline code receives a :class:`Settings` (or the objects built from it) and never asks where it
 runs.
 """

@@ -73,6 +73,16 @@ def run_pipeline_step(step: str) -> dict:
     return getattr(pipeline, f"step_{step}")(interval)
 
 
+def step_task(step: str, *, task_id: str | None = None, **arguments):
+    """An Airflow task (``task_id``, default ``step``) that runs :func:`run_pipeline_step` for ``step``."""
+    from airflow.sdk import task
+
+    def run() -> dict:
+        return run_pipeline_step(step)
+
+    return task(task_id=task_id or step, **arguments)(run)
+
+
 def failure_notifiers() -> list:
     """Notifiers that report a failed task or run (not patient alerts) on the configured channels."""
     from plugins.notifiers import PipelineFailureNotifier

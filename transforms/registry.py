@@ -1,6 +1,6 @@
 """The patient registry: import from CSV into ``kidjamo.patients``/``kidjamo.devices``, read back for the pipeline.
 
-CSV columns (DESIGN.md): ``patient_id, birth_date, sex, genotype, device_id, care_team, baseline_spo2``;
+CSV columns (README, "The data"): ``patient_id, birth_date, sex, genotype, device_id, care_team, baseline_spo2``;
 one line per device, so a patient with two wearables has two lines that must agree on the patient
 columns. Every line is validated before anything is written; an error names the file, line, column,
 what was expected and what was found. The import is an idempotent upsert: importing the same file twice

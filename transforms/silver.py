@@ -24,7 +24,7 @@ from transforms.clinical import scores
 from transforms.clinical.rules import RuleSet
 from kidjamo.lake.schema import BRONZE, QUARANTINE, SILVER
 
-LOW_BATTERY_PCT = 15  # CLINICAL.md sensor_battery
+LOW_BATTERY_PCT = 15  # the sensor_battery rule (transforms/clinical/rules.yaml)
 WEAK_SIGNAL_PCT = 50  # project choice: below half of the sensor's signal-quality scale
 LOW_CONFIDENCE_SPO2 = 70  # ISO 80601-2-61: oximeters are specified for accuracy from 70 %
 

@@ -7,7 +7,7 @@ activity bouts, ambient temperature by region and hour, and noise. Randomness is
 in, and whole fleets are generated with vectorized numpy (100,000 devices x 2 readings in about a
 second).
 
-Normal readings stay inside every age band's normal range (CLINICAL.md): SpO2 >= 94.5 and within
+Normal readings stay inside every age band's normal range (docs/clinical-rules.md): SpO2 >= 94.5 and within
 1.5 points of the patient's baseline, temperature 36.1-37.6, heart and respiratory rates inside
 the PEWS normal band (and NEWS2's zero band for adults), ambient 16-31 degC, battery >= 35 %.
 Scenarios (:class:`Scenario`) push one patient out of that envelope for a time window.
@@ -321,20 +321,13 @@ class Fleet:
         columns["timestamp"] = np.char.add(np.datetime_as_string(sent.astype("datetime64[s]"), unit="s"), "Z")
         return columns
 
-    def readings(
-        self,
-        start: datetime,
-        end: datetime,
-        *,
-        scenarios: Sequence[Scenario] = (),
-        hypoxia_patient: bool = False,
-    ) -> list[dict]:
-        """One DESIGN.md payload per device every 30 s in [start, end), with a ``message_id``.
+    def readings(self, start: datetime, end: datetime, **options) -> list[dict]:
+        """One payload (docs/ingestion.md) per device every 30 s in [start, end), with a ``message_id``.
 
-        With ``hypoxia_patient`` the fleet's first patient has SpO2 < 85 for the whole window.
+        ``options`` are those of :meth:`readings_table`: ``scenarios``, and ``hypoxia_patient`` (the
+        fleet's first patient has SpO2 < 85 for the whole window).
         """
-        table = self.readings_table(start, end, scenarios=scenarios, hypoxia_patient=hypoxia_patient)
-        return payloads_from_table(self, table)
+        return payloads_from_table(self, self.readings_table(start, end, **options))
 
     def _physiology(self, patient: np.ndarray, tick: np.ndarray, epoch: np.ndarray) -> dict[str, np.ndarray]:
         seed = self.seed

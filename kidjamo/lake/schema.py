@@ -10,7 +10,7 @@ import pyarrow as pa
 
 TS = pa.timestamp("us", tz="UTC")
 
-#: The vitals of the payload, with their Arrow type and plausibility range (DESIGN.md).
+#: The vitals of the payload, with their Arrow type and plausibility range (the landing contract, README).
 VITALS: dict[str, tuple[pa.DataType, float, float]] = {
     "spo2": (pa.float64(), 50, 100),
     "heart_rate": (pa.float64(), 25, 300),

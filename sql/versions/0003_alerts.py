@@ -1,4 +1,4 @@
-"""Alerts raised by the clinical rules (CLINICAL.md); one open alert per patient and rule."""
+"""Alerts raised by the clinical rules (docs/clinical-rules.md); one open alert per patient and rule."""
 
 from kidjamo.warehouse.migrations import run_sql_file
 

@@ -1,4 +1,4 @@
-"""Each rule of CLINICAL.md at, just inside and just outside its threshold (per age band where age matters)."""
+"""Each clinical rule (docs/clinical-rules.md) at, just inside and just outside its threshold (per age band where age matters)."""
 
 from datetime import timedelta
 

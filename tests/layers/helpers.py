@@ -15,7 +15,7 @@ NEXT = ARRIVAL + timedelta(minutes=1)
 
 
 def payload(index: int = 1, **overrides) -> dict:
-    """A valid DESIGN.md reading of device-{index} / patient-{index}, measured 30 s before ARRIVAL."""
+    """A valid reading (docs/ingestion.md payload) of device-{index} / patient-{index}, measured 30 s before ARRIVAL."""
     reading = {
         "device_id": f"device-{index}",
         "patient_id": f"patient-{index}",

@@ -218,7 +218,7 @@ def started_runs(airflow_ui):
     manual_minute = airflow_ui.first_minute
     manual = _post(api, "/api/v2/dags/kidjamo_vitals/dagRuns", {
         "dag_run_id": "ui_test_manual",
-        # A manual run covers the minute that ends at its logical date (DESIGN.md).
+        # A manual run covers the minute that ends at its logical date (README, "What runs where").
         "logical_date": (manual_minute + timedelta(minutes=1)).isoformat(),
         "note": "UI test: the first landed minute",
     }).raise_for_status().json()

@@ -1,4 +1,4 @@
-"""Personal baselines of SpO2, heart rate, temperature and hydration (CLINICAL.md "Baselines").
+"""Personal baselines of SpO2, heart rate, temperature and hydration (docs/clinical-rules.md, "Baselines").
 
 A patient's baseline is the median of their own readings of the last ``window_days`` (7) taken
 outside alert episodes, when those readings cover at least ``min_hours_of_data`` (6 h) of distinct

@@ -60,8 +60,15 @@ def show(alert_id: int) -> None:
     click.echo(json.dumps(details, default=str, indent=2))
 
 
-def _actor(by: str | None) -> str:
-    return by or getpass.getuser()
+def _act(action, alert_id: int, by: str | None, note: str | None, done: str) -> None:
+    """Apply ``action`` (acknowledge_alert or resolve_alert) as ``by`` (default: the login name)."""
+    from transforms.alerts.actions import AlertActionError
+
+    try:
+        result = action(database.database_url(), alert_id, by=by or getpass.getuser(), note=note)
+    except AlertActionError as error:
+        raise click.ClickException(str(error))
+    click.echo(f"alert {alert_id} {done} by {result['by']} at {result['at']}")
 
 
 @command.command()
@@ -70,13 +77,9 @@ def _actor(by: str | None) -> str:
 @click.option("--note", default=None)
 def ack(alert_id: int, by: str | None, note: str | None) -> None:
     """Acknowledge ALERT_ID: records who and when, and stops its escalation."""
-    from transforms.alerts.actions import AlertActionError, acknowledge_alert
+    from transforms.alerts.actions import acknowledge_alert
 
-    try:
-        result = acknowledge_alert(database.database_url(), alert_id, by=_actor(by), note=note)
-    except AlertActionError as error:
-        raise click.ClickException(str(error))
-    click.echo(f"alert {alert_id} acknowledged by {result['by']} at {result['at']}")
+    _act(acknowledge_alert, alert_id, by, note, "acknowledged")
 
 
 @command.command()
@@ -85,10 +88,6 @@ def ack(alert_id: int, by: str | None, note: str | None) -> None:
 @click.option("--note", default=None, help="why (kept with the alert)")
 def resolve(alert_id: int, by: str | None, note: str | None) -> None:
     """Resolve ALERT_ID by hand."""
-    from transforms.alerts.actions import AlertActionError, resolve_alert
+    from transforms.alerts.actions import resolve_alert
 
-    try:
-        result = resolve_alert(database.database_url(), alert_id, by=_actor(by), note=note)
-    except AlertActionError as error:
-        raise click.ClickException(str(error))
-    click.echo(f"alert {alert_id} resolved by {result['by']} at {result['at']}")
+    _act(resolve_alert, alert_id, by, note, "resolved")
