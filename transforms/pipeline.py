@@ -25,6 +25,7 @@ import pandas as pd
 import pyarrow as pa
 
 from ingestion.to_raw import landing_to_raw
+from kidjamo.jsonable import jsonable
 from kidjamo.lake.manifest import read_manifest
 from kidjamo.lake.partitions import minutes_between, read_partitions, write_partitions
 from kidjamo.warehouse.database import connect
@@ -100,19 +101,24 @@ def _utc_minute(moment: datetime) -> datetime:
     return moment
 
 
+def parse_instant(name: str, text: str, *, naive_is_utc: bool = False) -> datetime:
+    """An ISO 8601 date-time on a minute boundary, in UTC, or a ValueError naming ``name`` and what to fix."""
+    try:
+        moment = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{name} {text!r} is not an ISO 8601 date-time such as 2026-11-26T00:00:00+00:00") from None
+    if moment.tzinfo is None:
+        if not naive_is_utc:
+            raise ValueError(f"{name} {text!r} has no time zone: add +00:00 (UTC) or another offset")
+        moment = moment.replace(tzinfo=timezone.utc)
+    if moment.second or moment.microsecond:
+        raise ValueError(f"{name} {text!r} is not on a minute boundary: arrival minutes are whole minutes")
+    return moment.astimezone(timezone.utc)
+
+
 def parse_interval(start: str, end: str) -> tuple[datetime, datetime]:
     """The UTC interval [start, end) of two ISO 8601 date-times, or a ValueError that says what to fix."""
-    bounds = {}
-    for name, text in (("start", start), ("end", end)):
-        try:
-            moment = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
-        except ValueError:
-            raise ValueError(f"{name} {text!r} is not an ISO 8601 date-time such as 2026-11-26T00:00:00+00:00") from None
-        if moment.tzinfo is None:
-            raise ValueError(f"{name} {text!r} has no time zone: add +00:00 (UTC) or another offset")
-        if moment.second or moment.microsecond:
-            raise ValueError(f"{name} {text!r} is not on a minute boundary: arrival minutes are whole minutes")
-        bounds[name] = moment.astimezone(timezone.utc)
+    bounds = {name: parse_instant(name, text) for name, text in (("start", start), ("end", end))}
     if bounds["end"] <= bounds["start"]:
         raise ValueError(
             f"end ({bounds['end']:%Y-%m-%d %H:%M} UTC) must be after start ({bounds['start']:%Y-%m-%d %H:%M} UTC): "
@@ -312,7 +318,7 @@ def step_alerts(interval: Interval) -> dict:
     result["escalations"] = escalate(interval.database_url, as_of=interval.end, rules=interval.rules,
                                      settings=interval.settings)
     result["notifications"] = deliver_notifications(interval.database_url, now=interval.end, settings=interval.settings)
-    return _jsonable_counts(result)
+    return jsonable(result)
 
 
 @_recorded("refresh_views")
@@ -404,16 +410,3 @@ def _candidates_table(candidates: pd.DataFrame, interval: Interval) -> pa.Table:
     table = pa.Table.from_pandas(frame, preserve_index=False)
     return table.set_column(table.schema.get_field_index("arrival_minute"), "arrival_minute",
                             table.column("arrival_minute").cast(pa.timestamp("us", tz="UTC")))
-
-
-def _jsonable_counts(value):
-    if isinstance(value, dict):
-        return {str(k): _jsonable_counts(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable_counts(v) for v in value]
-    if isinstance(value, (pd.DataFrame, pd.Series)):
-        return len(value)
-    if hasattr(value, "item"):
-        return value.item()
-    return value
-

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from kidjamo.jsonable import json_scalar
 from kidjamo.warehouse.bulk import stage
 from kidjamo.warehouse.database import connect
 from kidjamo.lake import reasons
@@ -192,7 +193,8 @@ def _original_readings(candidates: pd.DataFrame, earlier: pd.DataFrame, duplicat
 def _quarantine_rows(rows: pd.DataFrame, reason: str, details: dict, run_id: str) -> pd.DataFrame:
     bronze_columns = [name for name in BRONZE.names if name != "ingested_at"]
     original = [
-        json.dumps({k: _json_value(v) for k, v in record.items()}, separators=(",", ":"))
+        json.dumps({k: json_scalar(v, timestamp_format="%Y-%m-%dT%H:%M:%S.%fZ") for k, v in record.items()},
+                   separators=(",", ":"))
         for record in rows[bronze_columns].to_dict("records")
     ]
     return pd.DataFrame(
@@ -212,16 +214,6 @@ def _quarantine_rows(rows: pd.DataFrame, reason: str, details: dict, run_id: str
         },
         index=range(len(rows)),
     )
-
-
-def _json_value(value):
-    if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA or value is pd.NaT:
-        return None
-    if isinstance(value, (pd.Timestamp, datetime)):
-        return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
 
 
 def gate_rejections(silver: pa.Table, rejected: pa.Table, *, run_id: str) -> tuple[pa.Table, pa.Table]:

@@ -7,12 +7,12 @@ flatline): one candidate per (patient, rule) with its evidence and lineage.
 
 from __future__ import annotations
 
-import math
 from datetime import datetime
 
 import numpy as np
 import pandas as pd
 
+from kidjamo.jsonable import json_scalar
 from transforms.clinical import scores
 from transforms.clinical.matching import EVIDENCE_VALUES, MATCHERS
 from transforms.clinical.rules import SEVERITY_RANK, Rule, RuleSet
@@ -80,15 +80,7 @@ def match_readings(silver: pd.DataFrame, history: pd.DataFrame, *, rules: RuleSe
 
 def json_value(value):
     """A value as evidence JSON holds it: None for missing, floats to 3 decimals, instants in ISO 8601."""
-    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
-        return None
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating, float)):
-        return round(float(value), 3)
-    if isinstance(value, (pd.Timestamp, datetime)):
-        return value.isoformat()
-    return value
+    return json_scalar(value, digits=3)
 
 
 def _thresholds(rule_id: str, band_id, rules: RuleSet) -> dict:

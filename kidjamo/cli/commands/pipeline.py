@@ -3,17 +3,11 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
 
 import click
 
 from kidjamo.warehouse import database
 from kidjamo.lake.storage import Lake
-
-
-def _instant(value: str) -> datetime:
-    moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
 
 
 @click.group("pipeline")
@@ -27,9 +21,12 @@ def command() -> None:
 @click.option("--run-id", default=None, help="Run id recorded in kidjamo.pipeline_runs (default: manual__START__END).")
 def run(start: str, end: str, run_id: str | None) -> None:
     """Process arrival minutes [START, END) from landing/raw through alerts, in one run."""
-    from transforms.pipeline import process_interval
+    from transforms.pipeline import parse_instant, process_interval
 
-    first, last = _instant(start), _instant(end)
+    try:
+        first, last = parse_instant("--start", start, naive_is_utc=True), parse_instant("--end", end, naive_is_utc=True)
+    except ValueError as problem:
+        raise click.BadParameter(str(problem)) from None
     if last <= first:
         raise click.BadParameter(f"--end {end} must be after --start {start}", param_hint="--end")
     run_id = run_id or f"manual__{first:%Y%m%dT%H%M}__{last:%Y%m%dT%H%M}"
