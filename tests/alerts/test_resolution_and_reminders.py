@@ -5,7 +5,11 @@ from datetime import timedelta
 
 from tests.alerts.conftest import alerts, query
 from tests.clinical.readings import T0, frame, reading
-from transforms.alerts import escalate, raise_alerts
+from transforms.alerts.escalation import escalate
+from transforms.alerts.store import raise_alerts
+from transforms.clinical.rules import default_rules
+
+RULES = default_rules()
 
 QUIET = 10  # minutes
 
@@ -13,7 +17,7 @@ QUIET = 10  # minutes
 def run(url, rows, minute, settings, run_id="run"):
     start = T0 + timedelta(minutes=minute)
     return raise_alerts(url, frame(rows), interval_start=start, interval_end=start + timedelta(minutes=1),
-                        run_id=run_id, settings=settings)
+                        run_id=run_id, settings=settings, rules=RULES)
 
 
 def p1(minute: float = 0, **values):
@@ -103,15 +107,15 @@ def test_a_late_episode_is_not_opened_and_resolved_in_the_same_run(alerts_db, lo
 def test_an_unacknowledged_high_alert_escalates_on_its_own_schedule(alerts_db, log_settings):
     run(alerts_db, [p1(spo2=93.0, spo2_baseline=95.0)], 0, log_settings)
     opened = T0 + timedelta(minutes=1)
-    assert escalate(alerts_db, as_of=opened + timedelta(minutes=14), settings=log_settings)["escalation"] == 0
-    assert escalate(alerts_db, as_of=opened + timedelta(minutes=15), settings=log_settings)["escalation"] == 1
-    assert escalate(alerts_db, as_of=opened + timedelta(minutes=16), settings=log_settings)["escalation"] == 0
-    assert escalate(alerts_db, as_of=opened + timedelta(minutes=60), settings=log_settings)["second_tier"] == 1
+    assert escalate(alerts_db, as_of=opened + timedelta(minutes=14), settings=log_settings, rules=RULES)["escalation"] == 0
+    assert escalate(alerts_db, as_of=opened + timedelta(minutes=15), settings=log_settings, rules=RULES)["escalation"] == 1
+    assert escalate(alerts_db, as_of=opened + timedelta(minutes=16), settings=log_settings, rules=RULES)["escalation"] == 0
+    assert escalate(alerts_db, as_of=opened + timedelta(minutes=60), settings=log_settings, rules=RULES)["second_tier"] == 1
 
 
 def test_a_warning_does_not_escalate(alerts_db, log_settings):
     run(alerts_db, [p1(ambient_temp=33.0)], 0, log_settings)
-    counts = escalate(alerts_db, as_of=T0 + timedelta(hours=5), settings=log_settings)
+    counts = escalate(alerts_db, as_of=T0 + timedelta(hours=5), settings=log_settings, rules=RULES)
     assert counts["escalation"] == counts["second_tier"] == 0
 
 
@@ -119,9 +123,9 @@ def test_an_acknowledged_alert_whose_rule_persists_is_notified_again_each_hour(a
     run(alerts_db, [p1(spo2=93.0, spo2_baseline=95.0)], 0, log_settings)
     acknowledge(alerts_db, "hypoxia", 2)
     run(alerts_db, [p1(61.5, spo2=93.0, spo2_baseline=95.0)], 61, log_settings)
-    assert escalate(alerts_db, as_of=T0 + timedelta(minutes=61), settings=log_settings)["renotified"] == 0
-    assert escalate(alerts_db, as_of=T0 + timedelta(minutes=62), settings=log_settings)["renotified"] == 1
-    assert escalate(alerts_db, as_of=T0 + timedelta(minutes=63), settings=log_settings)["renotified"] == 0
+    assert escalate(alerts_db, as_of=T0 + timedelta(minutes=61), settings=log_settings, rules=RULES)["renotified"] == 0
+    assert escalate(alerts_db, as_of=T0 + timedelta(minutes=62), settings=log_settings, rules=RULES)["renotified"] == 1
+    assert escalate(alerts_db, as_of=T0 + timedelta(minutes=63), settings=log_settings, rules=RULES)["renotified"] == 0
     events = query(alerts_db, "SELECT event_type, audience, details FROM kidjamo.alert_events WHERE event_type = 'renotified'")
     assert [(e["event_type"], e["audience"]) for e in events] == [("renotified", "care_team")]
     assert events[0]["details"]["acknowledged_by"] == "dr-a"
@@ -131,14 +135,11 @@ def test_an_acknowledged_alert_that_stopped_matching_is_not_notified_again(alert
     run(alerts_db, [p1(spo2=93.0, spo2_baseline=95.0)], 0, log_settings)
     acknowledge(alerts_db, "hypoxia", 2)
     run(alerts_db, [p1(30, spo2=98.0)], 30, log_settings)
-    assert escalate(alerts_db, as_of=T0 + timedelta(minutes=62), settings=log_settings)["renotified"] == 0
+    assert escalate(alerts_db, as_of=T0 + timedelta(minutes=62), settings=log_settings, rules=RULES)["renotified"] == 0
 
 
 def test_the_reminder_period_is_configurable_in_the_rule_file(alerts_db, log_settings):
-    from transforms.clinical.rules import default_rules
-
-    rules = default_rules()
-    rules = rules.model_copy(update={"escalation": rules.escalation.model_copy(update={"acknowledged_renotify_minutes": 20})})
+    rules = RULES.model_copy(update={"escalation": RULES.escalation.model_copy(update={"acknowledged_renotify_minutes": 20})})
     run(alerts_db, [p1(spo2=93.0, spo2_baseline=95.0)], 0, log_settings)
     acknowledge(alerts_db, "hypoxia", 2)
     run(alerts_db, [p1(21, spo2=93.0, spo2_baseline=95.0)], 21, log_settings)
