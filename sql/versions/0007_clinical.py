@@ -1,6 +1,6 @@
 """Clinical safety: normal_reading_at for resolution on a normal reading; the renotified event."""
 
-from kidjamo.migrations import run_sql_file
+from kidjamo.warehouse.migrations import run_sql_file
 
 revision = "0007"
 down_revision = "0006"
