@@ -55,8 +55,23 @@ def notification_document(row: dict) -> dict:
         "status": row["status"], "title": (evidence.get("rule") or {}).get("title"),
         "first_reading_at": row["first_reading_at"], "last_reading_at": row["last_reading_at"],
         "reading_count": row["reading_count"], "is_late": row["is_late"], "delay_seconds": row["delay_seconds"],
-        "evidence": evidence, "details": row["details"],
+        "evidence": evidence, "details": row["details"], "qualifiers": evidence.get("qualifiers") or [],
+        "text": notification_text(row["event_type"], evidence),
     }
+
+
+def notification_text(event_type: str, evidence: dict) -> str:
+    """One line for a person: what happened, the values that fired the rule, and how far to trust them."""
+    rule = evidence.get("rule") or {}
+    values = ", ".join(f"{name.replace('_', ' ')} {value}" for name, value in (evidence.get("values") or {}).items()
+                       if value is not None)
+    text = f"{rule.get('title') or rule.get('id')} ({event_type.replace('_', ' ')})"
+    if values:
+        text += f": {values}"
+    qualifiers = evidence.get("qualifiers") or []
+    if qualifiers:
+        text += ". Note: " + "; ".join(qualifiers)
+    return text
 
 
 def deliver_notifications(database_url: str, *, settings: Settings, now: datetime | None = None,
@@ -93,6 +108,8 @@ def _deliver_one(connection, row: dict, *, now: datetime, settings: Settings) ->
     target = notify.target(row["channel"], row["audience"], settings)
     delivery_id = f"{row['event_key']}:{row['channel']}"
     subject = f"[{row['severity'].upper()}] {document['title'] or row['rule_id']} — patient {row['patient_id']}"
+    if document["qualifiers"]:
+        subject += " (" + "; ".join(qualifier.split(":")[0] for qualifier in document["qualifiers"]) + ")"
     attempts: list[tuple[int, str, str]] = []
     attempt_number = row["attempts"]
 

@@ -134,6 +134,25 @@ def evidence_record(rule: Rule, rules: RuleSet, *, values: dict, thresholds: dic
 
 
 BASELINE_NAMES = ("spo2_baseline", "heart_rate_baseline", "temperature_baseline", "hydration_baseline")
+QUALIFIER_COLUMNS = ("spo2_low_confidence", "weak_signal", "signal_quality", "activity_level", "ambient_temp",
+                     "ambient_humidity")
+ACTIVE_FROM_LEVEL = 6  # activity 6-10 of 10: exertion raises heart and breathing rates
+
+
+def reading_qualifiers(row: dict, rule_id: str) -> list[str]:
+    """What a clinician should weigh with the values: never a reason to suppress an alert, always said."""
+    qualifiers = []
+    if row.get("spo2_low_confidence") is True:
+        qualifiers.append("SpO2 below 70 %: outside the oximeter's specified accuracy (low confidence)")
+    if row.get("weak_signal") is True:
+        quality = json_value(row.get("signal_quality"))
+        qualifiers.append("weak sensor signal" + (f" (quality {quality:g} %)" if isinstance(quality, (int, float)) else ""))
+    activity = json_value(row.get("activity_level"))
+    if isinstance(activity, (int, float)) and activity >= ACTIVE_FROM_LEVEL:
+        qualifiers.append(f"patient active (activity {activity:g}/10)")
+    if rule_id == "heat_exposure" and json_value(row.get("ambient_humidity")) is None:
+        qualifiers.append("heat index unknown (no humidity measured): judged on the ambient temperature")
+    return qualifiers
 
 
 def _evidences(worst: pd.DataFrame, rules: RuleSet) -> list[dict]:
@@ -141,7 +160,7 @@ def _evidences(worst: pd.DataFrame, rules: RuleSet) -> list[dict]:
     thresholds_cache: dict[tuple, dict] = {}
     evidences = []
     needed = {"rule_id", "age_band", "device_id", "measured_at", "is_late", "delay_seconds", *BASELINE_NAMES,
-              *(name for names in EVIDENCE_VALUES.values() for name in names)}
+              *QUALIFIER_COLUMNS, *(name for names in EVIDENCE_VALUES.values() for name in names)}
     for row in worst[[column for column in worst.columns if column in needed]].to_dict("records"):
         rule_id, band = row["rule_id"], row.get("age_band")
         band = band if isinstance(band, str) else None
@@ -154,6 +173,7 @@ def _evidences(worst: pd.DataFrame, rules: RuleSet) -> list[dict]:
             baseline={name: json_value(row.get(name)) for name in BASELINE_NAMES},
             device_id=row["device_id"], measured_at=json_value(row["measured_at"]), is_late=bool(row["is_late"]),
             delay_seconds=json_value(row["delay_seconds"]), age_band=band,
+            qualifiers=reading_qualifiers(row, rule_id),
         ))
     return evidences
 
