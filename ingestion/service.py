@@ -7,8 +7,9 @@ authenticated device's own and for its patient (403), then each reading's fields
 field errors are reported per reading; if no reading is valid the answer is 422. Valid readings
 are handed to the group-commit :class:`~ingestion.landing_writer.LandingWriter`, and the answer,
 202 with one outcome per reading (accepted, duplicate, rejected), is sent only once they are
-durable in landing. A reading with SpO2 < 85 % or temperature >= 39.0 degC then goes to the
-critical fast path (``transforms.alerts.fast_path``) without waiting for the batch.
+durable in landing. Every accepted reading then goes to the fast path (``transforms.alerts.fast_path``):
+the rules that need only the reading, the registry and the stored baseline raise their alerts within
+a second, without waiting for the minute batch.
 
 The service checks the contract (shape, JSON types, identifiers, timestamp format); plausibility
 ranges stay with the pipeline, which quarantines out-of-range readings with a reason code instead of
@@ -20,12 +21,10 @@ instance (sticky by ``X-Device-Id``).
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import logging
 import math
 import time
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import datetime, timezone
 from pathlib import Path
@@ -44,7 +43,7 @@ from kidjamo.warehouse.database import connect, database_url as configured_datab
 from kidjamo.settings import Settings, get_settings
 from kidjamo.lake.partitions import layer_prefix
 from kidjamo.lake.storage import Lake
-from transforms.alerts.fast_path import is_critical, raise_fast_path_alert
+from transforms.alerts.fast_path import FastPath
 from transforms.clinical.rules import default_rules
 
 log = logging.getLogger(__name__)
@@ -237,10 +236,10 @@ class Metrics:
             "# HELP kidjamo_ingest_flush_duration_seconds Time to make one group commit durable.",
             "# TYPE kidjamo_ingest_flush_duration_seconds histogram",
             *self.flush_seconds.render("kidjamo_ingest_flush_duration_seconds"),
-            "# HELP kidjamo_ingest_fast_path_total Critical readings sent to the fast path, by result.",
+            "# HELP kidjamo_ingest_fast_path_total Accepted readings judged by the fast path, by result (raised: an alert row).",
             "# TYPE kidjamo_ingest_fast_path_total counter",
             *[f'kidjamo_ingest_fast_path_total{{result="{result}"}} {count}' for result, count in self.fast_path.items()],
-            "# HELP kidjamo_ingest_fast_path_duration_seconds Time from receiving a critical reading to its alert row.",
+            "# HELP kidjamo_ingest_fast_path_duration_seconds Time from receiving a reading to its alert row.",
             "# TYPE kidjamo_ingest_fast_path_duration_seconds histogram",
             *self.fast_path_seconds.render("kidjamo_ingest_fast_path_duration_seconds"),
         ]
@@ -332,7 +331,7 @@ class IngestionService:
         self.credentials: CredentialStore | None = None
         self._background: set[asyncio.Task] = set()
         self.rules = default_rules()
-        self._fast_path_executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="fast-path")
+        self.fast_path = FastPath(lambda: self.database_url, self.rules, settings, on_batch=self._fast_path_judged)
 
     @property
     def database_url(self) -> str:
@@ -349,6 +348,7 @@ class IngestionService:
         except Exception:  # the database may come up later; /readyz says so meanwhile
             log.exception("could not load device credentials")
         await self.writer.start()
+        self.fast_path.start()
         self._spawn(self._refresh_credentials_forever())
 
     async def stop(self) -> None:
@@ -356,7 +356,7 @@ class IngestionService:
         for task in list(self._background):
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
-        self._fast_path_executor.shutdown(wait=False, cancel_futures=True)
+        await asyncio.to_thread(self.fast_path.stop)
 
     def _spawn(self, coroutine) -> None:
         task = asyncio.create_task(coroutine)
@@ -378,21 +378,18 @@ class IngestionService:
         return await asyncio.to_thread(self.credentials.get, device_id)
 
     # --- the fast path ---------------------------------------------------------------------------
-    def send_to_fast_path(self, readings: list[dict], received_at: datetime, started: float) -> None:
-        self._spawn(self._fast_path_alerts(readings, received_at, started))
-
-    async def _fast_path_alerts(self, readings: list[dict], received_at: datetime, started: float) -> None:
-        for reading in readings:
-            try:
-                alert_id = await asyncio.get_running_loop().run_in_executor(
-                    self._fast_path_executor, functools.partial(raise_fast_path_alert, self.database_url, reading, received_at=received_at,
-                                                             rules=self.rules, settings=self.settings))
-            except Exception:
-                self.metrics.fast_path["failed"] += 1
-                log.exception("fast-path alert failed for %s at %s", reading["device_id"], reading["timestamp"])
-                continue
-            self.metrics.fast_path["raised" if alert_id is not None else "not_raised"] += 1
-            self.metrics.fast_path_seconds.observe(time.perf_counter() - started)
+    def _fast_path_judged(self, readings: list[dict], raised_patients: set, failed: bool, started: list[float]) -> None:
+        """Metrics of one fast-path batch (called on the fast path's thread)."""
+        if failed:
+            self.metrics.fast_path["failed"] += len(readings)
+            return
+        now = time.perf_counter()
+        for reading, began in zip(readings, started):
+            if reading.get("patient_id") in raised_patients:
+                self.metrics.fast_path["raised"] += 1
+                self.metrics.fast_path_seconds.observe(now - began)
+            else:
+                self.metrics.fast_path["not_raised"] += 1
 
     # --- POST /v1/vitals -------------------------------------------------------------------------
     async def post_vitals(self, request: Request) -> OrjsonResponse:
@@ -493,16 +490,14 @@ class IngestionService:
                 status_code=503,
                 headers={"Retry-After": "5"},
             )
-        accepted = 0
-        critical: list[dict] = []
+        fresh: list[dict] = []
         for (index, reading, _), is_new in zip(valid, written):
             results[index]["status"] = "accepted" if is_new else "duplicate"
             if is_new:
-                accepted += 1
-                if is_critical(reading, self.rules):
-                    critical.append(reading)
-        if critical:
-            self.send_to_fast_path(critical, received_at, started)
+                fresh.append(reading)
+        accepted = len(fresh)
+        # Every accepted reading meets the single-reading rules within a fraction of a second.
+        self.fast_path.submit(fresh, received_at, started)
         self.metrics.readings["accepted"] += accepted
         self.metrics.readings["duplicate"] += len(valid) - accepted
         return OrjsonResponse(

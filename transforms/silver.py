@@ -120,7 +120,7 @@ def bronze_to_silver(
         ],
         ignore_index=True,
     )
-    silver = _enrich(kept, registry, baselines, late_after, rules)
+    silver = enrich_readings(kept, registry, baselines, late_after, rules)
     return SilverResult(
         silver=pa.Table.from_pandas(silver[SILVER.names], schema=SILVER, preserve_index=False),
         rejected=pa.Table.from_pandas(rejected[QUARANTINE.names], schema=QUARANTINE, preserve_index=False),
@@ -135,8 +135,12 @@ def _record_key(raw_file: pd.Series, record_index: pd.Series) -> pd.Series:
     return raw_file.astype("string") + "#" + record_index.astype("string")
 
 
-def _enrich(kept: pd.DataFrame, registry: pd.DataFrame, baselines: pd.DataFrame, late_after: timedelta,
-            rules: RuleSet) -> pd.DataFrame:
+def enrich_readings(kept: pd.DataFrame, registry: pd.DataFrame, baselines: pd.DataFrame, late_after: timedelta,
+                    rules: RuleSet) -> pd.DataFrame:
+    """Readings joined with the registry and baselines, with age, scores, indices, quality flags and delay.
+
+    The silver step and the ingestion fast path enrich alike, so the rules see the same columns.
+    """
     patients = registry.drop_duplicates("device_id")[["device_id", "birth_date", "genotype", "care_team"]].astype(
         {"device_id": "string"}
     )

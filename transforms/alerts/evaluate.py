@@ -7,6 +7,7 @@ flatline): one candidate per (patient, rule) with its evidence and lineage.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 
 import numpy as np
@@ -65,17 +66,20 @@ def _prepare(silver: pd.DataFrame, history: pd.DataFrame, rules: RuleSet) -> pd.
 NORMAL_COLUMNS = ["patient_id", "rule_id", "normal_at"]
 
 
-def match_and_clear(silver: pd.DataFrame, history: pd.DataFrame | None, *,
-                    rules: RuleSet) -> tuple[pd.DataFrame, pd.DataFrame]:
+def match_and_clear(silver: pd.DataFrame, history: pd.DataFrame | None, *, rules: RuleSet,
+                    only: Collection[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Matches of the batch (see :func:`match_readings`) and its *normal* readings per rule.
 
     A reading is normal for a rule when every parameter of the rule's ``resolve_on`` was measured
     and the rule did not match: only such a reading, not an absent one, lets an alert resolve.
     The second frame holds (patient_id, rule_id, normal_at), the latest normal batch reading.
+    ``only`` restricts the rules judged (the fast path judges the single-reading ones).
     """
     frame = _prepare(silver, history, rules)
     matches, normals = [], []
     for rule_id, matcher in MATCHERS.items():
+        if only is not None and rule_id not in only:
+            continue
         rule = rules[rule_id]
         severity = matcher(frame, rule, rules)
         hit = severity.notna() & frame["in_batch"]

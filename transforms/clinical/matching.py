@@ -223,6 +223,10 @@ def sensor_battery(frame, rule, rules):
     return _severity(frame, frame["battery_level"] < rule.thresholds.battery_below, rule.severity)
 
 
+#: Rules that need earlier readings of the patient (a window of pain, a flatline): judged by the
+#: minute batch only. Every other matcher needs just the reading, the registry and the baseline.
+CROSS_READING_RULES = ("pain_severe", "sensor_flatline")
+
 #: Rules judged reading by reading (sensor_silent is judged from devices' last readings instead).
 MATCHERS: dict[str, Matcher] = {
     "fever": fever,

@@ -212,11 +212,6 @@ class SilentThresholds(_Strict):
     with_open_alert_severity: Severity
 
 
-class FastPathThresholds(_Strict):
-    spo2_below: float | None = None
-    temperature_at_least: float | None = None
-
-
 THRESHOLD_MODELS: dict[str, type[BaseModel]] = {
     "fever": FeverThresholds,
     "fever_infant": FeverInfantThresholds,
@@ -256,7 +251,6 @@ class Rule(_Strict):
     source: str
     project_choice: bool = False
     thresholds: BaseModel
-    fast_path: FastPathThresholds | None = None
     supersedes: list[str] = Field(default_factory=list)
     auto_resolve: bool = True
     resolve_on: list[ReadingParameter] = Field(default_factory=list)
@@ -377,9 +371,6 @@ def _threshold_text(rule: Rule) -> str:
                 "(" + ", ".join(f"{k.replace('_', ' ')} {v:g}" for k, v in item.items()) + ")" if isinstance(item, dict)
                 else str(item) for item in value)
         parts.append(f"{name.replace('_', ' ')} {value}")
-    if rule.fast_path:
-        fast = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in rule.fast_path.model_dump(exclude_none=True).items())
-        parts.append(f"fast path: {fast}")
     return "; ".join(parts)
 
 
