@@ -22,7 +22,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pajson
 
-from ingestion.to_raw import read_manifest
+from ingestion.to_raw import reconcile_raw_partition
+from kidjamo.locks import PartitionLocks
 from kidjamo.storage import Lake, minute_partition, minutes_between
 from transforms import reasons
 from transforms.records import split_records
@@ -83,10 +84,12 @@ class _RawRecords:
     file_spans: list[tuple[int, int]] = field(default_factory=list)  # [start, end) of each file's lines
 
 
-def _read_raw(lake: Lake, start: datetime, end: datetime) -> _RawRecords:
+def _read_raw(lake: Lake, start: datetime, end: datetime, run_id: str, database_url: str | None) -> _RawRecords:
     records = _RawRecords()
-    for minute in minutes_between(start, end):
-        for name, entry in sorted(read_manifest(lake, minute).items()):
+    with PartitionLocks(database_url) as locks:
+        manifests = [(minute, reconcile_raw_partition(lake, minute, run_id=run_id, locks=locks)) for minute in minutes_between(start, end)]
+    for minute, manifest in manifests:
+        for name, entry in sorted(manifest.items()):
             lines = split_records(lake.read_bytes(entry["path"]), name)
             first = len(records.lines)
             records.lines.extend(lines)
@@ -297,9 +300,14 @@ def raw_to_bronze(
     lateness: timedelta = timedelta(days=7),
     future_tolerance: timedelta = timedelta(minutes=5),
     write: bool = True,
+    database_url: str | None = None,
 ) -> BronzeResult:
-    """Type every raw record of arrival minutes [start, end); write bronze and quarantine partitions."""
-    records = _read_raw(lake, start, end)
+    """Type every raw record of arrival minutes [start, end); write bronze and quarantine partitions.
+
+    Each raw partition's listing is compared with its manifest first: unlisted raw files are adopted
+    (under the partition's lock when ``database_url`` is given), listed ones that are gone fail the step.
+    """
+    records = _read_raw(lake, start, end, run_id, database_url)
     candidates, parse_errors, fast = _parse(records)
     frame = candidates.to_pandas(types_mapper={pa.string(): pd.StringDtype()}.get)
     frame["arrival_minute"] = pd.to_datetime(pd.Series(records.arrival_minute, dtype=object), utc=True) if records.lines else pd.Series([], dtype="datetime64[us, UTC]")

@@ -124,7 +124,8 @@ def _recorded(step: str):
 @_recorded("to_raw")
 def step_to_raw(interval: Interval) -> dict:
     """Landing -> raw: verified byte-exact copies with a manifest; landing files removed after."""
-    return landing_to_raw(interval.lake, interval.start, interval.end, run_id=interval.run_id).counts()
+    return landing_to_raw(interval.lake, interval.start, interval.end, run_id=interval.run_id,
+                          database_url=interval.database_url).counts()
 
 
 @_recorded("to_bronze")
@@ -134,6 +135,7 @@ def step_to_bronze(interval: Interval) -> dict:
         interval.lake, interval.start, interval.end, run_id=interval.run_id,
         registry=interval.registry, ingested_at=interval.end,
         lateness=interval.settings.lateness, future_tolerance=interval.settings.future_tolerance,
+        database_url=interval.database_url,
     )
     return result.counts()
 
