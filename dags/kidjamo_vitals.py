@@ -10,8 +10,8 @@ kidjamo_vitals T` covers the minute that ends at T).
 | raw | `to_raw` | `landing/vitals/dt=/hh=/mm=` | `raw/vitals/…` + `_manifest.json` | sha256 of every copy before the landing file is removed |
 | bronze | `to_bronze` | raw + patient registry | `bronze/vitals/…`, `quarantine/vitals/…/bronze.parquet` | types, plausibility ranges, timestamps, registry |
 | bronze | `gate_bronze` | bronze | `gates/vitals/…` | Great Expectations suite `bronze` |
-| silver | `to_silver` | bronze, gate, warehouse keys, baselines | `silver/vitals/…`, quarantine (duplicates) | deduplication within and across batches |
-| silver | `gate_silver` | silver | silver, quarantine | suite `silver`; accounting raw = bronze + quarantined, bronze = silver + rejected + duplicates |
+| silver | `to_silver` | bronze, gate, warehouse keys, baselines | `gates/vitals/…/silver_candidates.parquet`, quarantine (duplicates) | deduplication within and across batches |
+| silver | `gate_silver` | silver candidates | `silver/vitals/…`, quarantine (rejected) | suite `silver`; accounting raw = bronze + quarantined, bronze = silver + rejected + duplicates |
 | gold | `to_gold` | silver | `gold/vitals/…` | |
 | warehouse | `load` | silver, quarantine | `kidjamo.measurements`, `kidjamo.quarantine` | COPY + idempotent upsert |
 | warehouse | `refresh_views` | | `analytics.*` | concurrent refresh |

@@ -35,6 +35,9 @@ GATE_REJECTED_SCHEMA = pa.schema(
 )
 
 
+SILVER_CANDIDATES = "silver_candidates.parquet"  # to_silver's output, before the silver gate (gates/ layer)
+
+
 class AccountingError(RuntimeError):
     """Records went missing between layers: the run must not be trusted."""
 
@@ -203,7 +206,9 @@ def step_to_silver(interval: Interval) -> dict:
         run_id=interval.run_id,
         late_after=interval.settings.late_after,
     )
-    interval.write("silver", "part-0.parquet", result.silver)
+    # Staged for the silver gate, which writes silver itself: re-running the gate alone then starts
+    # again from the same rows (rewriting its own input lost the rows it had rejected).
+    interval.write("gates", SILVER_CANDIDATES, result.silver)
     interval.write("quarantine", "silver.parquet", result.rejected)
     return result.counts()
 
@@ -215,14 +220,13 @@ def step_gate_silver(interval: Interval) -> dict:
     from expectations.gate import raise_on_failure, run_gate
     from transforms.silver import gate_rejections
 
-    silver = interval.read("silver", "part-0.parquet", SILVER)
-    frame = silver.to_pandas()
+    candidates = interval.read("gates", SILVER_CANDIDATES, SILVER)
+    frame = candidates.to_pandas()
     result = run_gate(silver_suite.build_suite(), frame, max_bad_share=interval.settings.max_bad_share)
     _record_gate(interval, result)
     raise_on_failure(result)
-    kept, rejected = gate_rejections(silver, result.rejected, run_id=interval.run_id)
-    if rejected.num_rows:
-        interval.write("silver", "part-0.parquet", kept)
+    kept, rejected = gate_rejections(candidates, result.rejected, run_id=interval.run_id)
+    interval.write("silver", "part-0.parquet", kept)
     interval.write("quarantine", "silver_gate.parquet", rejected)  # also clears an earlier run's rejections
     counts = result.counts()
     counts["accounting"] = check_accounting(interval)
