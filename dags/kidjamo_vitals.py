@@ -7,7 +7,7 @@ kidjamo_vitals T` covers the minute that ends at T).
 
 | group | task | reads | writes | checks |
 |---|---|---|---|---|
-| raw | `to_raw` | `landing/vitals/dt=/hh=/mm=` | `raw/vitals/…` + `_manifest.json` | sha256 of every copy before the landing file is removed |
+| raw | `to_raw` | `landing/vitals/dt=/hh=/mm=` (and any earlier minute's leftovers) | `raw/vitals/…` + `_manifest.json` | sha256 of every copy before the landing file is removed |
 | bronze | `to_bronze` | raw + patient registry | `bronze/vitals/…`, `quarantine/vitals/…/bronze.parquet` | types, plausibility ranges, timestamps, registry |
 | bronze | `gate_bronze` | bronze | `gates/vitals/…` | Great Expectations suite `bronze` |
 | silver | `to_silver` | bronze, gate, warehouse keys, baselines | `gates/vitals/…/silver_candidates.parquet`, quarantine (duplicates) | deduplication within and across batches |
@@ -16,6 +16,9 @@ kidjamo_vitals T` covers the minute that ends at T).
 | warehouse | `load` | silver, quarantine | `kidjamo.measurements`, `kidjamo.quarantine` | COPY + idempotent upsert |
 | warehouse | `refresh_views` | | `analytics.*` | concurrent refresh |
 | alerts | `alerts` | silver + recent history | `kidjamo.alerts`, notifications | CLINICAL.md rules, sent once |
+
+Landing is always drained: `to_raw` also takes the landing files of earlier minutes (minutes this
+DAG skipped — `catchup=False` — or whose run failed) into its own minute, as `backlog-<minute>-<name>`.
 
 Every task is idempotent: clearing a task, re-running the run, or backfilling a range rewrites the
 same lake partitions and database rows. To re-process a wide interval (a day) in one run use
@@ -42,7 +45,7 @@ def _interval():
 
     context = get_current_context()
     return Interval(context["data_interval_start"], context["data_interval_end"], kidjamo_lake(),
-                    kidjamo_database_url(), context["run_id"])
+                    kidjamo_database_url(), context["run_id"], drain_landing_backlog=True)
 
 
 @dag(

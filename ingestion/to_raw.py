@@ -9,6 +9,11 @@ take turns under the partition's advisory lock (:mod:`kidjamo.locks`), so none r
 over another's entries. A raw file the manifest does not name (a writer that bypassed the lock, a
 crash between a copy and its manifest) is found by comparing the listing with the manifest and
 adopted into it (:func:`reconcile_raw_partition`), so accounting sees every raw record.
+
+Landing is a backlog that is always drained: a minute run also takes every landing file of an
+earlier arrival minute (a run Airflow skipped, a failed run, a producer that wrote late) into its
+own first minute (:func:`drain_landing_backlog`), named ``backlog-<minute>-<name>`` so that the
+original arrival minute stays in the lineage.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import posixpath
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from kidjamo.landing import LANDING_PREFIX, partition_minute
 from kidjamo.locks import PartitionLocks
 from kidjamo.storage import Lake, minute_partition, minutes_between
 from transforms.records import is_landing_file, split_records
@@ -43,6 +49,7 @@ class RawResult:
     records: int = 0  # records in every raw file of the interval (new and earlier copies)
     raw_files: int = 0
     raw_files_adopted: int = 0  # raw files found outside the manifest and added to it
+    backlog_files: int = 0  # landing files of earlier minutes taken into this run
     partitions: list[str] = field(default_factory=list)
 
     def counts(self) -> dict:
@@ -52,6 +59,7 @@ class RawResult:
             "bytes_copied": self.bytes_copied,
             "raw_files": self.raw_files,
             "raw_files_adopted": self.raw_files_adopted,
+            "backlog_files": self.backlog_files,
             "raw_records": self.records,
         }
 
@@ -125,13 +133,43 @@ def reconcile_raw_partition(lake: Lake, minute: datetime, *, run_id: str, locks:
     return manifest
 
 
-def landing_to_raw(lake: Lake, start: datetime, end: datetime, *, run_id: str, database_url: str | None = None) -> RawResult:
+def drain_landing_backlog(lake: Lake, into: datetime, locks: PartitionLocks) -> int:
+    """Move every landing file of an arrival minute before ``into`` into ``into``'s landing partition.
+
+    Each source minute is moved under its raw partition's lock, so a run of that minute (a backfill)
+    either copied its files first or finds them gone. The copy is written before the original is
+    deleted: a crash in between leaves a duplicate (silver's deduplication sets it aside), never a
+    loss. Returns the number of files moved.
+    """
+    waiting: dict[datetime, list[str]] = {}
+    for lake_file in lake.list_files(LANDING_PREFIX):
+        minute = partition_minute(lake_file.path)
+        if minute is not None and minute < into and is_landing_file(posixpath.basename(lake_file.path)):
+            waiting.setdefault(minute, []).append(lake_file.path)
+    moved = 0
+    for minute in sorted(waiting):
+        with locks.hold(raw_partition_prefix(minute)):
+            for path in waiting[minute]:
+                if not lake.exists(path):
+                    continue  # that minute's own run took it meanwhile
+                target = f"{layer_prefix('landing')}/{minute_partition(into)}/backlog-{minute:%Y%m%dT%H%M}-{posixpath.basename(path)}"
+                lake.write_bytes(target, lake.read_bytes(path))
+                lake.delete(path)
+                moved += 1
+    return moved
+
+
+def landing_to_raw(lake: Lake, start: datetime, end: datetime, *, run_id: str, database_url: str | None = None,
+                   drain_backlog: bool = False) -> RawResult:
     """Copy every landing file of arrival minutes [start, end) to raw, verify, then delete it.
 
-    With ``database_url``, each raw partition is written under its advisory lock.
+    With ``database_url``, each raw partition is written under its advisory lock. With
+    ``drain_backlog`` (minute runs), landing files of earlier minutes are taken into ``start`` first.
     """
     result = RawResult()
     with PartitionLocks(database_url) as locks:
+        if drain_backlog:
+            result.backlog_files = drain_landing_backlog(lake, start, locks)
         for minute in minutes_between(start, end):
             with locks.hold(raw_partition_prefix(minute)):
                 _copy_minute(lake, minute, run_id, result)

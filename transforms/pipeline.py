@@ -52,6 +52,8 @@ class Interval:
     database_url: str
     run_id: str
     settings: Settings = field(default_factory=get_settings)
+    #: Minute runs also take landing files of earlier minutes (skipped or failed runs): landing is always drained.
+    drain_landing_backlog: bool = False
 
     def __post_init__(self) -> None:
         self.start = _utc_minute(self.start)
@@ -128,7 +130,7 @@ def _recorded(step: str):
 def step_to_raw(interval: Interval) -> dict:
     """Landing -> raw: verified byte-exact copies with a manifest; landing files removed after."""
     return landing_to_raw(interval.lake, interval.start, interval.end, run_id=interval.run_id,
-                          database_url=interval.database_url).counts()
+                          database_url=interval.database_url, drain_backlog=interval.drain_landing_backlog).counts()
 
 
 @_recorded("to_bronze")
