@@ -25,13 +25,14 @@ from kidjamo.settings import Settings, get_settings
 from kidjamo.storage import Lake, minutes_between
 from transforms.bronze import raw_to_bronze, read_partitions, write_partitions
 from transforms.gold import silver_to_gold
+from transforms.reasons import DEVICE_FLOODING, GATE_REJECTED
 from transforms.schema import BRONZE, QUARANTINE, SILVER
 
 log = logging.getLogger(__name__)
 
 GATE_REJECTED_SCHEMA = pa.schema(
     [("raw_file", pa.string()), ("record_index", pa.int32()), ("detail", pa.string()),
-     ("arrival_minute", pa.timestamp("us", tz="UTC"))]
+     ("arrival_minute", pa.timestamp("us", tz="UTC")), ("reason", pa.string())]
 )
 
 
@@ -165,30 +166,82 @@ def _record_gate(interval: Interval, result) -> None:
         )
 
 
-def _with_arrival(rejected: pa.Table, frame: pd.DataFrame) -> pa.Table:
-    """Attach each rejected row's arrival minute (its partition) from the validated frame."""
+def _with_arrival(rejected: pa.Table, frame: pd.DataFrame) -> pd.DataFrame:
+    """Attach each rejected row's arrival minute (its partition) from the validated frame, and its reason."""
     keys = frame[["raw_file", "record_index", "arrival_minute"]].drop_duplicates(["raw_file", "record_index"])
     joined = rejected.to_pandas().merge(keys, on=["raw_file", "record_index"], how="left")
-    return pa.Table.from_pandas(joined[GATE_REJECTED_SCHEMA.names], schema=GATE_REJECTED_SCHEMA, preserve_index=False)
+    joined["reason"] = GATE_REJECTED
+    return joined[GATE_REJECTED_SCHEMA.names]
+
+
+def _flooding(interval: Interval, frame: pd.DataFrame, rejected: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Devices flooding the batch with bad readings, and their remaining readings as rejections (device_flooding)."""
+    from expectations.gate import flooding_devices
+
+    quarantine = interval.read("quarantine", "bronze.parquet", QUARANTINE).select(["device_id", "reason"]).to_pandas()
+    gate_bad = frame.set_index(["raw_file", "record_index"]).index.isin(rejected.set_index(["raw_file", "record_index"]).index)
+    flooding = flooding_devices(
+        pd.concat([frame["device_id"], quarantine["device_id"]], ignore_index=True),
+        pd.Series([*gate_bad, *([True] * len(quarantine))]),
+        pd.concat([pd.Series([GATE_REJECTED] * len(frame)), quarantine["reason"]], ignore_index=True),
+        max_bad_share=interval.settings.max_bad_share, min_bad=interval.settings.flood_min_bad,
+    )
+    taken = frame[frame["device_id"].isin(flooding["device_id"]).to_numpy() & ~gate_bad]
+    shares = flooding.set_index("device_id")
+    details = [f"device_flooding: device {device!r} sent {shares.at[device, 'bad_readings']} bad readings of "
+               f"{shares.at[device, 'readings']} in this batch ({shares.at[device, 'share']:.0%}); all its readings of the batch are set aside"
+               for device in taken["device_id"]]
+    flooded = pd.DataFrame({"raw_file": taken["raw_file"], "record_index": taken["record_index"], "detail": details,
+                            "arrival_minute": taken["arrival_minute"], "reason": DEVICE_FLOODING})
+    return flooding, flooded
+
+
+def _record_device_incidents(interval: Interval, flooding: pd.DataFrame, frame: pd.DataFrame) -> None:
+    """One kidjamo.device_incidents row per flooding device and arrival minute (re-running replaces it)."""
+    minute_of = frame.groupby("device_id")["arrival_minute"].min()
+    with connect(interval.database_url) as connection:
+        for row in flooding.itertuples(index=False):
+            minute = minute_of.get(row.device_id, interval.start)
+            connection.execute(
+                """
+                INSERT INTO kidjamo.device_incidents (device_id, arrival_minute, kind, readings, bad_readings, reasons, run_id)
+                VALUES (%s, %s, 'flooding', %s, %s, %s, %s)
+                ON CONFLICT (device_id, arrival_minute, kind) DO UPDATE SET readings = excluded.readings,
+                    bad_readings = excluded.bad_readings, reasons = excluded.reasons, run_id = excluded.run_id,
+                    detected_at = now()
+                """,
+                (row.device_id, minute, int(row.readings), int(row.bad_readings), json.dumps(row.reasons), interval.run_id),
+            )
+    for row in flooding.itertuples(index=False):
+        log.warning("device %s flooded %s..%s with %d bad readings of %d: its readings are quarantined (device_flooding)",
+                    row.device_id, interval.start, interval.end, row.bad_readings, row.readings)
 
 
 @_recorded("gate_bronze")
 def step_gate_bronze(interval: Interval) -> dict:
-    """Great Expectations bronze suite: failing rows set aside for quarantine, batch failures stop the run."""
+    """Great Expectations bronze suite: failing rows set aside for quarantine, batch failures stop the run.
+
+    A device whose share of bad readings exceeds ``max_bad_share`` has all its readings of the batch
+    set aside too (``device_flooding``) and is recorded in kidjamo.device_incidents; the others go on.
+    """
     from expectations import bronze as bronze_suite
     from expectations.gate import raise_on_failure, run_gate
 
     bronze = interval.read("bronze", "part-0.parquet", BRONZE)
-    quarantined = interval.read("quarantine", "bronze.parquet", QUARANTINE).num_rows
     frame = bronze.to_pandas()
     suite = bronze_suite.build_suite(interval.start, interval.end, lateness=interval.settings.lateness,
                                      future_tolerance=interval.settings.future_tolerance)
-    result = run_gate(suite, frame, max_bad_share=interval.settings.max_bad_share,
-                      prior_bad_rows=quarantined, prior_rows=quarantined)
+    result = run_gate(suite, frame)
     _record_gate(interval, result)
     raise_on_failure(result)
-    interval.write("gates", "bronze_rejected.parquet", _with_arrival(result.rejected, frame))
-    return result.counts()
+    rejected = _with_arrival(result.rejected, frame)
+    flooding, flooded = _flooding(interval, frame, rejected)
+    if not flooding.empty:
+        _record_device_incidents(interval, flooding, frame)
+        rejected = pd.concat([rejected, flooded], ignore_index=True)
+    interval.write("gates", "bronze_rejected.parquet",
+                   pa.Table.from_pandas(rejected, schema=GATE_REJECTED_SCHEMA, preserve_index=False))
+    return {**result.counts(), "flooding_devices": sorted(flooding["device_id"]), "device_flooding_rows": len(flooded)}
 
 
 @_recorded("to_silver")
@@ -224,7 +277,7 @@ def step_gate_silver(interval: Interval) -> dict:
 
     candidates = interval.read("gates", SILVER_CANDIDATES, SILVER)
     frame = candidates.to_pandas()
-    result = run_gate(silver_suite.build_suite(), frame, max_bad_share=interval.settings.max_bad_share)
+    result = run_gate(silver_suite.build_suite(), frame)
     _record_gate(interval, result)
     raise_on_failure(result)
     kept, rejected = gate_rejections(candidates, result.rejected, run_id=interval.run_id)

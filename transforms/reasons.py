@@ -19,6 +19,7 @@ DEVICE_PATIENT_MISMATCH = "device_patient_mismatch"  # the registry assigns the 
 # Silver: the record was valid but is not kept.
 DUPLICATE = "duplicate"  # same (device_id, measured_at) as a reading already kept
 GATE_REJECTED = "gate_rejected"  # a row-level Great Expectations check failed
+DEVICE_FLOODING = "device_flooding"  # the device sent mostly bad readings in this batch: all its readings set aside
 
 BRONZE_REASONS = (
     INVALID_JSON,
@@ -34,4 +35,4 @@ BRONZE_REASONS = (
     UNKNOWN_DEVICE,
     DEVICE_PATIENT_MISMATCH,
 )
-ALL_REASONS = (*BRONZE_REASONS, DUPLICATE, GATE_REJECTED)
+ALL_REASONS = (*BRONZE_REASONS, DUPLICATE, GATE_REJECTED, DEVICE_FLOODING)
