@@ -315,7 +315,7 @@ def step_load(interval: Interval) -> dict:
 @_recorded("alerts")
 def step_alerts(interval: Interval) -> dict:
     """Clinical rules over the interval's silver rows and recent history; alerts upserted; notifications sent."""
-    from transforms.alerts import deliver_notifications, escalate, raise_alerts
+    from transforms.alerts import raise_alerts
 
     silver = interval.read("silver", "part-0.parquet", SILVER)
     result = raise_alerts(interval.database_url, silver, interval_start=interval.start, interval_end=interval.end,
@@ -324,9 +324,22 @@ def step_alerts(interval: Interval) -> dict:
     if candidates is not None:
         interval.write("gold", "alert_candidates.parquet", _candidates_table(candidates, interval))
         result["candidates"] = len(candidates)
-    result["escalations"] = escalate(interval.database_url, as_of=interval.end, settings=interval.settings)
-    result["notifications"] = deliver_notifications(interval.database_url, now=interval.end, settings=interval.settings)
+    result.update(escalate_and_deliver(interval.database_url, as_of=interval.end, settings=interval.settings))
     return _jsonable_counts(result)
+
+
+def escalate_and_deliver(database_url: str, *, as_of: datetime, settings: Settings | None = None) -> dict:
+    """Escalate unacknowledged alerts and deliver every due notification, whatever state the minute batch is in.
+
+    The alerts step calls it at once for its own alerts; the ``kidjamo_notifications`` DAG calls it
+    every minute on its own, so that fast-path alerts are notified and escalated even while the
+    batch fails (a gate, the warehouse). Escalations and deliveries happen once however often it runs.
+    """
+    from transforms.alerts import deliver_notifications, escalate
+
+    settings = settings or get_settings()
+    return {"escalations": escalate(database_url, as_of=as_of, settings=settings),
+            "notifications": deliver_notifications(database_url, now=as_of, settings=settings)}
 
 
 @_recorded("refresh_views")
