@@ -355,22 +355,25 @@ STEPS = (step_to_raw, step_to_bronze, step_gate_bronze, step_to_silver, step_gat
 
 
 def process_interval(start: datetime, end: datetime, *, lake: Lake, database_url: str, run_id: str,
-                     settings: Settings | None = None, chunk: timedelta = timedelta(hours=1)) -> dict:
+                     settings: Settings | None = None, chunk: timedelta = timedelta(hours=1),
+                     drain_landing_backlog: bool = False) -> dict:
     """Run every step for arrival minutes [start, end): one minute, or a whole day in one run.
 
     A wide interval is processed ``chunk`` by chunk, in arrival order, so that memory stays bounded;
     each chunk is recorded in kidjamo.pipeline_runs as ``<run_id>#<chunk start>``. Returns the
-    counts of each step, summed over the chunks.
+    counts of each step, summed over the chunks. ``drain_landing_backlog`` makes it a minute run
+    (earlier minutes' landing files are taken too); re-processing leaves the current backlog alone.
     """
     settings = settings or get_settings()
-    whole = Interval(start, end, lake, database_url, run_id, settings)
+    whole = Interval(start, end, lake, database_url, run_id, settings, drain_landing_backlog)
     if whole.end - whole.start <= chunk:
         return {step.__name__.removeprefix("step_"): step(whole) for step in STEPS}
     totals: dict = {}
     chunk_start = whole.start
     while chunk_start < whole.end:
         chunk_end = min(chunk_start + chunk, whole.end)
-        part = Interval(chunk_start, chunk_end, lake, database_url, f"{run_id}#{chunk_start:%Y%m%dT%H%M}", settings)
+        part = Interval(chunk_start, chunk_end, lake, database_url, f"{run_id}#{chunk_start:%Y%m%dT%H%M}", settings,
+                        drain_landing_backlog and chunk_start == whole.start)
         for step in STEPS:
             name = step.__name__.removeprefix("step_")
             totals[name] = _add_counts(totals.get(name, {}), step(part))
