@@ -117,8 +117,8 @@ def _run_minute(arrival: datetime, environment: dict, *, kill: bool = False) -> 
 
 
 def _child_run(arrival: datetime) -> None:
-    from kidjamo.database import database_url
-    from kidjamo.storage import Lake
+    from kidjamo.warehouse.database import database_url
+    from kidjamo.lake.storage import Lake
     from transforms.pipeline import process_interval
 
     counts = process_interval(arrival - timedelta(minutes=1), arrival, lake=Lake.from_settings(), database_url=database_url(),
@@ -173,17 +173,19 @@ def _lake_message_ids(lake) -> tuple[Counter, Counter]:
 
 
 def soak(minutes: int, sensors: int) -> dict:
-    from ingestion.simulator import Fleet, HttpSender, provision_fleet, read_secrets, run_simulation
-    from kidjamo import migrations
-    from kidjamo.database import ensure_database
-    from kidjamo.landing import landing_backlog
-    from kidjamo.storage import Lake
+    from ingestion.simulator.fleet import Fleet, provision_fleet, read_secrets
+    from ingestion.simulator.senders import HttpSender, run_simulation
+    from kidjamo.warehouse import migrations
+    from kidjamo.warehouse.database import ensure_database
+    from kidjamo.lake.landing import landing_backlog
+    from kidjamo.settings import get_settings
+    from kidjamo.lake.storage import Lake
 
     home = Path(os.environ["KIDJAMO_HOME"])
     url = ensure_database()
     migrations.migrate(url)
     fleet = Fleet.generate(sensors, seed=12)
-    provision_fleet(url, fleet, home / "secrets.json")
+    provision_fleet(url, fleet, home / "secrets.json", pseudonym_key=get_settings().pseudonym_key)
     secrets = read_secrets(home / "secrets.json")
     environment = {**os.environ, "KIDJAMO_DATABASE_URL": url, "KIDJAMO_INGEST_RATE_PER_DEVICE": "1000",
                    "KIDJAMO_INGEST_BURST_PER_DEVICE": "1000"}

@@ -10,29 +10,22 @@ load). Each notification is sent at most once per alert event, however many runs
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 from airflow.sdk import CronDataIntervalTimetable, dag, get_current_context, task
 
-from plugins.airflow_glue import failure_notifiers, kidjamo_database_url
+from plugins.airflow_glue import DAG_ARGUMENTS, default_args, failure_notifiers, kidjamo_database_url
 
 
 @dag(
     dag_id="kidjamo_notifications",
     schedule=CronDataIntervalTimetable("* * * * *", timezone="UTC"),
-    start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
-    catchup=False,  # the latest run escalates and delivers everything due: skipped minutes lose nothing
-    max_active_runs=1,
+    **DAG_ARGUMENTS,  # catchup=False: the latest run escalates and delivers everything due, skipped minutes lose nothing
     dagrun_timeout=timedelta(minutes=2),
     doc_md=__doc__,
     tags=["kidjamo", "alerts"],
-    default_args={
-        "owner": "data-platform",
-        "retries": 2,
-        "retry_delay": timedelta(seconds=5),
-        "execution_timeout": timedelta(seconds=50),
-        "on_failure_callback": failure_notifiers(),
-    },
+    default_args=default_args(retries=2, retry_delay=timedelta(seconds=5), execution_timeout=timedelta(seconds=50),
+                              on_failure_callback=failure_notifiers()),
 )
 def kidjamo_notifications():
     @task(doc_md="Escalates unacknowledged critical alerts and delivers due notifications (webhook, SNS, log), once each.")

@@ -24,13 +24,12 @@ import posixpath
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from kidjamo.landing import LANDING_PREFIX, partition_minute
-from kidjamo.locks import PartitionLocks
-from kidjamo.storage import Lake, minute_partition, minutes_between
-from transforms.records import is_landing_file, split_records
-from transforms.schema import layer_prefix
-
-MANIFEST_NAME = "_manifest.json"
+from kidjamo.lake.landing import partition_minute
+from kidjamo.lake.manifest import read_manifest, write_manifest
+from kidjamo.lake.partitions import layer_prefix, minute_partition, minutes_between, partition_path
+from kidjamo.lake.records import is_landing_file, split_records
+from kidjamo.lake.storage import Lake
+from kidjamo.warehouse.locks import PartitionLocks
 
 
 class RawCopyError(RuntimeError):
@@ -64,23 +63,6 @@ class RawResult:
         }
 
 
-def raw_partition_prefix(minute: datetime) -> str:
-    return f"{layer_prefix('raw')}/{minute_partition(minute)}"
-
-
-def read_manifest(lake: Lake, minute: datetime) -> dict[str, dict]:
-    """The manifest of one raw partition: raw file name -> {path, size, sha256, records, run_id}."""
-    path = f"{raw_partition_prefix(minute)}/{MANIFEST_NAME}"
-    if not lake.exists(path):
-        return {}
-    return {entry["name"]: entry for entry in json.loads(lake.read_bytes(path))["files"]}
-
-
-def _write_manifest(lake: Lake, minute: datetime, entries: dict[str, dict]) -> None:
-    document = {"partition": minute_partition(minute), "files": [entries[name] for name in sorted(entries)]}
-    lake.write_bytes(f"{raw_partition_prefix(minute)}/{MANIFEST_NAME}", json.dumps(document, indent=1).encode())
-
-
 def _raw_name(name: str, sha256: str, manifest: dict[str, dict]) -> str:
     """The landing name, unless another file of that name (other bytes) is already in raw."""
     entry = manifest.get(name)
@@ -97,7 +79,7 @@ def _manifest_entry(name: str, raw_path: str, data: bytes, sha256: str, run_id: 
 
 def _unlisted_raw_files(lake: Lake, minute: datetime, manifest: dict[str, dict]) -> list[str]:
     """Raw files of the partition that its manifest does not name."""
-    return [f.path for f in lake.list_files(raw_partition_prefix(minute), recursive=False)
+    return [f.path for f in lake.list_files(partition_path("raw", minute), recursive=False)
             if is_landing_file(posixpath.basename(f.path)) and posixpath.basename(f.path) not in manifest]
 
 
@@ -120,15 +102,16 @@ def reconcile_raw_partition(lake: Lake, minute: datetime, *, run_id: str, locks:
     is missing raises :class:`RawLineageError`, naming it.
     """
     manifest = read_manifest(lake, minute)
-    present = {posixpath.basename(f.path) for f in lake.list_files(raw_partition_prefix(minute), recursive=False)}
+    present = {posixpath.basename(f.path) for f in lake.list_files(partition_path("raw", minute), recursive=False)}
     if any(is_landing_file(name) and name not in manifest for name in present):
-        with locks.hold(raw_partition_prefix(minute)):
+        with locks.hold(partition_path("raw", minute)):
             manifest = read_manifest(lake, minute)  # as the lock holder before us left it
             if _adopt(lake, minute, manifest, run_id):
-                _write_manifest(lake, minute, manifest)
+                write_manifest(lake, minute, manifest)
     missing = sorted(entry["path"] for name, entry in manifest.items() if name not in present)
     if missing:
-        raise RawLineageError(f"the manifest of {lake.uri(raw_partition_prefix(minute))} names raw files that are gone: "
+        partition = lake.uri(partition_path("raw", minute))
+        raise RawLineageError(f"the manifest of {partition} names raw files that are gone: "
                               + ", ".join(missing))
     return manifest
 
@@ -142,17 +125,17 @@ def drain_landing_backlog(lake: Lake, into: datetime, locks: PartitionLocks) -> 
     loss. Returns the number of files moved.
     """
     waiting: dict[datetime, list[str]] = {}
-    for lake_file in lake.list_files(LANDING_PREFIX):
+    for lake_file in lake.list_files(layer_prefix("landing")):
         minute = partition_minute(lake_file.path)
         if minute is not None and minute < into and is_landing_file(posixpath.basename(lake_file.path)):
             waiting.setdefault(minute, []).append(lake_file.path)
     moved = 0
     for minute in sorted(waiting):
-        with locks.hold(raw_partition_prefix(minute)):
+        with locks.hold(partition_path("raw", minute)):
             for path in waiting[minute]:
                 if not lake.exists(path):
                     continue  # that minute's own run took it meanwhile
-                target = f"{layer_prefix('landing')}/{minute_partition(into)}/backlog-{minute:%Y%m%dT%H%M}-{posixpath.basename(path)}"
+                target = partition_path("landing", into, f"backlog-{minute:%Y%m%dT%H%M}-{posixpath.basename(path)}")
                 lake.write_bytes(target, lake.read_bytes(path))
                 lake.delete(path)
                 moved += 1
@@ -171,7 +154,7 @@ def landing_to_raw(lake: Lake, start: datetime, end: datetime, *, run_id: str, d
         if drain_backlog:
             result.backlog_files = drain_landing_backlog(lake, start, locks)
         for minute in minutes_between(start, end):
-            with locks.hold(raw_partition_prefix(minute)):
+            with locks.hold(partition_path("raw", minute)):
                 _copy_minute(lake, minute, run_id, result)
     return result
 
@@ -179,8 +162,8 @@ def landing_to_raw(lake: Lake, start: datetime, end: datetime, *, run_id: str, d
 def _copy_minute(lake: Lake, minute: datetime, run_id: str, result: RawResult) -> None:
     """Copy one arrival minute's landing files (the caller holds the partition's lock)."""
     partition = minute_partition(minute)
-    landing_prefix = f"{layer_prefix('landing')}/{partition}"
-    landing = [f for f in lake.list_files(landing_prefix, recursive=False) if is_landing_file(posixpath.basename(f.path))]
+    landing = [f for f in lake.list_files(partition_path("landing", minute), recursive=False)
+               if is_landing_file(posixpath.basename(f.path))]
     manifest = read_manifest(lake, minute)
     adopted = _adopt(lake, minute, manifest, run_id)
     result.raw_files_adopted += adopted
@@ -189,7 +172,7 @@ def _copy_minute(lake: Lake, minute: datetime, run_id: str, result: RawResult) -
         data = lake.read_bytes(landing_file.path)
         sha256 = hashlib.sha256(data).hexdigest()
         name = _raw_name(posixpath.basename(landing_file.path), sha256, manifest)
-        raw_path = f"{raw_partition_prefix(minute)}/{name}"
+        raw_path = partition_path("raw", minute, name)
         if name in manifest:
             result.files_already_in_raw += 1
         else:
@@ -202,7 +185,7 @@ def _copy_minute(lake: Lake, minute: datetime, run_id: str, result: RawResult) -
             result.bytes_copied += len(data)
         copied_from.append(landing_file.path)
     if copied_from or adopted:
-        _write_manifest(lake, minute, manifest)
+        write_manifest(lake, minute, manifest)
         for landing_path in copied_from:
             lake.delete(landing_path)
     if manifest:

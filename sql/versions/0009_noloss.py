@@ -1,6 +1,6 @@
 """No reading lost: device incidents (a device flooding a batch with bad readings)."""
 
-from kidjamo.migrations import run_sql_file
+from kidjamo.warehouse.migrations import run_sql_file
 
 revision = "0009"
 down_revision = "0006"

@@ -10,9 +10,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from expectations.gate import GateFailed
-from kidjamo.storage import Lake, minute_partition
+from kidjamo.lake.partitions import minute_partition
+from kidjamo.lake.storage import Lake
 from tests.layers.helpers import land, payload
-from transforms.alerts import raise_fast_path_alert
+from transforms.alerts.fast_path import raise_fast_path_alert
+from transforms.clinical.rules import default_rules
 from transforms.pipeline import Interval, step_gate_bronze, step_to_bronze, step_to_raw
 
 pytestmark = pytest.mark.slow
@@ -42,7 +44,7 @@ def _notifications(url: str, alert_id: int) -> list[tuple[str, str, str]]:
 def test_a_fast_path_alert_is_notified_and_escalated_while_the_bronze_gate_fails(airflow_home, registered, tmp_path):
     from airflow.dag_processing.dagbag import DagBag
 
-    from kidjamo.airflow_env import DAGS_FOLDER
+    from kidjamo.cli.airflow_env import DAGS_FOLDER
 
     now = datetime.now(timezone.utc)
     arrival = now.replace(second=0, microsecond=0)
@@ -52,7 +54,7 @@ def test_a_fast_path_alert_is_notified_and_escalated_while_the_bronze_gate_fails
     # The batch of that minute fails its bronze gate (broken lineage: rows of another arrival minute) ...
     lake = Lake(f"file://{tmp_path / 'lake'}")
     land(lake, "batch.ndjson", [reading], minute=arrival)
-    interval = Interval(arrival, arrival + timedelta(minutes=1), lake, registered, "failing-run")
+    interval = Interval.for_task(arrival, arrival + timedelta(minutes=1), lake=lake, database_url=registered, run_id="failing-run")
     step_to_raw(interval)
     step_to_bronze(interval)
     bronze_path = lake.local_path(f"bronze/vitals/{minute_partition(arrival)}/part-0.parquet")
@@ -63,7 +65,7 @@ def test_a_fast_path_alert_is_notified_and_escalated_while_the_bronze_gate_fails
         step_gate_bronze(interval)
 
     # ... while the ingestion service had already raised the critical alert on the fast path.
-    alert_id = raise_fast_path_alert(registered, reading, received_at=now)
+    alert_id = raise_fast_path_alert(registered, reading, received_at=now, rules=default_rules())
     assert alert_id is not None
     assert _notifications(registered, alert_id) == [("opened", "care_team", "pending")]
 

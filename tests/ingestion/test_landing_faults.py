@@ -19,7 +19,8 @@ import pytest
 
 import ingestion.landing_writer as landing_writer
 from ingestion.landing_writer import LandingWriter
-from kidjamo.storage import Lake, minute_partition
+from kidjamo.lake.partitions import minute_partition
+from kidjamo.lake.storage import Lake
 
 
 class FullDiskLake(Lake):

@@ -8,7 +8,7 @@ from datetime import timedelta
 import psycopg
 import pytest
 
-from ingestion.simulator import Fleet
+from ingestion.simulator.fleet import Fleet
 from tests.layers.helpers import ARRIVAL, NEXT, land
 from transforms.pipeline import STEPS, Interval, check_accounting
 from transforms.registry import import_registry
@@ -17,7 +17,7 @@ from transforms.registry import import_registry
 @pytest.fixture
 def fleet(fresh_database_url, tmp_path):
     fleet = Fleet.generate(4, seed=8)
-    import_registry(fleet.write_registry_csv(tmp_path / "registry.csv"), fresh_database_url)
+    import_registry(fleet.write_registry_csv(tmp_path / "registry.csv"), fresh_database_url, pseudonym_key="test-key")
     return fleet
 
 
@@ -35,7 +35,7 @@ def test_a_flooding_device_is_quarantined_and_reported_while_the_others_load(lak
     own_good = [r for r in readings if r["device_id"] == broken_device]
     land(lake, "fleet.ndjson", [json.dumps(r) for r in good + own_good + flood])
 
-    interval = Interval(ARRIVAL, NEXT, lake, fresh_database_url, "minute-run")
+    interval = Interval.for_task(ARRIVAL, NEXT, lake=lake, database_url=fresh_database_url, run_id="minute-run")
     counts = {step.__name__: step(interval) for step in STEPS}  # no GateFailed: the batch goes on
 
     assert counts["step_gate_bronze"]["flooding_devices"] == [broken_device]
@@ -56,7 +56,7 @@ def test_a_few_bad_readings_of_a_device_do_not_make_it_flooding(lake, fleet, fre
     readings = fleet.readings(ARRIVAL - timedelta(minutes=1), ARRIVAL)
     lines = [json.dumps(r) for r in readings] + ['{"device_id": "%s", "broken": ' % fleet.device_ids[0]]
     land(lake, "fleet.ndjson", lines)
-    interval = Interval(ARRIVAL, NEXT, lake, fresh_database_url, "minute-run")
+    interval = Interval.for_task(ARRIVAL, NEXT, lake=lake, database_url=fresh_database_url, run_id="minute-run")
     counts = {step.__name__: step(interval) for step in STEPS}
     assert counts["step_gate_bronze"]["flooding_devices"] == []
     assert check_accounting(interval)["silver"] == len(readings)

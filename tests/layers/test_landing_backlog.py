@@ -8,10 +8,12 @@ from datetime import datetime, timedelta, timezone
 import psycopg
 import pytest
 
-from ingestion.simulator import Fleet, write_landing
-from ingestion.to_raw import read_manifest
-from kidjamo.landing import landing_backlog
-from kidjamo.storage import Lake, minute_partition
+from ingestion.simulator.fleet import Fleet
+from ingestion.simulator.payloads import write_landing
+from kidjamo.lake.manifest import read_manifest
+from kidjamo.lake.landing import landing_backlog
+from kidjamo.lake.partitions import minute_partition
+from kidjamo.lake.storage import Lake
 from tests.layers.helpers import ARRIVAL, NEXT, land, payload
 from transforms.pipeline import STEPS, Interval, check_accounting
 from transforms.registry import import_registry
@@ -36,7 +38,7 @@ def test_an_empty_landing_has_no_backlog(lake):
 @pytest.fixture
 def fleet(fresh_database_url, tmp_path):
     fleet = Fleet.generate(3, seed=4)
-    import_registry(fleet.write_registry_csv(tmp_path / "registry.csv"), fresh_database_url)
+    import_registry(fleet.write_registry_csv(tmp_path / "registry.csv"), fresh_database_url, pseudonym_key="test-key")
     return fleet
 
 
@@ -47,7 +49,7 @@ def test_a_minute_run_takes_the_landing_files_of_minutes_no_run_processed(lake, 
         readings = fleet.readings(minute - timedelta(minutes=1), minute)
         land(lake, f"batch-{back}.ndjson", [json.dumps(r) for r in readings], minute=minute)
         landed += len(readings)
-    interval = Interval(ARRIVAL, NEXT, lake, fresh_database_url, "minute-run", drain_landing_backlog=True)
+    interval = Interval.for_task(ARRIVAL, NEXT, lake=lake, database_url=fresh_database_url, run_id="minute-run", drain_landing_backlog=True)
     counts = {step.__name__: step(interval) for step in STEPS}
     assert counts["step_to_raw"]["backlog_files"] == 3
     assert lake.list_files("landing/vitals") == []
@@ -62,7 +64,7 @@ def test_a_re_process_of_an_old_interval_leaves_the_current_backlog_alone(lake, 
     land(lake, "waiting.ndjson", [json.dumps(r) for r in fleet.readings(ARRIVAL - timedelta(minutes=1), ARRIVAL)], minute=ARRIVAL)
     old = ARRIVAL - timedelta(days=1)
     step_to_raw = STEPS[0]
-    step_to_raw(Interval(old, old + timedelta(minutes=1), lake, fresh_database_url, "reprocess"))
+    step_to_raw(Interval.for_task(old, old + timedelta(minutes=1), lake=lake, database_url=fresh_database_url, run_id="reprocess"))
     assert [f.path.rsplit("/", 1)[1] for f in lake.list_files("landing/vitals")] == ["waiting.ndjson"]
 
 
@@ -74,10 +76,10 @@ def test_the_minute_dag_processes_the_minutes_airflow_skipped(airflow_home, migr
     """catchup=False skips minutes when the scheduler was down: the next run still takes their files."""
     from airflow.dag_processing.dagbag import DagBag
 
-    from kidjamo.airflow_env import DAGS_FOLDER
+    from kidjamo.cli.airflow_env import DAGS_FOLDER
 
     fleet = Fleet.generate(3, seed=21)
-    import_registry(fleet.write_registry_csv(tmp_path / "registry.csv"), migrated_url)
+    import_registry(fleet.write_registry_csv(tmp_path / "registry.csv"), migrated_url, pseudonym_key="test-key")
     lake = Lake.from_settings()
     landed = 0
     for back in (3, 2, 1, 0):

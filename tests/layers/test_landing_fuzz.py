@@ -16,7 +16,8 @@ import tempfile
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from ingestion.to_raw import landing_to_raw
-from kidjamo.storage import Lake, minute_partition
+from kidjamo.lake.partitions import minute_partition
+from kidjamo.lake.storage import Lake
 from tests.layers.helpers import ARRIVAL, NEXT, payload, registry
 from tests.layers.test_silver import NOTHING_LOADED, _baselines
 from transforms.bronze import raw_to_bronze

@@ -8,8 +8,10 @@ import threading
 import pytest
 
 from ingestion import to_raw
-from ingestion.to_raw import landing_to_raw, raw_partition_prefix, read_manifest
-from kidjamo.storage import Lake
+from ingestion.to_raw import landing_to_raw
+from kidjamo.lake.manifest import read_manifest
+from kidjamo.lake.partitions import partition_path
+from kidjamo.lake.storage import Lake
 from tests.layers.helpers import ARRIVAL, NEXT, land, payload, registry
 from transforms.bronze import raw_to_bronze
 from transforms.pipeline import Interval, step_to_raw
@@ -36,7 +38,7 @@ class ManifestPausingLake(Lake):
 
 
 def _raw_names(lake: Lake) -> set[str]:
-    return {posixpath.basename(f.path) for f in lake.list_files(raw_partition_prefix(ARRIVAL)) if not f.path.endswith("_manifest.json")}
+    return {posixpath.basename(f.path) for f in lake.list_files(partition_path("raw", ARRIVAL)) if not f.path.endswith("_manifest.json")}
 
 
 def test_a_minute_run_and_a_backfill_of_the_same_partition_never_orphan_a_raw_file(tmp_path, migrated_url):
@@ -47,7 +49,7 @@ def test_a_minute_run_and_a_backfill_of_the_same_partition_never_orphan_a_raw_fi
 
     def run(target_lake: Lake, run_id: str) -> None:
         try:
-            step_to_raw(Interval(ARRIVAL, NEXT, target_lake, migrated_url, run_id))
+            step_to_raw(Interval.for_task(ARRIVAL, NEXT, lake=target_lake, database_url=migrated_url, run_id=run_id))
         except BaseException as error:  # reported by the assertion below
             errors.append(error)
 
@@ -71,7 +73,7 @@ def test_a_minute_run_and_a_backfill_of_the_same_partition_never_orphan_a_raw_fi
 def test_bronze_adopts_a_raw_file_its_manifest_does_not_name(lake, migrated_url):
     land(lake, "a.ndjson", [payload(1)])
     landing_to_raw(lake, ARRIVAL, NEXT, run_id="r1", database_url=migrated_url)
-    lake.write_bytes(f"{raw_partition_prefix(ARRIVAL)}/orphan.ndjson", b'{"device_id": "device-2"}\n{"device_id": "device-3"}\n')
+    lake.write_bytes(partition_path("raw", ARRIVAL, "orphan.ndjson"), b'{"device_id": "device-2"}\n{"device_id": "device-3"}\n')
     result = raw_to_bronze(lake, ARRIVAL, NEXT, run_id="r2", registry=registry(), ingested_at=NEXT, database_url=migrated_url)
     assert result.records == 3  # the orphan's two records are counted (and quarantined: they lack fields)
     assert read_manifest(lake, ARRIVAL)["orphan.ndjson"]["records"] == 2
@@ -80,6 +82,6 @@ def test_bronze_adopts_a_raw_file_its_manifest_does_not_name(lake, migrated_url)
 def test_bronze_fails_naming_a_raw_file_its_manifest_names_but_the_lake_lost(lake):
     land(lake, "a.ndjson", [payload(1)])
     landing_to_raw(lake, ARRIVAL, NEXT, run_id="r1")
-    lake.delete(f"{raw_partition_prefix(ARRIVAL)}/a.ndjson")
+    lake.delete(partition_path("raw", ARRIVAL, "a.ndjson"))
     with pytest.raises(to_raw.RawLineageError, match="a.ndjson"):
         raw_to_bronze(lake, ARRIVAL, NEXT, run_id="r2", registry=registry(), ingested_at=NEXT)

@@ -14,8 +14,8 @@ from datetime import timedelta
 import psycopg
 import pytest
 
-from ingestion.simulator import Fleet
-from kidjamo.storage import Lake
+from ingestion.simulator.fleet import Fleet
+from kidjamo.lake.storage import Lake
 from tests.layers.helpers import ARRIVAL, NEXT, land
 from transforms.pipeline import STEPS, Interval, check_accounting
 from transforms.registry import import_registry
@@ -51,7 +51,7 @@ class CrashingLake(Lake):
 def minute(fresh_database_url, tmp_path):
     """One landed minute: a fleet's readings, a resend, a broken line, and a patient too old for the silver gate."""
     fleet = Fleet.generate(4, seed=5)
-    import_registry(fleet.write_registry_csv(tmp_path / "registry.csv"), fresh_database_url)
+    import_registry(fleet.write_registry_csv(tmp_path / "registry.csv"), fresh_database_url, pseudonym_key="test-key")
     with psycopg.connect(fresh_database_url) as connection:
         connection.execute("UPDATE kidjamo.patients SET birth_date = '1900-06-01' WHERE patient_id = %s", (fleet.patient_ids[3],))
     lake = CrashingLake(f"file://{tmp_path / 'lake'}")
@@ -76,7 +76,7 @@ STEP_WRITES = [(step.__name__.removeprefix("step_"), n) for step in STEPS for n 
 @pytest.mark.parametrize(("step_name", "crash_before"), STEP_WRITES, ids=[f"{s}-write{n}" for s, n in STEP_WRITES])
 def test_a_step_killed_between_its_writes_and_retried_loses_nothing(minute, step_name, crash_before):
     lake, url, records = minute
-    interval = Interval(ARRIVAL, NEXT, lake, url, "run-1")
+    interval = Interval.for_task(ARRIVAL, NEXT, lake=lake, database_url=url, run_id="run-1")
     crashed = False
     for step in STEPS:
         if step.__name__.removeprefix("step_") == step_name:
@@ -86,7 +86,7 @@ def test_a_step_killed_between_its_writes_and_retried_loses_nothing(minute, step
             except SimulatedCrash:
                 crashed = True
             lake.crash_before = None
-            step(Interval(ARRIVAL, NEXT, lake, url, "run-1"))  # the retry, alone
+            step(Interval.for_task(ARRIVAL, NEXT, lake=lake, database_url=url, run_id="run-1"))  # the retry, alone
         else:
             step(interval)
     accounting = check_accounting(interval)
@@ -100,10 +100,10 @@ def test_a_step_killed_between_its_writes_and_retried_loses_nothing(minute, step
 
 def test_the_silver_gate_rerun_alone_after_it_succeeded_keeps_its_rejections(minute):
     lake, url, records = minute
-    interval = Interval(ARRIVAL, NEXT, lake, url, "run-1")
+    interval = Interval.for_task(ARRIVAL, NEXT, lake=lake, database_url=url, run_id="run-1")
     for step in STEPS:
         step(interval)
     first = check_accounting(interval)
     gate_silver = next(step for step in STEPS if step.__name__ == "step_gate_silver")
-    gate_silver(Interval(ARRIVAL, NEXT, lake, url, "run-1"))  # a cleared task, run again
+    gate_silver(Interval.for_task(ARRIVAL, NEXT, lake=lake, database_url=url, run_id="run-1"))  # a cleared task, run again
     assert check_accounting(interval) == first and first["rejected"] >= 1
