@@ -253,7 +253,7 @@ class LandingWriter:
         for target, parts in {**unfinished, **orphans}.items():
             if target in unfinished and _has_ended(_partition_minute(target), now):
                 # Its minute's run may be over: the file arrives now, in the current minute.
-                target = f"{LANDING_PREFIX}/{minute_partition(arrival)}/{posixpath.basename(target).removesuffix('.ndjson')}-recovered.ndjson"
+                target = partition_path("landing", arrival, posixpath.basename(target).removesuffix(".ndjson") + "-recovered.ndjson")
             target = self._unused_name(target)
             self._publish(target, [(part, self.lake.read_bytes(part)) for part in sorted(parts)])
             log.warning("published %d part(s) left by a previous run as %s", len(parts), target)
@@ -365,7 +365,7 @@ class LandingWriter:
         if not _has_ended(minute, now):
             return self._unused_name(self._minute_file(minute), parts)
         # Too late for the minute's run (a retry, a slow publication, a clock that stepped back).
-        late = f"{LANDING_PREFIX}/{minute_partition(_arrival_minute(now))}/ingest-{self.instance}-{minute:%Y%m%dT%H%M}-late.ndjson"
+        late = partition_path("landing", _arrival_minute(now), f"ingest-{self.instance}-{minute:%Y%m%dT%H%M}-late.ndjson")
         return self._unused_name(late, parts)
 
     def _unused_name(self, target: str, parts: list[tuple[str, bytes]] | None = None) -> str:
