@@ -40,6 +40,7 @@ from starlette.routing import Route
 from ingestion.auth import AuthError, CredentialStore, ReplayGuard, verify_request
 from ingestion.landing_writer import FlushStats, LandingWriter
 from kidjamo.warehouse.database import connect, database_url as configured_database_url
+from kidjamo.lake.json_safety import MAX_NESTING_DEPTH, TOO_DEEP, unsafe_content
 from kidjamo.settings import Settings, get_settings
 from kidjamo.lake.partitions import layer_prefix
 from kidjamo.lake.storage import Lake
@@ -86,6 +87,13 @@ def validate_reading(reading: Any, prefix: str) -> tuple[list[dict], float | Non
 
     if type(reading) is not dict:
         error("", "a reading object", reading)
+        return errors, None
+    # Before anything else reads it: a NUL fails every later COPY, and deep nesting breaks parsers.
+    unsafe = unsafe_content(reading)
+    if unsafe is not None:
+        expected = (f"at most {MAX_NESTING_DEPTH} levels of nesting" if unsafe.reason == TOO_DEEP
+                    else "text without control characters (U+0000-U+001F, U+007F-U+009F)")
+        errors.append({"path": prefix + unsafe.path, "expected": expected, "got": unsafe.detail})
         return errors, None
     for name in ("device_id", "patient_id"):
         value = reading.get(name)
@@ -510,7 +518,12 @@ class IngestionService:
         checks: dict[str, str] = {}
         try:
             await asyncio.wait_for(asyncio.to_thread(self.lake.list_files, layer_prefix("landing"), False), timeout=3)
-            checks["landing"] = "ok" if self.writer.last_error is None else f"last flush failed: {self.writer.last_error}"
+            checks["landing"] = "ok"
+            if self.writer.last_error is not None:
+                checks["landing"] = f"last flush failed: {self.writer.last_error}"
+            elif self.writer.publish_error is not None:
+                # Readings are durable in parts, but until a publication succeeds no pipeline run can see them.
+                checks["landing"] = self.writer.publish_error
         except Exception as error:
             checks["landing"] = f"unreachable: {type(error).__name__}: {error}"
         try:

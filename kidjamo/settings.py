@@ -31,7 +31,9 @@ class Settings(BaseSettings):
     lateness: timedelta = Field(default=timedelta(days=7), description="older readings are quarantined too_late")
     future_tolerance: timedelta = Field(default=timedelta(minutes=5))
     late_after: timedelta = Field(default=timedelta(minutes=5), description="a reading delayed longer is marked late")
-    max_bad_share: float = Field(default=0.5, ge=0, le=1, description="a batch with more bad readings fails its gate")
+    max_bad_share: float = Field(default=0.5, ge=0, le=1,
+                                 description="a device with a larger share of bad readings in a batch is flooding: its readings are quarantined")
+    flood_min_bad: int = Field(default=10, ge=1, description="bad readings in one batch before a device can be judged flooding")
     pseudonym_key: str = Field(default="kidjamo-local-development-key", description="key of analytics patient hashes")
 
     # Ingestion service (ingestion/service.py, docs/ingestion.md).

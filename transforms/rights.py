@@ -116,7 +116,7 @@ def patient_devices(connection: psycopg.Connection, patient_id: str) -> list[str
 
 # --- the lake ----------------------------------------------------------------------------------
 RECORD_LAYERS = ("landing", "raw")  # JSON files as producers sent them
-PARQUET_LAYERS = ("bronze", "quarantine", "silver", "gold")
+PARQUET_LAYERS = ("bronze", "quarantine", "gates", "silver", "gold")  # gates: the staged silver candidates
 ERASED_RECORD = b'{"erased":true}'
 
 

@@ -115,7 +115,8 @@ def bronze_to_silver(
     original_of = _original_readings(candidates, earlier, duplicate_rows)
     rejected = pd.concat(
         [
-            _quarantine_rows(frame[is_rejected.to_numpy()], reasons.GATE_REJECTED, _gate_details(gate_rejected), run_id),
+            _quarantine_rows(frame[is_rejected.to_numpy()], _gate_reasons(gate_rejected, frame[is_rejected.to_numpy()]),
+                             _gate_details(gate_rejected), run_id),
             _quarantine_rows(duplicate_rows, reasons.DUPLICATE, original_of, run_id),
         ],
         ignore_index=True,
@@ -166,6 +167,15 @@ def enrich_readings(kept: pd.DataFrame, registry: pd.DataFrame, baselines: pd.Da
     return frame
 
 
+def _gate_reasons(gate_rejected: pa.Table, rows: pd.DataFrame) -> list[str]:
+    """Each rejected row's reason code: the gate's own (``device_flooding``), else ``gate_rejected``."""
+    if "reason" not in gate_rejected.column_names:
+        return [reasons.GATE_REJECTED] * len(rows)
+    by_record = dict(zip(zip(gate_rejected.column("raw_file").to_pylist(), gate_rejected.column("record_index").to_pylist()),
+                         gate_rejected.column("reason").to_pylist()))
+    return [by_record.get((f, i)) or reasons.GATE_REJECTED for f, i in zip(rows["raw_file"], rows["record_index"])]
+
+
 def _gate_details(gate_rejected: pa.Table) -> dict[tuple[str, int], str]:
     return {
         (f, i): d
@@ -194,7 +204,8 @@ def _original_readings(candidates: pd.DataFrame, earlier: pd.DataFrame, duplicat
     return details
 
 
-def _quarantine_rows(rows: pd.DataFrame, reason: str, details: dict, run_id: str) -> pd.DataFrame:
+def _quarantine_rows(rows: pd.DataFrame, reason: str | list[str], details: dict, run_id: str) -> pd.DataFrame:
+    """QUARANTINE rows (layer ``silver``) for ``rows``; ``reason`` is one code, or one per row."""
     bronze_columns = [name for name in BRONZE.names if name != "ingested_at"]
     original = [
         json.dumps({k: json_scalar(v, timestamp_format="%Y-%m-%dT%H:%M:%S.%fZ") for k, v in record.items()},
