@@ -318,7 +318,7 @@ _REQUEST_BODY = {
         {"name": "X-Api-Key", "in": "header", "required": False, "schema": {"type": "string"}, "description": "the device secret"},
         {"name": "X-Timestamp", "in": "header", "required": False, "schema": {"type": "integer"}, "description": "unix seconds (signed requests)"},
         {"name": "X-Signature", "in": "header", "required": False, "schema": {"type": "string"},
-         "description": "hex HMAC-SHA256 of '<X-Timestamp>.<body>' keyed with sha256(secret)"},
+         "description": "hex HMAC-SHA256 of '<X-Timestamp>.<body>' keyed with the device's signing key (docs/ingestion.md)"},
     ],
 }
 
