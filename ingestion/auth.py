@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import math
 import secrets
 import threading
@@ -33,9 +34,12 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from kidjamo.database import connect
+import psycopg
+
+from kidjamo.database import connect, libpq_url
 
 SECRET_PREFIX = "kdj_"
+log = logging.getLogger(__name__)
 
 
 class AuthError(Exception):
@@ -205,61 +209,60 @@ _CREDENTIAL_QUERY = """
 """
 
 
-class CredentialStore:
-    """Device credentials held in memory, reloaded in bulk every ``refresh_s`` and fetched on a miss."""
+CHANGES_CHANNEL = "kidjamo_device_credentials"  # NOTIFY channel of sql/0008's triggers (payload: device id)
 
-    def __init__(self, database_url: str, refresh_s: float = 15.0):
+
+class CredentialStore:
+    """Every device credential held in memory, loaded in bulk and kept current by LISTEN/NOTIFY.
+
+    A device id absent from memory is refused without a query, so random ``X-Device-Id`` values
+    cost the database nothing. Triggers on ``kidjamo.device_credentials`` and ``kidjamo.devices``
+    notify every change (registration, rotation, revocation, deactivation, erasure) at commit; the
+    listener thread of each service instance re-reads that device at once, and forgets it when the
+    re-read fails (fail closed). When the listener's connection breaks it reconnects and reloads
+    everything (changes may have been missed meanwhile); a full reload also runs every
+    ``refresh_s`` as a safety net. Queries go through a small connection pool.
+    """
+
+    def __init__(self, database_url: str, refresh_s: float = 300.0, *, pool_size: int = 4):
+        from psycopg_pool import ConnectionPool
+
         self.database_url = database_url
         self.refresh_s = refresh_s
+        self.pool = ConnectionPool(libpq_url(database_url), min_size=1, max_size=pool_size, name="kidjamo-ingest",
+                                   kwargs={"application_name": "kidjamo-ingest", "autocommit": True})
         self._credentials: dict[str, DeviceCredential] = {}
-        self._misses: dict[str, float] = {}  # unknown device -> when it may be looked up again
-        self._rechecked: dict[str, float] = {}  # device -> when its credential was last re-read after a failure
-        self._loaded_at = 0.0
         self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._listener: threading.Thread | None = None
+        self.listening = threading.Event()  # set while notifications are being received
+        self.loaded = threading.Event()  # set by the first complete load: until then no id can be called unknown
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._listener is not None:
+            self._listener.join(timeout=5)
+        self.pool.close()
 
     def refresh(self) -> int:
         """Reload every credential (one query); return how many there are."""
-        with connect(self.database_url, application_name="kidjamo-ingest") as connection:
+        with self.pool.connection() as connection:
             rows = connection.execute(_CREDENTIAL_QUERY).fetchall()
         credentials = {row[0]: DeviceCredential(*row) for row in rows}
         with self._lock:
             self._credentials = credentials
-            self._misses.clear()
-            self._loaded_at = time.monotonic()
+        self.loaded.set()
         return len(credentials)
 
-    def is_stale(self) -> bool:
-        return time.monotonic() - self._loaded_at > self.refresh_s
-
-    def get(self, device_id: str) -> DeviceCredential | None:
-        """The device's credential, or None; a miss is looked up once per refresh period (blocking)."""
-        credential = self._credentials.get(device_id)
-        if credential is not None:
-            return credential
-        now = time.monotonic()
-        if self._misses.get(device_id, 0.0) > now:
-            return None
-        with connect(self.database_url, application_name="kidjamo-ingest") as connection:
-            row = connection.execute(_CREDENTIAL_QUERY + " WHERE device_id = %s", (device_id,)).fetchone()
-        with self._lock:
-            if row is None:
-                self._misses[device_id] = now + min(self.refresh_s, 5.0)
-                return None
-            credential = DeviceCredential(*row)
-            self._credentials[device_id] = credential
-            return credential
-
-    def reload(self, device_id: str, now: float) -> DeviceCredential | None | bool:
-        """Re-read one device's credential after a failed check (a rotation or registration just happened).
-
-        At most once per second per device, so wrong credentials cannot hammer the database; returns
-        False when it is too early to look again.
-        """
-        if self._rechecked.get(device_id, 0.0) > now - 1.0:
-            return False
-        self._rechecked[device_id] = now
-        with connect(self.database_url, application_name="kidjamo-ingest") as connection:
-            row = connection.execute(_CREDENTIAL_QUERY + " WHERE device_id = %s", (device_id,)).fetchone()
+    def reload_device(self, device_id: str) -> DeviceCredential | None:
+        """Re-read one device's credential (after a notification); forget it if it is gone or cannot be read."""
+        try:
+            with self.pool.connection() as connection:
+                row = connection.execute(_CREDENTIAL_QUERY + " WHERE device_id = %s", (device_id,)).fetchone()
+        except Exception:
+            with self._lock:
+                self._credentials.pop(device_id, None)  # fail closed: a revocation must not be missed
+            raise
         with self._lock:
             if row is None:
                 self._credentials.pop(device_id, None)
@@ -268,12 +271,35 @@ class CredentialStore:
             self._credentials[device_id] = credential
             return credential
 
-    def cached(self, device_id: str) -> DeviceCredential | None | bool:
-        """The credential if known without a query; None if known missing; False if a lookup is needed."""
-        credential = self._credentials.get(device_id)
-        if credential is not None:
-            return credential
-        return None if self._misses.get(device_id, 0.0) > time.monotonic() else False
+    def get(self, device_id: str) -> DeviceCredential | None:
+        """The device's credential from memory, or None: never a query."""
+        return self._credentials.get(device_id)
+
+    def start_listening(self) -> None:
+        """Start the listener thread (it loads every credential once it listens)."""
+        self._listener = threading.Thread(target=self._listen_forever, name="credential-listener", daemon=True)
+        self._listener.start()
+
+    def _listen_forever(self) -> None:
+        last_full = time.monotonic()
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(libpq_url(self.database_url), autocommit=True,
+                                     application_name="kidjamo-ingest-listen") as connection:
+                    connection.execute(f"LISTEN {CHANGES_CHANNEL}")
+                    self.refresh()  # after LISTEN: nothing committed from now on can be missed
+                    last_full = time.monotonic()
+                    self.listening.set()
+                    while not self._stop.is_set():
+                        for notice in connection.notifies(timeout=0.5):
+                            self.reload_device(notice.payload)
+                        if time.monotonic() - last_full > self.refresh_s:
+                            self.refresh()
+                            last_full = time.monotonic()
+            except Exception:
+                log.exception("device credential listener lost its connection; reconnecting")
+            self.listening.clear()
+            self._stop.wait(1.0)
 
 
 class ReplayGuard:

@@ -42,7 +42,13 @@ class Settings(BaseSettings):
     ingest_burst_per_device: int = Field(default=60, description="readings a device may send at once (token bucket size)")
     ingest_dedupe_window_s: int = Field(default=900, description="how long the service remembers message ids")
     ingest_signature_tolerance_s: int = Field(default=300, description="accepted clock difference of a signed request")
-    ingest_credential_cache_s: float = Field(default=15.0, description="how long a device credential is cached")
+    ingest_credential_cache_s: float = Field(default=300.0, description="full reload of device credentials (changes arrive at once by NOTIFY)")
+    ingest_auth_failure_rate: float = Field(default=50.0, description="401s per second, all clients together (429 above)")
+    ingest_auth_failure_burst: int = Field(default=200, description="401s at once before the global limit applies")
+    ingest_header_timeout_s: float = Field(default=10.0, description="a client must send its request headers within this")
+    ingest_body_timeout_s: float = Field(default=10.0, description="a client must send its request body within this (408)")
+    ingest_limit_concurrency: int = Field(default=2000, description="connections and requests at once (503 above)")
+    ingest_db_pool_size: int = Field(default=4, description="PostgreSQL connections of the service's pool")
 
     # Clinical alerting and notifications (transforms/alerts.py, kidjamo/notify.py, docs/clinical-rules.md).
     alert_quiet_minutes: float = Field(default=30.0, description="an alert whose rule has not matched this long resolves itself")

@@ -19,8 +19,7 @@ def command() -> None:
 @click.option("--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"]))
 def serve(host: str, port: int, state_dir: str | None, log_level: str) -> None:
     """Serve the ingestion API with uvicorn (one process; put TLS in the reverse proxy in front)."""
-    import uvicorn
-
+    from ingestion.http_server import serve as serve_http
     from ingestion.service import create_app
     from kidjamo.database import ensure_database
     from kidjamo.settings import get_settings
@@ -28,5 +27,5 @@ def serve(host: str, port: int, state_dir: str | None, log_level: str) -> None:
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = get_settings()
     app = create_app(settings, ensure_database(settings), state_dir=state_dir)
-    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False, loop="uvloop", http="httptools",
-                timeout_graceful_shutdown=10)
+    serve_http(app, host=host, port=port, log_level=log_level, header_timeout_s=settings.ingest_header_timeout_s,
+               limit_concurrency=settings.ingest_limit_concurrency)

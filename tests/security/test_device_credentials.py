@@ -79,6 +79,7 @@ def test_the_api_key_verifier_cannot_sign_a_request(credentials_url):
     store = CredentialStore(url)
     store.refresh()
     credential = store.get("device-001")
+    store.close()
     body, timestamp = b'{"x": 1}', str(int(time.time()))
     forged = {"x-device-id": "device-001", "x-timestamp": timestamp, "x-signature": signature(credential.api_key_verifier, timestamp, body)}
     with pytest.raises(AuthError, match="wrong signature"):
@@ -95,6 +96,7 @@ def test_a_non_ascii_signature_is_refused_as_an_auth_error(credentials_url, bad_
     url, _ = credentials_url
     store = CredentialStore(url)
     store.refresh()
+    store.close()
     headers = {"x-device-id": "device-001", "x-timestamp": str(int(time.time())), "x-signature": bad_signature}
     with pytest.raises(AuthError):
         verify_request(store.get("device-001"), headers, b"{}", replay_guard=ReplayGuard(300), now=time.time())
