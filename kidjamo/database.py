@@ -44,6 +44,24 @@ def ensure_database(settings: Settings | None = None) -> str:
     return embedded_server(settings).start()
 
 
+def is_embedded(url: str, settings: Settings | None = None) -> bool:
+    """Whether ``url`` points at the embedded server of ``$KIDJAMO_HOME`` (any of its databases)."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    settings = settings or get_settings()
+    server = embedded_server(settings)
+    if not server.initialized:
+        return False
+    target = conninfo_to_dict(libpq_url(url))
+    return target.get("host") in ("127.0.0.1", "localhost") and str(target.get("port")) == str(server.configured_port())
+
+
+def pseudonym_key_for(url: str, settings: Settings | None = None) -> str:
+    """The pseudonym key to use with the database at ``url``: refused when weak unless the database is embedded."""
+    settings = settings or get_settings()
+    return settings.checked_pseudonym_key(external=not is_embedded(url, settings))
+
+
 def sqlalchemy_url(url: str) -> str:
     """The same URL spelled for SQLAlchemy with the psycopg (3) driver."""
     for prefix in ("postgresql+psycopg://", "postgresql+psycopg2://", "postgresql://", "postgres://"):

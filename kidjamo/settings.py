@@ -16,6 +16,10 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
+DEFAULT_PSEUDONYM_KEY = "kidjamo-local-development-key"
+MIN_PSEUDONYM_KEY_BYTES = 32
+
+
 class Settings(BaseSettings):
     """Deployment settings, read from ``KIDJAMO_*`` environment variables."""
 
@@ -32,7 +36,7 @@ class Settings(BaseSettings):
     future_tolerance: timedelta = Field(default=timedelta(minutes=5))
     late_after: timedelta = Field(default=timedelta(minutes=5), description="a reading delayed longer is marked late")
     max_bad_share: float = Field(default=0.5, ge=0, le=1, description="a batch with more bad readings fails its gate")
-    pseudonym_key: str = Field(default="kidjamo-local-development-key", description="key of analytics patient hashes")
+    pseudonym_key: str = Field(default=DEFAULT_PSEUDONYM_KEY, description="key of analytics patient hashes (refused when weak with an external database)")
 
     # Ingestion service (ingestion/service.py, docs/ingestion.md).
     ingest_max_body_bytes: int = Field(default=65_536, description="larger request bodies get 413")
@@ -93,6 +97,31 @@ class Settings(BaseSettings):
     @property
     def uses_embedded_database(self) -> bool:
         return not self.database_url
+
+    def checked_pseudonym_key(self, *, external: bool | None = None) -> str:
+        """The pseudonym key, refused outside the embedded (development) database when it is weak.
+
+        ``external`` says whether the database in use is not the embedded one (default: whether
+        ``KIDJAMO_DATABASE_URL`` is set; inside Airflow the connection's URL decides, see
+        :func:`kidjamo.database.pseudonym_key_for`).
+
+        The default key is public: with it anyone re-identifies every analytics pseudonym by hashing
+        the known patient ids. Against an external database the key must be set, not a ``change-me``
+        placeholder, and at least 32 bytes long.
+        """
+        key = self.pseudonym_key
+        if not (external if external is not None else not self.uses_embedded_database):
+            return key
+        if key == DEFAULT_PSEUDONYM_KEY:
+            problem = "is the public default"
+        elif "change-me" in key.lower() or "changeme" in key.lower():
+            problem = "is a change-me placeholder"
+        elif len(key.encode()) < MIN_PSEUDONYM_KEY_BYTES:
+            problem = f"is {len(key.encode())} bytes long, below {MIN_PSEUDONYM_KEY_BYTES}"
+        else:
+            return key
+        raise ValueError(f"KIDJAMO_PSEUDONYM_KEY {problem}: with an external database (KIDJAMO_DATABASE_URL) set a random key"
+                         f" of at least {MIN_PSEUDONYM_KEY_BYTES} bytes, e.g. `python -c 'import secrets; print(secrets.token_urlsafe(48))'`")
 
 
 @lru_cache(maxsize=1)

@@ -21,8 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from kidjamo import privacy
-from kidjamo.database import connect
-from kidjamo.settings import get_settings
+from kidjamo.database import connect, pseudonym_key_for
 from transforms.schema import QUARANTINE, SILVER
 
 PIPELINE_ROLE = "kidjamo_pipeline"
@@ -203,7 +202,7 @@ def refresh_views(database_url: str, *, heavy: bool = False, pseudonym_key: str 
     (:func:`flush_hourly_rollup`). New patients and devices first get their pseudonym. Returns
     ``{"pseudonyms_added": n, "views": {name: seconds}}`` (plus ``rollup_hours_recomputed`` when heavy).
     """
-    key = pseudonym_key if pseudonym_key is not None else get_settings().pseudonym_key
+    key = pseudonym_key if pseudonym_key is not None else pseudonym_key_for(database_url)
     timings: dict[str, float] = {}
     flushed = flush_hourly_rollup(database_url) if heavy else 0
     with connect(database_url, application_name="kidjamo-refresh") as connection:

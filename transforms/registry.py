@@ -16,8 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 from kidjamo import privacy
-from kidjamo.database import connect
-from kidjamo.settings import get_settings
+from kidjamo.database import connect, pseudonym_key_for
 
 COLUMNS = ["patient_id", "birth_date", "sex", "genotype", "device_id", "care_team", "baseline_spo2"]
 OPTIONAL_COLUMNS = {"care_team", "baseline_spo2"}
@@ -106,7 +105,7 @@ def import_registry(csv_path: str | Path, database_url: str, *, pseudonym_key: s
     writing anything when a line is invalid. Devices missing from the file are left as they are.
     """
     registry = read_registry_csv(csv_path)
-    key = pseudonym_key if pseudonym_key is not None else get_settings().pseudonym_key
+    key = pseudonym_key if pseudonym_key is not None else pseudonym_key_for(database_url)
     patients = registry.drop(columns=["device_id"]).drop_duplicates("patient_id")
     with connect(database_url, application_name="kidjamo-registry") as connection:
         connection.execute(f"SET LOCAL ROLE {PIPELINE_ROLE}")

@@ -9,7 +9,6 @@ from pathlib import Path
 import click
 
 from kidjamo import database
-from kidjamo.settings import get_settings
 
 
 @click.group("patients")
@@ -23,9 +22,10 @@ def import_(csv_file: Path) -> None:
     """Validate CSV_FILE and upsert it into the registry (safe to run again)."""
     from transforms.registry import RegistryError, import_registry
 
+    url = database.ensure_database()
     try:
-        counts = import_registry(csv_file, database.ensure_database(), pseudonym_key=get_settings().pseudonym_key)
-    except RegistryError as error:
+        counts = import_registry(csv_file, url, pseudonym_key=database.pseudonym_key_for(url))
+    except (RegistryError, ValueError) as error:
         raise click.ClickException(str(error))
     click.echo(json.dumps(counts))
 
