@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import logging
 import math
 import secrets
@@ -210,6 +211,7 @@ _CREDENTIAL_QUERY = """
 
 
 CHANGES_CHANNEL = "kidjamo_device_credentials"  # NOTIFY channel of sql/0008's triggers (payload: device id)
+ERASURE_CHANNEL = "kidjamo_erasure"  # NOTIFY by the erasure (payload: {"devices": [...]}), see transforms/erasure.py
 
 
 class CredentialStore:
@@ -224,11 +226,12 @@ class CredentialStore:
     ``refresh_s`` as a safety net. Queries go through a small connection pool.
     """
 
-    def __init__(self, database_url: str, refresh_s: float = 300.0, *, pool_size: int = 4):
+    def __init__(self, database_url: str, refresh_s: float = 300.0, *, pool_size: int = 4, on_erasure=None):
         from psycopg_pool import ConnectionPool
 
         self.database_url = database_url
         self.refresh_s = refresh_s
+        self.on_erasure = on_erasure  # called with the device ids of an erased patient (listener thread)
         self.pool = ConnectionPool(libpq_url(database_url), min_size=1, max_size=pool_size, name="kidjamo-ingest",
                                    kwargs={"application_name": "kidjamo-ingest", "autocommit": True})
         self._credentials: dict[str, DeviceCredential] = {}
@@ -280,6 +283,13 @@ class CredentialStore:
         self._listener = threading.Thread(target=self._listen_forever, name="credential-listener", daemon=True)
         self._listener.start()
 
+    def _erased(self, device_ids: list[str]) -> None:
+        with self._lock:
+            for device_id in device_ids:
+                self._credentials.pop(device_id, None)
+        if self.on_erasure is not None:
+            self.on_erasure(device_ids)
+
     def _listen_forever(self) -> None:
         last_full = time.monotonic()
         while not self._stop.is_set():
@@ -287,12 +297,16 @@ class CredentialStore:
                 with psycopg.connect(libpq_url(self.database_url), autocommit=True,
                                      application_name="kidjamo-ingest-listen") as connection:
                     connection.execute(f"LISTEN {CHANGES_CHANNEL}")
+                    connection.execute(f"LISTEN {ERASURE_CHANNEL}")
                     self.refresh()  # after LISTEN: nothing committed from now on can be missed
                     last_full = time.monotonic()
                     self.listening.set()
                     while not self._stop.is_set():
                         for notice in connection.notifies(timeout=0.5):
-                            self.reload_device(notice.payload)
+                            if notice.channel == ERASURE_CHANNEL:
+                                self._erased(json.loads(notice.payload)["devices"])
+                            else:
+                                self.reload_device(notice.payload)
                         if time.monotonic() - last_full > self.refresh_s:
                             self.refresh()
                             last_full = time.monotonic()

@@ -359,8 +359,10 @@ class IngestionService:
     async def start(self) -> None:
         recovered = await asyncio.to_thread(self.writer.recover)
         log.info("ingestion service: %d idempotency keys recovered from the journal", recovered)
-        self.credentials = CredentialStore(self.database_url, self.settings.ingest_credential_cache_s,
-                                           pool_size=self.settings.ingest_db_pool_size)
+        loop = asyncio.get_running_loop()
+        self.credentials = CredentialStore(
+            self.database_url, self.settings.ingest_credential_cache_s, pool_size=self.settings.ingest_db_pool_size,
+            on_erasure=lambda devices: asyncio.run_coroutine_threadsafe(self._erase_devices(devices), loop))
         self.credentials.start_listening()  # loads every credential; the database may come up later (/readyz says so)
         await asyncio.to_thread(self.credentials.listening.wait, 10.0)
         if await asyncio.to_thread(self._raise_fast_path_alert) is None:  # import now, not on the first emergency
@@ -380,6 +382,14 @@ class IngestionService:
         task = asyncio.create_task(coroutine)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+    async def _erase_devices(self, device_ids: list[str]) -> None:
+        """An erasure was notified: the writer forgets the patient's readings (parts, memory, journal)."""
+        try:
+            erased = await self.writer.erase_devices_soon(device_ids)
+            log.warning("erasure: %d reading(s) of %d device(s) erased from the writer", erased, len(device_ids))
+        except Exception:
+            log.exception("erasure notified but the writer could not erase its parts; the erasure's verification will find them")
 
     def _auth_refused(self, error: AuthError, now: float) -> OrjsonResponse:
         """401 (or 403), unless failures from all clients together are above their rate: then 429."""

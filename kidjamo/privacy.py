@@ -7,7 +7,6 @@ database (or a dump of it) cannot recompute a patient's key from their identifie
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import hmac
 import json
@@ -259,83 +258,8 @@ def export_patient(patient_id: str, *, database_url: str, lake: Lake, destinatio
 
 
 # --- right of erasure ----------------------------------------------------------------------------
-def _erase_from_lake(lake: Lake, patient_id: str, device_ids: list[str]) -> dict:
-    """Rewrite every lake file holding the patient's data without it; return what changed."""
-    device_set = set(device_ids)
-    result = {"record_files_rewritten": 0, "records_erased": 0, "parquet_files_rewritten": 0, "parquet_rows_erased": 0}
-    manifests: dict[str, dict] = {}
-    for path in _lake_record_files(lake):
-        data = lake.read_bytes(path)
-        records = split_records(data, path)
-        matches = [_record_matches(record, patient_id, device_set) for record in records]
-        if not any(matches):
-            continue
-        # The record keeps its position (a tombstone), so that (raw_file, record_index) lineage of
-        # the other records in the file stays true, and so do the manifest's record counts.
-        kept = [ERASED_RECORD if match else record for record, match in zip(records, matches)]
-        text = decompress(data, path).lstrip()
-        if len(records) == 1 and text[:1] == b"{" and not path.endswith((".ndjson", ".ndjson.gz")):
-            body = kept[0]
-        elif text[:1] == b"[":
-            body = b"[" + b",\n".join(kept) + b"]"
-        else:
-            body = b"\n".join(kept) + b"\n"
-        new_data = gzip.compress(body, mtime=0) if path.endswith(".gz") else body
-        lake.write_bytes(path, new_data)
-        result["record_files_rewritten"] += 1
-        result["records_erased"] += sum(matches)
-        if path.startswith("raw/"):
-            manifests.setdefault(posixpath.dirname(path), {})[posixpath.basename(path)] = {
-                "size": len(new_data), "sha256": hashlib.sha256(new_data).hexdigest()}
-    for directory, changed in manifests.items():
-        manifest_path = f"{directory}/_manifest.json"
-        if not lake.exists(manifest_path):
-            continue
-        document = json.loads(lake.read_bytes(manifest_path))
-        for entry in document.get("files", []):
-            if entry.get("name") in changed:
-                entry.update(changed[entry["name"]], erased_records=True)
-        lake.write_bytes(manifest_path, json.dumps(document, indent=1).encode())
-    for path in _lake_parquet_files(lake):
-        table = lake.read_parquet([path])
-        mask = _parquet_mask(table, patient_id, device_ids)
-        if mask is None or not pc.any(mask).as_py():
-            continue
-        lake.write_parquet(path, table.filter(pc.invert(mask)))
-        result["parquet_files_rewritten"] += 1
-        result["parquet_rows_erased"] += pc.sum(pc.cast(mask, pa.int64())).as_py()
-    return result
+def erase_patient(patient_id: str, *, database_url: str, lake: Lake, actor: str | None = None, **options) -> dict:
+    """Remove everything held on a patient and verify it: see :func:`transforms.erasure.erase_patient`."""
+    from transforms.erasure import erase_patient as erase_completely  # transforms imports this module
 
-
-def erase_patient(patient_id: str, *, database_url: str, lake: Lake, actor: str | None = None) -> dict:
-    """Remove everything held on a patient: the lake files first, then the database in one transaction.
-
-    Lake: landing and raw records become ``{"erased":true}`` tombstones (positions kept, manifest
-    checksums updated); bronze, quarantine, silver and gold Parquet files are rewritten without the
-    patient's rows. Database: every row of the patient (see :func:`patient_row_plan`), their
-    pseudonyms, and the before/after images of their audit rows; then a ``patient_erasure`` audit
-    event records what was removed, and every analytics view is refreshed without the patient.
-    Safe to run again (a second run finds nothing). Returns counts.
-    """
-    with connect(database_url, application_name="kidjamo-erase") as connection:
-        device_ids = patient_devices(connection, patient_id)
-    lake_counts = _erase_from_lake(lake, patient_id, device_ids)
-    deleted: dict[str, int] = {}
-    with connect(database_url, application_name="kidjamo-erase") as connection:
-        set_actor(connection, actor)
-        device_ids = sorted(set(device_ids) | set(patient_devices(connection, patient_id)))
-        parameters = _parameters(patient_id, device_ids)
-        for rows in patient_row_plan(connection):
-            count = connection.execute(f"DELETE FROM {rows.table} WHERE {rows.predicate}", parameters).rowcount
-            if count:
-                deleted[rows.table] = count
-        deleted["kidjamo.pseudonyms"] = connection.execute(
-            "DELETE FROM kidjamo.pseudonyms WHERE (subject = 'patient' AND identifier = %(patient_id)s)"
-            " OR (subject = 'device' AND identifier = ANY(%(device_ids)s))", parameters).rowcount
-        redacted = connection.execute("SELECT kidjamo.redact_patient_audit(%s)", (patient_id,)).fetchone()[0]
-        summary = {"devices": device_ids, "database_rows_deleted": deleted, "audit_rows_redacted": redacted, "lake": lake_counts}
-        record_audit_event(connection, "patient_erasure", summary, patient_id)
-    from transforms.load import refresh_views  # here: transforms.load imports this module
-
-    summary["views_refreshed"] = sorted(refresh_views(database_url, heavy=True)["views"])
-    return summary
+    return erase_completely(patient_id, database_url=database_url, lake=lake, actor=actor, **options)

@@ -273,3 +273,44 @@ BEGIN
     RETURN dropped;
 END;
 $$;
+
+-- ------------------------------------------------------------------------------------------------
+-- Erasure (RGPD art. 17): no byte of the patient's identifiers may remain, in the audit log either.
+-- The audit rows stay (who did what when), with the identifiers replaced by a reference (the
+-- patient's pseudonym) and the before/after images blanked. Only the owner may run it.
+CREATE OR REPLACE FUNCTION kidjamo.forbid_audit_rewrite() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'UPDATE' AND current_setting('kidjamo.audit_redaction', true) = 'on' AND NEW.redacted_at IS NOT NULL
+       AND (NEW.audit_id, NEW.occurred_at, NEW.transaction_id, NEW.login_role, NEW.acting_role, NEW.actor, NEW.on_behalf_of,
+            NEW.application, NEW.action, NEW.table_name)
+           IS NOT DISTINCT FROM
+           (OLD.audit_id, OLD.occurred_at, OLD.transaction_id, OLD.login_role, OLD.acting_role, OLD.actor, OLD.on_behalf_of,
+            OLD.application, OLD.action, OLD.table_name) THEN
+        RETURN NEW;
+    END IF;
+    RAISE EXCEPTION 'kidjamo.audit_log is append-only (% refused)', TG_OP USING ERRCODE = 'insufficient_privilege';
+END;
+$$;
+
+CREATE FUNCTION kidjamo.erase_identifiers_from_audit(pattern text, reference text)
+RETURNS integer LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    redacted integer;
+BEGIN
+    PERFORM set_config('kidjamo.audit_redaction', 'on', true);
+    UPDATE kidjamo.audit_log SET
+        before = CASE WHEN coalesce(patient_id ~ pattern OR before::text ~ pattern OR after::text ~ pattern, false) THEN NULL ELSE before END,
+        after = CASE WHEN coalesce(patient_id ~ pattern OR before::text ~ pattern OR after::text ~ pattern, false) THEN NULL ELSE after END,
+        patient_id = regexp_replace(patient_id, pattern, reference, 'g'),
+        row_key = CASE WHEN row_key::text ~ pattern THEN regexp_replace(row_key::text, pattern, reference, 'g')::jsonb ELSE row_key END,
+        detail = CASE WHEN detail::text ~ pattern THEN regexp_replace(detail::text, pattern, reference, 'g')::jsonb ELSE detail END,
+        redacted_at = coalesce(redacted_at, clock_timestamp())
+    WHERE patient_id ~ pattern OR before::text ~ pattern OR after::text ~ pattern OR row_key::text ~ pattern OR detail::text ~ pattern;
+    GET DIAGNOSTICS redacted = ROW_COUNT;
+    PERFORM set_config('kidjamo.audit_redaction', 'off', true);
+    RETURN redacted;
+END;
+$$;
+COMMENT ON FUNCTION kidjamo.erase_identifiers_from_audit(text, text) IS 'Erasure: replace every match of pattern (the patient''s identifiers) in the audit log by reference and blank the images of those rows.';
+REVOKE EXECUTE ON FUNCTION kidjamo.erase_identifiers_from_audit(text, text) FROM PUBLIC, kidjamo_pipeline;

@@ -24,6 +24,7 @@ from kidjamo.database import connect
 from kidjamo.settings import Settings, get_settings
 from kidjamo.storage import Lake, minutes_between
 from transforms.bronze import raw_to_bronze, read_partitions, write_partitions
+from transforms.erasure import pipeline_run_guard
 from transforms.gold import silver_to_gold
 from transforms.schema import BRONZE, QUARANTINE, SILVER
 
@@ -290,18 +291,19 @@ def process_interval(start: datetime, end: datetime, *, lake: Lake, database_url
     """
     settings = settings or get_settings()
     whole = Interval(start, end, lake, database_url, run_id, settings)
-    if whole.end - whole.start <= chunk:
-        return {step.__name__.removeprefix("step_"): step(whole) for step in STEPS}
-    totals: dict = {}
-    chunk_start = whole.start
-    while chunk_start < whole.end:
-        chunk_end = min(chunk_start + chunk, whole.end)
-        part = Interval(chunk_start, chunk_end, lake, database_url, f"{run_id}#{chunk_start:%Y%m%dT%H%M}", settings)
-        for step in STEPS:
-            name = step.__name__.removeprefix("step_")
-            totals[name] = _add_counts(totals.get(name, {}), step(part))
-        chunk_start = chunk_end
-    return totals
+    with pipeline_run_guard(database_url):  # an erasure in progress holds the run back until it is done
+        if whole.end - whole.start <= chunk:
+            return {step.__name__.removeprefix("step_"): step(whole) for step in STEPS}
+        totals: dict = {}
+        chunk_start = whole.start
+        while chunk_start < whole.end:
+            chunk_end = min(chunk_start + chunk, whole.end)
+            part = Interval(chunk_start, chunk_end, lake, database_url, f"{run_id}#{chunk_start:%Y%m%dT%H%M}", settings)
+            for step in STEPS:
+                name = step.__name__.removeprefix("step_")
+                totals[name] = _add_counts(totals.get(name, {}), step(part))
+            chunk_start = chunk_end
+        return totals
 
 
 def _add_counts(total: dict, counts: dict) -> dict:

@@ -52,11 +52,19 @@ def export(patient_id: str, output: Path | None) -> None:
 @click.argument("patient_id")
 @click.option("--yes", is_flag=True, help="do not ask for confirmation")
 def erase(patient_id: str, yes: bool) -> None:
-    """Right of erasure: remove PATIENT_ID everywhere (database, landing, raw, bronze, silver, gold)."""
+    """Right of erasure: revoke PATIENT_ID's devices, erase them from every lake prefix, local state and the database, then verify."""
     from kidjamo.privacy import erase_patient
+    from kidjamo.settings import get_settings
     from kidjamo.storage import Lake
+    from transforms.erasure import ErasureIncomplete
 
     if not yes:
         click.confirm(f"Erase every trace of {patient_id} from the database and the lake? This cannot be undone", abort=True)
-    summary = erase_patient(patient_id, database_url=database.ensure_database(), lake=Lake.from_settings(), actor=getpass.getuser())
+    settings = get_settings()
+    try:
+        summary = erase_patient(patient_id, database_url=database.ensure_database(), lake=Lake.from_settings(),
+                                actor=getpass.getuser(), journal_dirs=[settings.home / "ingest" / "journal"],
+                                data_docs_dirs=[settings.home / "gx" / "uncommitted"])
+    except ErasureIncomplete as error:
+        raise click.ClickException(str(error))
     click.echo(json.dumps(summary, indent=1))
