@@ -30,6 +30,16 @@ class Settings(BaseSettings):
     s3_endpoint_url: str | None = Field(default=None, description="S3-compatible endpoint (SeaweedFS, MinIO, LocalStack)")
     s3_region: str = Field(default="us-east-1")
     database_url: str | None = Field(default=None, description="external postgresql:// URL; unset = embedded")
+    # Each component's own login (docs/security.md); unset = KIDJAMO_DATABASE_URL (embedded: generated logins).
+    ingest_database_url: str | None = Field(default=None, description="the ingestion service's URL (login of kidjamo_ingest)")
+    pipeline_database_url: str | None = Field(default=None, description="the pipeline's URL (login of kidjamo_pipeline)")
+    analyst_database_url: str | None = Field(default=None, description="analysts' URL (login of kidjamo_analyst)")
+    care_database_url: str | None = Field(default=None, description="the care web app's URL (kidjamo_authenticator)")
+    # Passwords `kidjamo db migrate` gives the component logins it creates on an external server.
+    ingest_db_password: str | None = Field(default=None, description="password of kidjamo_svc_ingest")
+    pipeline_db_password: str | None = Field(default=None, description="password of kidjamo_svc_pipeline")
+    analyst_db_password: str | None = Field(default=None, description="password of kidjamo_svc_analyst")
+    care_db_password: str | None = Field(default=None, description="password of kidjamo_authenticator")
     pg_bin_dir: Path | None = Field(default=None, description="PostgreSQL binaries for the embedded server")
     pg_port: int | None = Field(default=None, description="TCP port of the embedded server; unset = a free port")
     lateness: timedelta = Field(default=timedelta(days=7), description="older readings are quarantined too_late")

@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-import psycopg
 import pytest
-from psycopg import sql
 
 from tests.ingestion.conftest import fleet, ingest_database, new_reading, post, secrets  # noqa: F401 - fixtures
-from tests.security.support import login_url
+from tests.security.support import login_url, logins
 
 
 @pytest.fixture(scope="module")
 def ingest_login_url(ingest_database, request):  # noqa: F811 - the imported fixture
     """The module's database reached as a login role of kidjamo_ingest only (what the service runs as)."""
     login = "sec_ingest_" + request.module.__name__.rsplit(".", 1)[-1][5:25]
-    with psycopg.connect(ingest_database, autocommit=True) as connection:
-        connection.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(login)))
-        connection.execute(sql.SQL("CREATE ROLE {} LOGIN IN ROLE kidjamo_ingest").format(sql.Identifier(login)))
-    yield login_url(ingest_database, login)
-    with psycopg.connect(ingest_database, autocommit=True) as connection:
-        connection.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(login)))
+    with logins(ingest_database, {login: "kidjamo_ingest"}):
+        yield login_url(ingest_database, login)

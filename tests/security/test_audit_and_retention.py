@@ -6,9 +6,8 @@ from datetime import date, datetime, timedelta, timezone
 
 import psycopg
 import pytest
-from psycopg import sql
 
-from tests.security.support import login_url
+from tests.security.support import login_url, logins
 
 Denied = psycopg.errors.InsufficientPrivilege
 PIPELINE_LOGIN = "sec_audit_pipeline"
@@ -21,17 +20,8 @@ def audit_url(postgres_server):
     """A migrated database and one login role per component group (cluster-wide; dropped afterwards)."""
     from tests.databases import migrated_database
 
-    with migrated_database(postgres_server, "t_security_audit") as url:
-        with psycopg.connect(url, autocommit=True) as connection:
-            for login, group in LOGINS.items():
-                connection.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(login)))
-                connection.execute(sql.SQL("CREATE ROLE {} LOGIN IN ROLE {}").format(sql.Identifier(login), sql.Identifier(group)))
-        try:
-            yield url
-        finally:
-            with psycopg.connect(url, autocommit=True) as connection:
-                for login in LOGINS:
-                    connection.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(login)))
+    with migrated_database(postgres_server, "t_security_audit") as url, logins(url, LOGINS):
+        yield url
 
 
 def audit_rows(url: str, action: str) -> list[tuple]:

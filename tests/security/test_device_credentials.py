@@ -7,12 +7,11 @@ import time
 
 import psycopg
 import pytest
-from psycopg import sql
 
 from ingestion.auth import (AuthError, CredentialStore, ReplayGuard, api_key_verifier, generate_secret, register_device,
                             signature, signing_key, verify_request)
 from kidjamo import migrations
-from tests.security.support import login_url
+from tests.security.support import login_url, logins
 
 Denied = psycopg.errors.InsufficientPrivilege
 LOGINS = {"sec_cred_pipeline": "kidjamo_pipeline", "sec_cred_ingest": "kidjamo_ingest", "sec_cred_analyst": "kidjamo_analyst"}
@@ -23,19 +22,10 @@ def credentials_url(postgres_server):
     """A database with one patient, device-001 registered, and a login role per component group."""
     from tests.databases import migrated_database
 
-    with migrated_database(postgres_server, "t_security_credentials") as url:
-        with psycopg.connect(url, autocommit=True) as connection:
+    with migrated_database(postgres_server, "t_security_credentials") as url, logins(url, LOGINS):
+        with psycopg.connect(url) as connection:
             connection.execute("INSERT INTO kidjamo.patients (patient_id, birth_date, sex, genotype) VALUES ('patient-001', '2015-01-01', 'F', 'HbSS')")
-            for login, group in LOGINS.items():
-                connection.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(login)))
-                connection.execute(sql.SQL("CREATE ROLE {} LOGIN IN ROLE {}").format(sql.Identifier(login), sql.Identifier(group)))
-        secret = register_device(url, "device-001", patient_id="patient-001")
-        try:
-            yield url, secret
-        finally:
-            with psycopg.connect(url, autocommit=True) as connection:
-                for login in LOGINS:
-                    connection.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(login)))
+        yield url, register_device(url, "device-001", patient_id="patient-001")
 
 
 @pytest.mark.parametrize("login", ["sec_cred_pipeline", "sec_cred_analyst", "kidjamo_authenticator"])
