@@ -37,7 +37,7 @@ from datetime import datetime, timedelta, timezone
 
 import psycopg
 
-from kidjamo.database import connect, libpq_url
+from kidjamo.warehouse.database import connect, libpq_url
 
 SECRET_PREFIX = "kdj_"
 log = logging.getLogger(__name__)
@@ -211,7 +211,7 @@ _CREDENTIAL_QUERY = """
 
 
 CHANGES_CHANNEL = "kidjamo_device_credentials"  # NOTIFY channel of sql/0008's triggers (payload: device id)
-ERASURE_CHANNEL = "kidjamo_erasure"  # NOTIFY by the erasure (payload: {"devices": [...]}), see transforms/erasure.py
+ERASURE_CHANNEL = "kidjamo_erasure"  # NOTIFY by the erasure (payload: {"devices": [...]}), see transforms/rights.py
 
 
 class CredentialStore:

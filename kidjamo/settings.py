@@ -1,6 +1,6 @@
 """The one place that decides where the pipeline runs: local lake or S3, embedded or external PostgreSQL.
 
-Every value comes from the environment (``KIDJAMO_*``), all optional; see DESIGN.md and the README.
+Every value comes from the environment (``KIDJAMO_*``), all optional; see the README ("Configuration") and ``kidjamo settings``.
 Pipeline code receives a :class:`Settings` (or the objects built from it) and never asks where it
 runs.
 """
@@ -64,7 +64,7 @@ class Settings(BaseSettings):
     ingest_limit_concurrency: int = Field(default=2000, description="connections and requests at once (503 above)")
     ingest_db_pool_size: int = Field(default=4, description="PostgreSQL connections of the service's pool")
 
-    # Clinical alerting and notifications (transforms/alerts.py, kidjamo/notify.py, docs/clinical-rules.md).
+    # Clinical alerting and notifications (transforms/alerts/, kidjamo/notify.py, docs/clinical-rules.md).
     alert_quiet_minutes: float = Field(default=30.0, description="an alert whose rule has not matched this long resolves itself")
     notify_channels: str = Field(default="log", description="comma-separated channels: webhook, sns, log")
     notify_min_severity: str = Field(default="high", description="webhook and SNS are used from this severity; the log gets every event")
@@ -113,7 +113,7 @@ class Settings(BaseSettings):
 
         ``external`` says whether the database in use is not the embedded one (default: whether
         ``KIDJAMO_DATABASE_URL`` is set; inside Airflow the connection's URL decides, see
-        :func:`kidjamo.database.pseudonym_key_for`).
+        :func:`kidjamo.warehouse.database.pseudonym_key_for`).
 
         The default key is public: with it anyone re-identifies every analytics pseudonym by hashing
         the known patient ids. Against an external database the key must be set, not a ``change-me``

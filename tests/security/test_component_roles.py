@@ -12,12 +12,13 @@ import psycopg
 import pytest
 import yaml
 
-from kidjamo.airflow_env import PROJECT_ROOT
+from kidjamo.cli.airflow_env import PROJECT_ROOT
 from kidjamo.settings import Settings
-from kidjamo.storage import Lake, minute_partition
+from kidjamo.lake.partitions import minute_partition
+from kidjamo.lake.storage import Lake
 from tests.security.support import login_url, logins
 from transforms.alerts import deliver_notifications, escalate
-from transforms.load import refresh_views
+from transforms.views import refresh_views
 from transforms.pipeline import process_interval
 from transforms.registry import import_registry
 
@@ -93,7 +94,7 @@ def test_the_ingest_login_is_refused_what_it_does_not_need(component_url, statem
 
 @pytest.mark.slow
 def test_a_new_embedded_server_asks_for_passwords_and_gives_each_component_a_login(tmp_path, monkeypatch):
-    from kidjamo import database, migrations
+    from kidjamo.warehouse import database, migrations
 
     monkeypatch.setenv("KIDJAMO_HOME", str(tmp_path / "home"))
     settings = Settings(home=tmp_path / "home")

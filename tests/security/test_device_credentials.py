@@ -10,7 +10,7 @@ import pytest
 
 from ingestion.auth import (AuthError, CredentialStore, ReplayGuard, api_key_verifier, generate_secret, register_device,
                             signature, signing_key, verify_request)
-from kidjamo import migrations
+from kidjamo.warehouse import migrations
 from tests.security.support import login_url, logins
 
 Denied = psycopg.errors.InsufficientPrivilege

@@ -15,13 +15,15 @@ import psycopg
 import pytest
 
 from ingestion.auth import signed_headers
-from kidjamo.storage import Lake, minute_partition
+from kidjamo.lake.partitions import minute_partition
+from kidjamo.lake.storage import Lake
 from tests.ingestion.conftest import ServiceProcess
-from transforms.erasure import ErasureIncomplete, erase_patient
+from transforms.rights import ErasureIncomplete, erase_patient
 from transforms.pipeline import process_interval
 
 pytestmark = pytest.mark.slow
 ERASED, KEPT = 0, 1  # fleet indexes: the patient erased, a patient who stays
+KEY = "erasure-test-pseudonym-key-of-32-bytes-or-more"
 
 
 def token(value: str) -> re.Pattern[bytes]:
@@ -105,7 +107,8 @@ def test_erasure_leaves_no_identifier_and_readings_after_it_are_refused(history,
         journal = service.home / "ingest" / "journal"
         assert any(token(erased_device).search(p.read_bytes()) for p in journal.glob("journal-*.log"))
 
-        summary = erase_patient(erased_patient, database_url=ingest_database, lake=lake, data_docs_dirs=[docs], writer_grace_s=1.0)
+        summary = erase_patient(erased_patient, database_url=ingest_database, lake=lake, pseudonym_key=KEY, data_docs_dirs=[docs],
+                                writer_grace_s=1.0)
 
         after = next(r for r in fleet_readings(fleet, now) if r["device_id"] == erased_device)
         refused = post(service, erased_device, secrets[erased_device], after)  # just after: at once
@@ -143,7 +146,7 @@ def test_a_file_that_cannot_be_read_is_reported_and_the_rest_is_still_erased(ing
     lake.write_bytes("raw/vitals/dt=2026-11-27/hh=10/mm=00/records.ndjson",
                      b'{"device_id": "' + device.encode() + b'", "patient_id": "' + patient.encode() + b'"}\n{not json ' + device.encode() + b"\n")
     with pytest.raises(ErasureIncomplete, match="broken.parquet") as raised:
-        erase_patient(patient, database_url=ingest_database, lake=lake, writer_grace_s=0)
+        erase_patient(patient, database_url=ingest_database, lake=lake, pseudonym_key=KEY, writer_grace_s=0)
     assert len(raised.value.leftovers) == 1  # only the unreadable file: the records around it were erased
     records = lake.read_bytes("raw/vitals/dt=2026-11-27/hh=10/mm=00/records.ndjson").splitlines()
     assert records == [b'{"erased":true}', b'{"erased":true}']
@@ -152,7 +155,7 @@ def test_a_file_that_cannot_be_read_is_reported_and_the_rest_is_still_erased(ing
 def test_a_pipeline_run_waits_for_an_erasure_in_progress(ingest_database):
     import threading
 
-    from transforms.erasure import ERASURE_LOCK_ID, pipeline_run_guard
+    from transforms.rights import ERASURE_LOCK_ID, pipeline_run_guard
 
     entered = threading.Event()
     with psycopg.connect(ingest_database, autocommit=True) as erasure:

@@ -18,7 +18,7 @@ import psycopg
 import pytest
 
 from ingestion.auth import revoke_device, rotate_device, signed_headers
-from kidjamo.storage import Lake
+from kidjamo.lake.storage import Lake
 from tests.ingestion.conftest import ServiceProcess
 
 pytestmark = pytest.mark.slow

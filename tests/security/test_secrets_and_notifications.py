@@ -7,7 +7,7 @@ import json
 import logging
 import secrets as random
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import boto3
 import psycopg
@@ -16,11 +16,13 @@ from click.testing import CliRunner
 
 from kidjamo import notify
 from kidjamo.cli import main
+from kidjamo.lake.storage import Lake
 from kidjamo.settings import Settings
 from tests.alerts.servers import MotoServer, WebhookReceiver
 from tests.clinical.readings import T0, frame, reading
 from transforms.alerts import deliver_notifications, raise_alerts
-from transforms.load import refresh_views
+from transforms.pipeline import process_interval
+from transforms.views import refresh_views
 
 END = T0 + timedelta(minutes=1)
 STRONG_KEY = random.token_urlsafe(48)
@@ -35,27 +37,34 @@ def external_home(tmp_path, monkeypatch):
     return tmp_path / "elsewhere"
 
 
+def run_an_empty_minute(url: str, tmp_path) -> dict:
+    minute = datetime(2026, 11, 27, 9, 0, tzinfo=timezone.utc)
+    return process_interval(minute, minute + timedelta(minutes=1), lake=Lake(f"file://{tmp_path / 'lake'}"), database_url=url,
+                            run_id="key-check")
+
+
 @pytest.mark.parametrize("key, problem", [
     (None, "public default"),
     ("change-me-change-me-change-me-change-me", "change-me placeholder"),
     ("CHANGEME" + "x" * 40, "change-me placeholder"),
     ("short-but-random-" + random.token_hex(4), "below 32"),
 ])
-def test_the_pipeline_refuses_a_weak_pseudonym_key_against_an_external_database(migrated_url, external_home, monkeypatch, key, problem):
+def test_a_pipeline_run_refuses_to_start_with_a_weak_key_against_an_external_database(migrated_url, external_home, monkeypatch,
+                                                                                         tmp_path, key, problem):
     if key is not None:
         monkeypatch.setenv("KIDJAMO_PSEUDONYM_KEY", key)
     with pytest.raises(ValueError, match=f"KIDJAMO_PSEUDONYM_KEY .*{problem}"):
-        refresh_views(migrated_url)
+        run_an_empty_minute(migrated_url, tmp_path)
 
 
-def test_a_strong_pseudonym_key_is_accepted_against_an_external_database(migrated_url, external_home, monkeypatch):
+def test_a_strong_pseudonym_key_is_accepted_against_an_external_database(migrated_url, external_home, monkeypatch, tmp_path):
     monkeypatch.setenv("KIDJAMO_PSEUDONYM_KEY", STRONG_KEY)
-    assert "views" in refresh_views(migrated_url)
+    assert "refresh_views" in run_an_empty_minute(migrated_url, tmp_path)
 
 
-def test_the_embedded_development_database_keeps_the_default_key(migrated_url, monkeypatch):
+def test_the_embedded_development_database_keeps_the_default_key(migrated_url, monkeypatch, tmp_path):
     monkeypatch.delenv("KIDJAMO_PSEUDONYM_KEY", raising=False)
-    assert "views" in refresh_views(migrated_url)  # the session's KIDJAMO_HOME owns this server
+    assert "refresh_views" in run_an_empty_minute(migrated_url, tmp_path)  # the session's KIDJAMO_HOME owns this server
 
 
 def test_the_registry_import_command_refuses_the_default_key_with_a_database_url(migrated_url, tmp_path):
