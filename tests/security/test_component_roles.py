@@ -17,7 +17,9 @@ from kidjamo.settings import Settings
 from kidjamo.lake.partitions import minute_partition
 from kidjamo.lake.storage import Lake
 from tests.security.support import login_url, logins
-from transforms.alerts import deliver_notifications, escalate
+from transforms.alerts.delivery import deliver_notifications
+from transforms.alerts.escalation import escalate
+from transforms.clinical.rules import default_rules
 from transforms.views import refresh_views
 from transforms.pipeline import process_interval
 from transforms.registry import import_registry
@@ -54,7 +56,7 @@ def test_the_pipeline_runs_a_minute_end_to_end_as_its_own_login(component_url, t
     deliver_notifications(pipeline, now=MINUTE + timedelta(minutes=1), settings=settings)  # the run delivered them already
     with psycopg.connect(component_url) as connection:
         assert connection.execute("SELECT count(*) FROM kidjamo.notifications WHERE status = 'sent'").fetchone()[0] >= 1
-    escalate(pipeline, as_of=MINUTE + timedelta(minutes=20), settings=settings)
+    escalate(pipeline, as_of=MINUTE + timedelta(minutes=20), rules=default_rules(), settings=settings)
     assert "vitals_hourly" in refresh_views(pipeline, heavy=True, pseudonym_key="k" * 40)["views"]
     with psycopg.connect(login_url(component_url, "sec_comp_analyst")) as connection:
         assert connection.execute("SELECT count(*) FROM analytics.patients_critical").fetchone()[0] == 1
@@ -93,11 +95,17 @@ def test_the_ingest_login_is_refused_what_it_does_not_need(component_url, statem
 
 
 @pytest.mark.slow
-def test_a_new_embedded_server_asks_for_passwords_and_gives_each_component_a_login(tmp_path, monkeypatch):
+def test_a_new_embedded_server_asks_for_passwords_and_gives_each_component_a_login(monkeypatch):
+    import shutil
+    import tempfile
+    from pathlib import Path
+
     from kidjamo.warehouse import database, migrations
 
-    monkeypatch.setenv("KIDJAMO_HOME", str(tmp_path / "home"))
-    settings = Settings(home=tmp_path / "home")
+    # Not under pytest's folder: as root the server runs as a system user that must reach its data.
+    home = Path(tempfile.mkdtemp(prefix="kidjamo-security-embedded-"))
+    monkeypatch.setenv("KIDJAMO_HOME", str(home))
+    settings = Settings(home=home)
     server = database.embedded_server(settings)
     try:
         owner_url = server.start()
@@ -118,6 +126,7 @@ def test_a_new_embedded_server_asks_for_passwords_and_gives_each_component_a_log
         assert database.ensure_component_logins(settings) == []  # idempotent
     finally:
         server.stop()
+        shutil.rmtree(home, ignore_errors=True)
 
 
 def test_compose_gives_no_component_the_owners_url_and_binds_ports_to_loopback():

@@ -20,7 +20,9 @@ from kidjamo.lake.storage import Lake
 from kidjamo.settings import Settings
 from tests.alerts.servers import MotoServer, WebhookReceiver
 from tests.clinical.readings import T0, frame, reading
-from transforms.alerts import deliver_notifications, raise_alerts
+from transforms.alerts.delivery import deliver_notifications
+from transforms.alerts.store import raise_alerts
+from transforms.clinical.rules import default_rules
 from transforms.pipeline import process_interval
 from transforms.views import refresh_views
 
@@ -126,7 +128,7 @@ def alerts_db(fresh_database_url):
 
 def raise_fever(url: str, settings: Settings) -> None:
     rows = [reading(patient_id="patient-Zq81", device_id="device-Xw42", age=8.0, temperature=39.0, at=T0)]
-    raise_alerts(url, frame(rows), interval_start=T0, interval_end=END, run_id="run", settings=settings)
+    raise_alerts(url, frame(rows), interval_start=T0, interval_end=END, run_id="run", rules=default_rules(), settings=settings)
 
 
 def test_the_log_channel_writes_no_patient_or_device_identifier(alerts_db, tmp_path, caplog):
