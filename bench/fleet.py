@@ -53,3 +53,8 @@ def run_in_fresh_home(module: str, args: list[str]) -> dict:
             return json.loads(output.stdout.strip().splitlines()[-1])
         finally:
             subprocess.run([sys.executable, "-m", "kidjamo.cli", "db", "stop"], env=environment, capture_output=True)
+
+
+def load_average() -> str:
+    """The 1, 5 and 15-minute load averages, printed beside every figure (the machine is shared)."""
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
