@@ -25,7 +25,7 @@ import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
 from kidjamo.database import connect
-from kidjamo.storage import Lake, minute_partition
+from kidjamo.storage import Lake, minute_partition, minutes_between
 
 FIRST_ARRIVAL = datetime(2026, 11, 27, 6, 0, tzinfo=timezone.utc)
 FLOOR_TABLE = "public.bench_floor"
@@ -65,16 +65,20 @@ def ensure_floor_table(database_url: str) -> None:
         connection.execute(f"CREATE TABLE IF NOT EXISTS {FLOOR_TABLE} ({columns})")
 
 
-def measure_floor(lake: Lake, database_url: str, arrival_minute: datetime, scratch: Path) -> dict:
+def measure_floor(lake: Lake, database_url: str, arrival_minute: datetime, scratch: Path,
+                  end: datetime | None = None) -> dict:
     """Seconds to read, parse, write as Parquet and COPY the landing files of ``arrival_minute``.
 
-    Run it before the pipeline consumes the minute (to_raw moves the files away). The rows COPYed
-    are removed again (TRUNCATE, outside the timing). Returns ``{"readings", "floor_s"}``.
+    With ``end``, of every arrival minute in [arrival_minute, end) at once (one Parquet file, one
+    COPY: the floor of re-processing a wide interval). Run it before the pipeline consumes the
+    minutes (to_raw moves the files away). The rows COPYed are removed again (TRUNCATE, outside the
+    timing). Returns ``{"readings", "floor_s"}``.
     """
     from transforms.load import copy_csv  # the pipeline's own COPY: the floor measures the same transfer
 
     ensure_floor_table(database_url)
-    files = [f.path for f in lake.list_files(f"landing/vitals/{minute_partition(arrival_minute)}/")]
+    minutes = minutes_between(arrival_minute, end) if end else [arrival_minute]
+    files = [f.path for minute in minutes for f in lake.list_files(f"landing/vitals/{minute_partition(minute)}/")]
     options = pajson.ParseOptions(explicit_schema=PAYLOAD, unexpected_field_behavior="ignore")
     started = time.perf_counter()
     table = _flat(pa.concat_tables([pajson.read_json(pa.py_buffer(lake.read_bytes(path)), parse_options=options)
