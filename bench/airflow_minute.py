@@ -31,7 +31,7 @@ CRITICAL_PATH = ("to_raw", "to_bronze", "gate_bronze", "to_silver", "gate_silver
 
 def _step_seconds(database_url: str, run_id: str) -> dict[str, float]:
     """Each step's own duration (its function, without Airflow) as recorded in kidjamo.pipeline_runs."""
-    from kidjamo.database import connect
+    from kidjamo.warehouse.database import connect
 
     with connect(database_url) as connection:
         return {step: float(seconds) for step, seconds in connection.execute(
@@ -46,7 +46,7 @@ def _child(sensors: int, repeat: int) -> dict:
     from bench.airflow_standalone import AIRFLOW, airflow_standalone
     from bench.fleet import land_minute, prepare
     from bench.floor import measure_floor
-    from kidjamo.airflow_env import airflow_environment
+    from kidjamo.cli.airflow_env import airflow_environment
 
     url, lake, fleet = prepare(sensors)
     runs = []

@@ -21,8 +21,8 @@ from typing import Iterator
 
 import httpx
 
-from kidjamo.airflow_env import PROJECT_ROOT, airflow_environment, pool_commands
-from kidjamo.embedded_pg import free_port
+from kidjamo.cli.airflow_env import PROJECT_ROOT, airflow_environment, pool_commands
+from kidjamo.warehouse.embedded_pg import free_port
 from kidjamo.settings import get_settings
 
 AIRFLOW = str(Path(sys.executable).parent / "airflow")

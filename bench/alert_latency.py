@@ -34,7 +34,7 @@ KIDJAMO = str(Path(sys.executable).parent / "kidjamo")
 
 
 def _start_service(url: str, home: Path) -> tuple[subprocess.Popen, str]:
-    from kidjamo.embedded_pg import free_port
+    from kidjamo.warehouse.embedded_pg import free_port
 
     port = free_port()
     environment = {**os.environ, "KIDJAMO_HOME": str(home), "KIDJAMO_DATABASE_URL": url}
@@ -117,12 +117,14 @@ async def _send_in_real_time(sender, fleet, watcher: AlertWatcher, minutes: int,
 def _child(sensors: int, minutes: int, critical: int, seed: int) -> dict:
     from bench.airflow_standalone import airflow_standalone
     from bench.fleet import prepare
-    from ingestion.simulator import HttpSender, provision_fleet, read_secrets
+    from ingestion.simulator.fleet import provision_fleet, read_secrets
+    from kidjamo.settings import get_settings
+    from ingestion.simulator.senders import HttpSender
 
     random.seed(seed)
     home = Path(os.environ["KIDJAMO_HOME"])
     url, _, fleet = prepare(sensors, seed=seed)
-    provision_fleet(url, fleet, home / "secrets.json")
+    provision_fleet(url, fleet, home / "secrets.json", pseudonym_key=get_settings().pseudonym_key)
     service, service_url = _start_service(url, home)
     watcher = AlertWatcher(url)
     try:

@@ -24,8 +24,9 @@ import pyarrow.compute as pc
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
-from kidjamo.database import connect
-from kidjamo.storage import Lake, minute_partition, minutes_between
+from kidjamo.warehouse.database import connect
+from kidjamo.lake.partitions import minute_partition, minutes_between
+from kidjamo.lake.storage import Lake
 
 FIRST_ARRIVAL = datetime(2026, 11, 27, 6, 0, tzinfo=timezone.utc)
 FLOOR_TABLE = "public.bench_floor"
@@ -74,7 +75,7 @@ def measure_floor(lake: Lake, database_url: str, arrival_minute: datetime, scrat
     minutes (to_raw moves the files away). The rows COPYed are removed again (TRUNCATE, outside the
     timing). Returns ``{"readings", "floor_s"}``.
     """
-    from transforms.load import copy_csv  # the pipeline's own COPY: the floor measures the same transfer
+    from kidjamo.warehouse.bulk import copy_csv  # the pipeline's own COPY: the floor measures the same transfer
 
     ensure_floor_table(database_url)
     minutes = minutes_between(arrival_minute, end) if end else [arrival_minute]

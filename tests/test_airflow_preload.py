@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from kidjamo.airflow_env import PROJECT_ROOT, airflow_environment
+from kidjamo.cli.airflow_env import PROJECT_ROOT, airflow_environment
 
 PROBE = ("import sys; sys.argv = {argv!r}; import airflow.settings; "
          "print(sorted(m for m in ('great_expectations', 'pandas', 'transforms.pipeline') if m in sys.modules))")

@@ -1,6 +1,6 @@
 """Per-minute cost: device_health live over device_status, one index less, the alert step's per-device state."""
 
-from kidjamo.migrations import run_sql_file
+from kidjamo.warehouse.migrations import run_sql_file
 
 revision = "0010"
 down_revision = "0006"
