@@ -27,6 +27,6 @@ def test_components_that_fork_tasks_preload_pandas_great_expectations_and_the_st
     assert _preloaded(argv, tmp_path) == ["great_expectations", "pandas", "transforms.pipeline"]
 
 
-@pytest.mark.parametrize("argv", [["airflow", "api-server"], ["airflow", "dag-processor"], ["airflow", "triggerer"]])
+@pytest.mark.parametrize("argv", [["airflow", "api-server"], ["airflow", "triggerer"]])
 def test_other_components_start_without_the_pipeline_libraries(argv, tmp_path):
     assert "great_expectations" not in _preloaded(argv, tmp_path)
