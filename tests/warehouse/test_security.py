@@ -63,10 +63,10 @@ def test_analyst_reads_nothing_in_schema_kidjamo(shared_url, table):
 def test_analyst_cannot_refresh_or_write_analytics(shared_url):
     with as_role(shared_url, "kidjamo_analyst") as connection:
         with pytest.raises(Denied):
-            connection.execute("REFRESH MATERIALIZED VIEW analytics.device_health")
+            connection.execute("REFRESH MATERIALIZED VIEW analytics.data_quality_daily")
     with as_role(shared_url, "kidjamo_analyst") as connection:
         with pytest.raises(Denied):
-            connection.execute("SELECT kidjamo.refresh_analytics_view('device_health')")
+            connection.execute("SELECT kidjamo.refresh_analytics_view('data_quality_daily')")
 
 
 def test_analyst_sees_the_alert_counts_of_every_team(shared_url):
