@@ -23,7 +23,7 @@ $(STAMP): requirements.txt pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
 	@touch $(STAMP)
 
-# Debian packages the tests drive for real: Chromium (UI test) and PostgreSQL 15 (portability).
+# Debian packages the tests drive for real: Chromium (UI test), PostgreSQL 15 (portability), Prometheus and Alertmanager (system alerts).
 system-deps:
 	@bash .ci/system-deps
 

@@ -39,7 +39,8 @@ from pydantic import BaseModel
 from starlette.routing import Route
 
 from ingestion.auth import AuthError, CredentialStore, ReplayGuard, verify_request
-from ingestion.landing_writer import FlushStats, LandingWriter
+from ingestion.landing_writer import LandingWriter
+from ingestion.metrics import ServiceMetrics
 from kidjamo.database import connect, database_url as configured_database_url
 from kidjamo.settings import Settings, get_settings
 from kidjamo.storage import Lake
@@ -177,89 +178,6 @@ class RateLimiter:
         return (min(count, self.burst) - tokens) / self.rate
 
 
-# --- metrics ----------------------------------------------------------------------------------------
-LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
-
-
-class _Histogram:
-    def __init__(self, buckets: tuple[float, ...] = LATENCY_BUCKETS):
-        self.buckets = buckets
-        self.counts = [0] * len(buckets)
-        self.total = 0
-        self.sum = 0.0
-
-    def observe(self, value: float) -> None:
-        self.total += 1
-        self.sum += value
-        for i, bound in enumerate(self.buckets):
-            if value <= bound:
-                self.counts[i] += 1
-                break
-
-    def render(self, name: str) -> list[str]:
-        lines, cumulative = [], 0
-        for bound, count in zip(self.buckets, self.counts):
-            cumulative += count
-            lines.append(f'{name}_bucket{{le="{bound}"}} {cumulative}')
-        lines += [f'{name}_bucket{{le="+Inf"}} {self.total}', f"{name}_sum {self.sum:.6f}", f"{name}_count {self.total}"]
-        return lines
-
-
-class Metrics:
-    """The service's counters and histograms, rendered in the Prometheus text format."""
-
-    def __init__(self):
-        self.requests: dict[int, int] = {}
-        self.readings: dict[str, int] = {"accepted": 0, "duplicate": 0, "rejected": 0}
-        self.request_seconds = _Histogram()
-        self.flush_seconds = _Histogram()
-        self.group_commits = 0
-        self.landing_files = 0
-        self.landing_readings = 0
-        self.fast_path: dict[str, int] = {"raised": 0, "not_raised": 0, "failed": 0, "unavailable": 0}
-        self.fast_path_seconds = _Histogram()
-
-    def on_flush(self, stats: FlushStats) -> None:
-        self.group_commits += 1
-        self.flush_seconds.observe(stats.seconds)
-
-    def on_publish(self, stats: FlushStats) -> None:
-        self.landing_files += 1
-        self.landing_readings += stats.readings
-
-    def render(self) -> str:
-        lines = [
-            "# HELP kidjamo_ingest_requests_total HTTP requests to POST /v1/vitals by status code.",
-            "# TYPE kidjamo_ingest_requests_total counter",
-            *[f'kidjamo_ingest_requests_total{{status="{status}"}} {count}' for status, count in sorted(self.requests.items())],
-            "# HELP kidjamo_ingest_readings_total Readings received, by outcome (accepted, duplicate, rejected).",
-            "# TYPE kidjamo_ingest_readings_total counter",
-            *[f'kidjamo_ingest_readings_total{{outcome="{outcome}"}} {count}' for outcome, count in self.readings.items()],
-            "# HELP kidjamo_ingest_request_duration_seconds Time from request to answer of POST /v1/vitals.",
-            "# TYPE kidjamo_ingest_request_duration_seconds histogram",
-            *self.request_seconds.render("kidjamo_ingest_request_duration_seconds"),
-            "# HELP kidjamo_ingest_group_commits_total Durable parts written (one per group commit; 202s wait for them).",
-            "# TYPE kidjamo_ingest_group_commits_total counter",
-            f"kidjamo_ingest_group_commits_total {self.group_commits}",
-            "# HELP kidjamo_ingest_landing_files_total Landing files published (one per minute and instance).",
-            "# TYPE kidjamo_ingest_landing_files_total counter",
-            f"kidjamo_ingest_landing_files_total {self.landing_files}",
-            "# HELP kidjamo_ingest_landing_readings_total Readings in published landing files.",
-            "# TYPE kidjamo_ingest_landing_readings_total counter",
-            f"kidjamo_ingest_landing_readings_total {self.landing_readings}",
-            "# HELP kidjamo_ingest_flush_duration_seconds Time to make one group commit durable.",
-            "# TYPE kidjamo_ingest_flush_duration_seconds histogram",
-            *self.flush_seconds.render("kidjamo_ingest_flush_duration_seconds"),
-            "# HELP kidjamo_ingest_fast_path_total Critical readings sent to the fast path, by result.",
-            "# TYPE kidjamo_ingest_fast_path_total counter",
-            *[f'kidjamo_ingest_fast_path_total{{result="{result}"}} {count}' for result, count in self.fast_path.items()],
-            "# HELP kidjamo_ingest_fast_path_duration_seconds Time from receiving a critical reading to its alert row.",
-            "# TYPE kidjamo_ingest_fast_path_duration_seconds histogram",
-            *self.fast_path_seconds.render("kidjamo_ingest_fast_path_duration_seconds"),
-        ]
-        return "\n".join(lines) + "\n"
-
-
 # --- OpenAPI documentation models (the handler parses the raw body itself: it signs and sizes it) --
 class ReadingOutcome(BaseModel):
     index: int
@@ -331,7 +249,7 @@ class IngestionService:
         self.settings = settings
         self.lake = lake
         self._database_url = database_url
-        self.metrics = Metrics()
+        self.metrics = ServiceMetrics()
         self.writer = LandingWriter(
             lake,
             state_dir,
@@ -340,6 +258,7 @@ class IngestionService:
             on_flush=self.metrics.on_flush,
             on_publish=self.metrics.on_publish,
         )
+        self.metrics.watch_journal(self.writer.unpublished_parts, self.writer.waiting_readings)
         self.replay_guard = ReplayGuard(settings.ingest_signature_tolerance_s)
         self.rate_limiter = RateLimiter(settings.ingest_rate_per_device, settings.ingest_burst_per_device)
         self.credentials: CredentialStore | None = None
@@ -408,7 +327,7 @@ class IngestionService:
     async def _fast_path_alerts(self, readings: list[dict], received_at: datetime, started: float) -> None:
         raise_alert = self._raise_fast_path_alert()
         if raise_alert is None:
-            self.metrics.fast_path["unavailable"] += len(readings)
+            self.metrics.on_fast_path("unavailable", len(readings))
             log.error("critical reading(s) from %s but transforms.alerts.raise_fast_path_alert is missing", readings[0]["device_id"])
             return
         for reading in readings:
@@ -416,11 +335,11 @@ class IngestionService:
                 alert_id = await asyncio.get_running_loop().run_in_executor(
                     self._fast_path_executor, functools.partial(raise_alert, self.database_url, reading, received_at=received_at))
             except Exception:
-                self.metrics.fast_path["failed"] += 1
+                self.metrics.on_fast_path("failed")
                 log.exception("fast-path alert failed for %s at %s", reading["device_id"], reading["timestamp"])
                 continue
-            self.metrics.fast_path["raised" if alert_id is not None else "not_raised"] += 1
-            self.metrics.fast_path_seconds.observe(time.perf_counter() - started)
+            self.metrics.on_fast_path("raised" if alert_id is not None else "not_raised",
+                                      seconds=time.perf_counter() - started)
 
     # --- POST /v1/vitals -------------------------------------------------------------------------
     async def post_vitals(self, request: Request) -> OrjsonResponse:
@@ -430,8 +349,7 @@ class IngestionService:
         except Exception:
             log.exception("POST /v1/vitals failed")
             response = OrjsonResponse({"detail": "internal error; retry later"}, status_code=500)
-        self.metrics.requests[response.status_code] = self.metrics.requests.get(response.status_code, 0) + 1
-        self.metrics.request_seconds.observe(time.perf_counter() - started)
+        self.metrics.on_request(response.status_code, time.perf_counter() - started)
         return response
 
     async def _post_vitals(self, request: Request, started: float) -> OrjsonResponse:
@@ -504,7 +422,7 @@ class IngestionService:
             if not errors:
                 valid.append((index, reading, measured_at))
         rejected = len(readings) - len(valid)
-        self.metrics.readings["rejected"] += rejected
+        self.metrics.on_readings("rejected", rejected)
         if not valid:
             return OrjsonResponse({"detail": [error for result in results for error in result["errors"]]}, status_code=422)
 
@@ -531,8 +449,8 @@ class IngestionService:
                     critical.append(reading)
         if critical:
             self.send_to_fast_path(critical, received_at, started)
-        self.metrics.readings["accepted"] += accepted
-        self.metrics.readings["duplicate"] += len(valid) - accepted
+        self.metrics.on_readings("accepted", accepted)
+        self.metrics.on_readings("duplicate", len(valid) - accepted)
         return OrjsonResponse(
             {"accepted": accepted, "duplicates": len(valid) - accepted, "rejected": rejected, "results": results},
             status_code=202,
@@ -627,6 +545,6 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
 
     @app.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics")
     async def metrics() -> PlainTextResponse:
-        return PlainTextResponse(service.metrics.render(), media_type="text/plain; version=0.0.4")
+        return PlainTextResponse(service.metrics.render(), media_type=service.metrics.content_type)
 
     return app

@@ -117,8 +117,14 @@ def publish_sns(topic_arn: str, document: dict, *, subject: str, delivery_id: st
     return f"MessageId {response['MessageId']}"
 
 
+#: What the log channel writes of a notification: logs are shipped to places care data must not go,
+#: so no patient identifier, evidence or vital value — the alert id leads to them in the warehouse.
+LOGGED_FIELDS = ("kind", "event_id", "event_key", "event_type", "audience", "event_at", "alert_id", "care_team",
+                 "rule_id", "rule_version", "severity", "status", "title", "reading_count", "is_late")
+
+
 def write_log(document: dict, *, level: int = logging.WARNING) -> str:
-    log.log(level, "kidjamo notification %s", encode(document).decode())
+    log.log(level, "kidjamo notification %s", encode({key: document[key] for key in LOGGED_FIELDS if key in document}).decode())
     return "logged"
 
 

@@ -33,6 +33,7 @@ class Settings(BaseSettings):
     late_after: timedelta = Field(default=timedelta(minutes=5), description="a reading delayed longer is marked late")
     max_bad_share: float = Field(default=0.5, ge=0, le=1, description="a batch with more bad readings fails its gate")
     pseudonym_key: str = Field(default="kidjamo-local-development-key", description="key of analytics patient hashes")
+    log_level: str = Field(default="INFO", description="level of the project's JSON logs: DEBUG, INFO, WARNING, ERROR")
 
     # Ingestion service (ingestion/service.py, docs/ingestion.md).
     ingest_max_body_bytes: int = Field(default=65_536, description="larger request bodies get 413")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import os
 import posixpath
+import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -155,6 +156,37 @@ class Lake:
     def read_parquet_prefix(self, prefix: str, schema: pa.Schema | None = None) -> pa.Table:
         paths = [f.path for f in self.list_files(prefix) if f.path.endswith(".parquet")]
         return self.read_parquet(paths, schema)
+
+
+@dataclass(frozen=True)
+class LandingBacklog:
+    """What waits in landing: ready files (not in progress), their bytes, and the oldest arrival minute."""
+
+    files: int
+    bytes: int
+    minutes: int
+    oldest_minute: datetime | None
+    oldest_age_s: float  # seconds since the oldest waiting arrival minute began; 0 when nothing waits
+
+
+_LANDING_PARTITION = re.compile(r"dt=(\d{4}-\d{2}-\d{2})/hh=(\d{2})/mm=(\d{2})/")
+
+
+def landing_backlog(lake: Lake, now: datetime) -> LandingBacklog:
+    """Files waiting in landing at ``now`` (in-progress ``_``/``.`` names excluded), for monitoring.
+
+    Landing files are removed once copied to raw, so whatever is here has not been processed; a
+    healthy pipeline keeps only the current and previous arrival minutes.
+    """
+    ready = [f for f in lake.list_files("landing/vitals") if not posixpath.basename(f.path).startswith(("_", "."))]
+    minutes = set()
+    for lake_file in ready:
+        match = _LANDING_PARTITION.search(lake_file.path)
+        if match:
+            minutes.add(datetime.fromisoformat(f"{match[1]}T{match[2]}:{match[3]}:00+00:00"))
+    oldest = min(minutes) if minutes else None
+    age = max(0.0, (now - oldest).total_seconds()) if oldest else 0.0
+    return LandingBacklog(len(ready), sum(f.size for f in ready), len(minutes), oldest, age)
 
 
 def _fsync_directory(directory: str) -> None:

@@ -10,7 +10,6 @@ or for a whole day in one go.
 from __future__ import annotations
 
 import json
-import logging
 import time
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -21,13 +20,14 @@ import pyarrow as pa
 
 from ingestion.to_raw import landing_to_raw, read_manifest
 from kidjamo.database import connect
+from kidjamo.logs import get_logger, log_context
 from kidjamo.settings import Settings, get_settings
 from kidjamo.storage import Lake, minutes_between
 from transforms.bronze import raw_to_bronze, read_partitions, write_partitions
 from transforms.gold import silver_to_gold
 from transforms.schema import BRONZE, QUARANTINE, SILVER
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 GATE_REJECTED_SCHEMA = pa.schema(
     [("raw_file", pa.string()), ("record_index", pa.int32()), ("detail", pa.string()),
@@ -104,13 +104,17 @@ def _recorded(step: str):
     def decorate(function):
         def run(interval: Interval) -> dict:
             started = time.perf_counter()
-            try:
-                counts = function(interval)
-            except Exception as error:
-                record_step(interval, step, "failed", {"error": f"{type(error).__name__}: {error}"[:2000]}, started)
-                raise
-            counts = record_step(interval, step, "success", counts, started)
-            log.info("%s %s..%s: %s", step, interval.start, interval.end, counts)
+            with log_context(run_id=interval.run_id, step=step, arrival_minute=interval.start.isoformat(),
+                             interval_end=interval.end.isoformat()):
+                log.debug("step started")
+                try:
+                    counts = function(interval)
+                except Exception as error:
+                    record_step(interval, step, "failed", {"error": f"{type(error).__name__}: {error}"[:2000]}, started)
+                    log.error("step failed", error=type(error).__name__, duration_s=round(time.perf_counter() - started, 3))
+                    raise
+                counts = record_step(interval, step, "success", counts, started)
+                log.info("step finished", counts=counts, duration_s=counts["duration_s"])
             return counts
 
         run.__name__ = function.__name__
@@ -297,9 +301,10 @@ def process_interval(start: datetime, end: datetime, *, lake: Lake, database_url
     while chunk_start < whole.end:
         chunk_end = min(chunk_start + chunk, whole.end)
         part = Interval(chunk_start, chunk_end, lake, database_url, f"{run_id}#{chunk_start:%Y%m%dT%H%M}", settings)
-        for step in STEPS:
-            name = step.__name__.removeprefix("step_")
-            totals[name] = _add_counts(totals.get(name, {}), step(part))
+        with log_context(shard=f"{chunk_start:%Y%m%dT%H%M}"):
+            for step in STEPS:
+                name = step.__name__.removeprefix("step_")
+                totals[name] = _add_counts(totals.get(name, {}), step(part))
         chunk_start = chunk_end
     return totals
 
