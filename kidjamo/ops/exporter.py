@@ -98,22 +98,34 @@ class PipelineCollector(Collector):
     def __init__(self, config: ExporterConfig, clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)):
         self.config = config
         self.clock = clock
+        # One connection kept across scrapes (opening one costs more than every query of a scrape);
+        # the lock serializes concurrent scrapes on it.
+        self._connection: psycopg.Connection | None = None
+        self._lock = threading.Lock()
+
+    def _connect(self) -> psycopg.Connection:
+        if self._connection is None or self._connection.closed:
+            connection = psycopg.connect(libpq_url(self.config.database_url), connect_timeout=3, autocommit=True,
+                                         application_name="kidjamo-exporter")
+            connection.execute("SET statement_timeout = '2s'")  # never hold a scrape longer than that
+            connection.execute(f"SET ROLE {MONITOR_ROLE}")  # counts and times only: no patient data
+            self._connection = connection
+        return self._connection
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         started = time.perf_counter()
         now = self.clock()
         database_up = GaugeMetricFamily("kidjamo_exporter_database_up", "1 if the warehouse answered this scrape, else 0.")
-        try:
-            with psycopg.connect(libpq_url(self.config.database_url), connect_timeout=3,
-                                 application_name="kidjamo-exporter") as connection:
-                connection.execute("SET statement_timeout = '2s'")  # never hold a scrape longer than that
-                connection.execute(f"SET ROLE {MONITOR_ROLE}")  # counts and times only: no patient data
-                families = list(self._warehouse(connection, now))
-            database_up.add_metric([], 1)
-        except psycopg.Error as error:
-            log.warning("warehouse unreachable", error=f"{type(error).__name__}: {error}"[:300])
-            families = []
-            database_up.add_metric([], 0)
+        with self._lock:
+            try:
+                families = list(self._warehouse(self._connect(), now))
+                database_up.add_metric([], 1)
+            except psycopg.Error as error:
+                log.warning("warehouse unreachable", error=f"{type(error).__name__}: {error}"[:300])
+                if self._connection is not None:
+                    self._connection.close()  # reconnect at the next scrape (the server may have restarted)
+                families = []
+                database_up.add_metric([], 0)
         yield database_up
         yield from families
         yield from self._lake(now)

@@ -123,3 +123,20 @@ def test_metrics_are_served_over_http(migrated_url: str, lake: Lake):
     finally:
         stop.set()
         server.join(timeout=10)
+
+
+def test_the_exporter_reconnects_after_the_warehouse_drops_its_connection(migrated_url: str, lake: Lake):
+    config = ExporterConfig(migrated_url, lake, ESCALATION)
+    registry = registry_for(config)
+    up = ("kidjamo_exporter_database_up", ())
+
+    def scrape() -> float:
+        text = generate_latest(registry).decode()
+        return {(s.name, tuple(sorted(s.labels.items()))): s.value
+                for family in text_string_to_metric_families(text) for s in family.samples}[up]
+
+    assert scrape() == 1
+    with psycopg.connect(migrated_url, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'kidjamo-exporter'")
+    assert scrape() == 0  # the scrape that found the connection gone says so
+    assert scrape() == 1  # and the next one has reconnected
