@@ -33,6 +33,8 @@ class Settings(BaseSettings):
     late_after: timedelta = Field(default=timedelta(minutes=5), description="a reading delayed longer is marked late")
     max_bad_share: float = Field(default=0.5, ge=0, le=1, description="a batch with more bad readings fails its gate")
     pseudonym_key: str = Field(default="kidjamo-local-development-key", description="key of analytics patient hashes")
+    backup_url: str | None = Field(default=None, description="warehouse backups: file:///path or s3://bucket/prefix; unset = $KIDJAMO_HOME/backups")
+    backup_retention_days: int = Field(default=7, ge=1, description="every instant of the last N days stays recoverable")
     log_level: str = Field(default="INFO", description="level of the project's JSON logs: DEBUG, INFO, WARNING, ERROR")
 
     # Ingestion service (ingestion/service.py, docs/ingestion.md).
