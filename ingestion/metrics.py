@@ -20,7 +20,7 @@ REFUSAL_REASONS = {
     401: "unauthenticated", 403: "forbidden", 413: "too_large", 415: "not_json", 422: "invalid",
     429: "rate_limited", 500: "internal_error", 503: "unavailable",
 }
-FAST_PATH_RESULTS = ("raised", "not_raised", "failed", "unavailable")
+FAST_PATH_RESULTS = ("raised", "not_raised", "failed")
 OUTCOMES = ("accepted", "duplicate", "rejected")
 
 

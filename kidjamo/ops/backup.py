@@ -34,8 +34,8 @@ from urllib.parse import urlparse
 
 import psycopg
 
-from kidjamo.database import libpq_url
-from kidjamo.embedded_pg import SYSTEM_USER, EmbeddedPostgres, default_bin_dir, free_port
+from kidjamo.warehouse.database import libpq_url
+from kidjamo.warehouse.embedded_pg import SYSTEM_USER, EmbeddedPostgres, default_bin_dir, free_port
 from kidjamo.logs import get_logger
 from kidjamo.settings import Settings
 

@@ -25,9 +25,10 @@ from prometheus_client import CollectorRegistry, start_http_server
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from kidjamo.database import libpq_url
+from kidjamo.warehouse.database import libpq_url
 from kidjamo.logs import get_logger
-from kidjamo.storage import Lake, landing_backlog
+from kidjamo.lake.partitions import landing_backlog
+from kidjamo.lake.storage import Lake
 
 log = get_logger("kidjamo.exporter")
 

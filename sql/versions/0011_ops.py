@@ -1,6 +1,6 @@
 """Operations: indexes for the metrics exporter and its kidjamo_monitor role."""
 
-from kidjamo.migrations import run_sql_file
+from kidjamo.warehouse.migrations import run_sql_file
 
 revision = "0011"
 down_revision = "0006"

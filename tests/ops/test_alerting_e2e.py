@@ -24,9 +24,10 @@ import httpx
 import pytest
 import yaml
 
-from ingestion.simulator import Fleet, provision_fleet, write_landing
-from kidjamo.embedded_pg import free_port
-from kidjamo.storage import Lake
+from ingestion.simulator.fleet import Fleet, provision_fleet
+from ingestion.simulator.payloads import write_landing
+from kidjamo.warehouse.embedded_pg import free_port
+from kidjamo.lake.storage import Lake
 from tests.ingestion.conftest import KIDJAMO, ServiceProcess
 from transforms.pipeline import process_interval
 
@@ -97,7 +98,7 @@ def monitored_pipeline(fresh_database_url: str, lake: Lake, tmp_path: Path):
     """Exporter, ingestion service, Prometheus and Alertmanager on loopback; yields (receiver, lake, fleet, url)."""
     assert PROMETHEUS and ALERTMANAGER, "prometheus and prometheus-alertmanager are installed by .ci/system-deps"
     fleet = Fleet.generate(4, seed=21)
-    provision_fleet(fresh_database_url, fleet, tmp_path / "secrets.json")
+    provision_fleet(fresh_database_url, fleet, tmp_path / "secrets.json", pseudonym_key="test-key")
     receiver = WebhookReceiver()
     processes: list[subprocess.Popen] = []
     service = ServiceProcess(tmp_path, lake, fresh_database_url, {}).start()

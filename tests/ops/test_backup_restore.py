@@ -16,13 +16,15 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from ingestion.simulator import Fleet, write_landing
-from kidjamo import migrations
-from kidjamo.embedded_pg import EmbeddedPostgres
+from ingestion.simulator.fleet import Fleet
+from ingestion.simulator.payloads import write_landing
+from kidjamo.warehouse import migrations
+from kidjamo.warehouse.embedded_pg import EmbeddedPostgres
 from kidjamo.ops.backup import (BackupError, apply_retention, base_backup, list_backups, restore, table_fingerprints,
                                 wait_until_archived, wal_receiver_command, wal_start_segment)
 from kidjamo.settings import Settings
-from kidjamo.storage import Lake, minute_partition
+from kidjamo.lake.partitions import minute_partition
+from kidjamo.lake.storage import Lake
 from transforms.pipeline import process_interval
 from transforms.registry import import_registry
 
@@ -51,7 +53,7 @@ def live_warehouse(workdir: Path):
     url = server.start()
     migrations.migrate(url)
     fleet = Fleet.generate(4, seed=9)
-    import_registry(fleet.write_registry_csv(tmp_path / "registry.csv"), url)
+    import_registry(fleet.write_registry_csv(tmp_path / "registry.csv"), url, pseudonym_key="test-key")
     argv, user = wal_receiver_command(url, settings)
     receiver = subprocess.Popen(argv, user=user, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "receivewal.log", "wb"))
     try:

@@ -15,13 +15,15 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from ingestion.simulator import Fleet, write_landing
-from kidjamo import migrations
-from kidjamo.embedded_pg import EmbeddedPostgres
+from ingestion.simulator.fleet import Fleet
+from ingestion.simulator.payloads import write_landing
+from kidjamo.warehouse import migrations
+from kidjamo.warehouse.embedded_pg import EmbeddedPostgres
 from kidjamo.ops.backup import base_backup, configure_archiving, list_backups, restore, table_fingerprints, wait_until_archived
 from kidjamo.settings import Settings
-from kidjamo.storage import Lake, minute_partition
-from tests.layers.test_s3_lake import s3_endpoint  # noqa: F401 - the SeaweedFS fixture
+from kidjamo.lake.partitions import minute_partition
+from kidjamo.lake.storage import Lake
+from tests.lake.test_s3_lake import s3_endpoint  # noqa: F401 - the SeaweedFS fixture
 from transforms.pipeline import process_interval
 from transforms.registry import import_registry
 
@@ -48,7 +50,7 @@ def test_restore_from_s3_to_a_point_in_time(s3_endpoint, kidjamo_home: Path):  #
         server.stop()  # archive_mode takes effect at start
         url = server.start()
         fleet = Fleet.generate(3, seed=4)
-        import_registry(fleet.write_registry_csv(workdir / "registry.csv"), url)
+        import_registry(fleet.write_registry_csv(workdir / "registry.csv"), url, pseudonym_key="test-key")
         lake = Lake(f"file://{workdir / 'lake'}")
         first = datetime.now(timezone.utc).replace(second=0, microsecond=0) - timedelta(minutes=10)
 

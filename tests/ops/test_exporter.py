@@ -11,10 +11,12 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from ingestion.simulator import Fleet, write_landing
-from kidjamo.embedded_pg import free_port
+from ingestion.simulator.fleet import Fleet
+from ingestion.simulator.payloads import write_landing
+from kidjamo.warehouse.embedded_pg import free_port
 from kidjamo.ops.exporter import ExporterConfig, registry_for, serve
-from kidjamo.storage import Lake, landing_backlog, minute_partition
+from kidjamo.lake.partitions import landing_backlog, minute_partition
+from kidjamo.lake.storage import Lake
 from transforms.pipeline import process_interval
 from transforms.registry import import_registry
 
@@ -34,7 +36,7 @@ def processed_minute(fresh_database_url: str, lake: Lake, tmp_path):
     """One minute of a fleet (a hypoxic patient, one unparseable line) through every pipeline step."""
     arrival = datetime.now(timezone.utc).replace(second=0, microsecond=0) - timedelta(minutes=2)
     fleet = Fleet.generate(PATIENTS, seed=3)
-    import_registry(fleet.write_registry_csv(tmp_path / "registry.csv"), fresh_database_url)
+    import_registry(fleet.write_registry_csv(tmp_path / "registry.csv"), fresh_database_url, pseudonym_key="test-key")
     readings = fleet.readings(arrival - timedelta(minutes=1), arrival, hypoxia_patient=True)
     write_landing(lake, arrival, readings, name="sensors")
     lake.write_bytes(f"landing/vitals/{minute_partition(arrival)}/broken.ndjson", b"{not json\n")

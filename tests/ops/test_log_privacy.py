@@ -15,8 +15,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from ingestion.simulator import Fleet, provision_fleet, read_secrets
-from kidjamo.storage import Lake
+from ingestion.simulator.fleet import Fleet, provision_fleet, read_secrets
+from kidjamo.lake.storage import Lake
 from tests.databases import migrated_database
 from tests.ingestion.conftest import KIDJAMO, ServiceProcess, _post
 
@@ -33,7 +33,7 @@ def logged_minute(postgres_server, tmp_path_factory):
     lake = Lake(f"file://{home / 'lake'}")
     fleet = Fleet.generate(6, seed=5)
     with migrated_database(postgres_server, "log_privacy") as url:
-        provision_fleet(url, fleet, home / "secrets.json")
+        provision_fleet(url, fleet, home / "secrets.json", pseudonym_key="test-key")
         secrets = read_secrets(home / "secrets.json")
         service = ServiceProcess(home, lake, url, {}, log_level="debug").start()
         now = datetime.now(timezone.utc).replace(microsecond=0)
