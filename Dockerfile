@@ -11,8 +11,9 @@ ENV KIDJAMO_PROJECT_DIR=/opt/kidjamo \
 
 # Dependencies first (their layer is reused until requirements.txt changes). Pinning apache-airflow
 # beside the file keeps pip from replacing the image's own Airflow.
-COPY --chown=airflow:0 requirements.txt /opt/kidjamo/requirements.txt
-RUN pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" -r /opt/kidjamo/requirements.txt
+COPY --chown=airflow:0 requirements.txt requirements-nodeps.txt /opt/kidjamo/
+RUN pip install --no-cache-dir "apache-airflow==${AIRFLOW_VERSION}" -r /opt/kidjamo/requirements.txt \
+    && pip install --no-cache-dir --no-deps -r /opt/kidjamo/requirements-nodeps.txt
 
 # The project: an editable install so that sql/, dags/ and expectations/ stay beside the code.
 COPY --chown=airflow:0 pyproject.toml README.md /opt/kidjamo/

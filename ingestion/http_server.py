@@ -59,6 +59,7 @@ def serve(app, *, host: str, port: int, log_level: str, header_timeout_s: float,
     import uvicorn
 
     protocol = type("KidjamoHttpProtocol", (HeaderDeadlineProtocol,), {"header_timeout_s": header_timeout_s})
-    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False, loop="uvloop", http=protocol,
+    # log_config=None: uvicorn's records go through the project's JSON handler instead of its own text format.
+    uvicorn.run(app, host=host, port=port, log_level=log_level, log_config=None, access_log=False, loop="uvloop", http=protocol,
                 timeout_graceful_shutdown=10, timeout_keep_alive=5, limit_concurrency=limit_concurrency,
                 server_header=False)

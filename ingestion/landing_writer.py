@@ -333,6 +333,14 @@ class LandingWriter:
         self._publisher.shutdown(wait=True)
 
     # --- requests ----------------------------------------------------------------------------------
+    def unpublished_parts(self) -> int:
+        """Durable parts waiting to be merged into their minute's landing file (the journal backlog)."""
+        return sum(len(parts) for parts in list(self._parts.values()))
+
+    def waiting_readings(self) -> int:
+        """Readings handed in but not yet durable (their requests are still waiting)."""
+        return len(self._batch.lines)
+
     def is_known(self, keys: tuple[str, ...]) -> bool:
         return any(key in self._seen or key in self._pending for key in keys)
 

@@ -40,7 +40,8 @@ from pydantic import BaseModel
 from starlette.routing import Route
 
 from ingestion.auth import AuthError, CredentialStore, ReplayGuard, verify_request
-from ingestion.landing_writer import FlushStats, LandingWriter
+from ingestion.landing_writer import LandingWriter
+from ingestion.metrics import ServiceMetrics
 from kidjamo.warehouse.database import database_url as configured_database_url
 from kidjamo.lake.json_safety import MAX_NESTING_DEPTH, TOO_DEEP, unsafe_content
 from kidjamo.settings import Settings, get_settings
@@ -173,89 +174,6 @@ class RateLimiter:
         return (min(count, self.burst) - tokens) / self.rate
 
 
-# --- metrics ----------------------------------------------------------------------------------------
-LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
-
-
-class _Histogram:
-    def __init__(self, buckets: tuple[float, ...] = LATENCY_BUCKETS):
-        self.buckets = buckets
-        self.counts = [0] * len(buckets)
-        self.total = 0
-        self.sum = 0.0
-
-    def observe(self, value: float) -> None:
-        self.total += 1
-        self.sum += value
-        for i, bound in enumerate(self.buckets):
-            if value <= bound:
-                self.counts[i] += 1
-                break
-
-    def render(self, name: str) -> list[str]:
-        lines, cumulative = [], 0
-        for bound, count in zip(self.buckets, self.counts):
-            cumulative += count
-            lines.append(f'{name}_bucket{{le="{bound}"}} {cumulative}')
-        lines += [f'{name}_bucket{{le="+Inf"}} {self.total}', f"{name}_sum {self.sum:.6f}", f"{name}_count {self.total}"]
-        return lines
-
-
-class Metrics:
-    """The service's counters and histograms, rendered in the Prometheus text format."""
-
-    def __init__(self):
-        self.requests: dict[int, int] = {}
-        self.readings: dict[str, int] = {"accepted": 0, "duplicate": 0, "rejected": 0}
-        self.request_seconds = _Histogram()
-        self.flush_seconds = _Histogram()
-        self.group_commits = 0
-        self.landing_files = 0
-        self.landing_readings = 0
-        self.fast_path: dict[str, int] = {"raised": 0, "not_raised": 0, "failed": 0}
-        self.fast_path_seconds = _Histogram()
-
-    def on_flush(self, stats: FlushStats) -> None:
-        self.group_commits += 1
-        self.flush_seconds.observe(stats.seconds)
-
-    def on_publish(self, stats: FlushStats) -> None:
-        self.landing_files += 1
-        self.landing_readings += stats.readings
-
-    def render(self) -> str:
-        lines = [
-            "# HELP kidjamo_ingest_requests_total HTTP requests to POST /v1/vitals by status code.",
-            "# TYPE kidjamo_ingest_requests_total counter",
-            *[f'kidjamo_ingest_requests_total{{status="{status}"}} {count}' for status, count in sorted(self.requests.items())],
-            "# HELP kidjamo_ingest_readings_total Readings received, by outcome (accepted, duplicate, rejected).",
-            "# TYPE kidjamo_ingest_readings_total counter",
-            *[f'kidjamo_ingest_readings_total{{outcome="{outcome}"}} {count}' for outcome, count in self.readings.items()],
-            "# HELP kidjamo_ingest_request_duration_seconds Time from request to answer of POST /v1/vitals.",
-            "# TYPE kidjamo_ingest_request_duration_seconds histogram",
-            *self.request_seconds.render("kidjamo_ingest_request_duration_seconds"),
-            "# HELP kidjamo_ingest_group_commits_total Durable parts written (one per group commit; 202s wait for them).",
-            "# TYPE kidjamo_ingest_group_commits_total counter",
-            f"kidjamo_ingest_group_commits_total {self.group_commits}",
-            "# HELP kidjamo_ingest_landing_files_total Landing files published (one per minute and instance).",
-            "# TYPE kidjamo_ingest_landing_files_total counter",
-            f"kidjamo_ingest_landing_files_total {self.landing_files}",
-            "# HELP kidjamo_ingest_landing_readings_total Readings in published landing files.",
-            "# TYPE kidjamo_ingest_landing_readings_total counter",
-            f"kidjamo_ingest_landing_readings_total {self.landing_readings}",
-            "# HELP kidjamo_ingest_flush_duration_seconds Time to make one group commit durable.",
-            "# TYPE kidjamo_ingest_flush_duration_seconds histogram",
-            *self.flush_seconds.render("kidjamo_ingest_flush_duration_seconds"),
-            "# HELP kidjamo_ingest_fast_path_total Accepted readings judged by the fast path, by result (raised: an alert row).",
-            "# TYPE kidjamo_ingest_fast_path_total counter",
-            *[f'kidjamo_ingest_fast_path_total{{result="{result}"}} {count}' for result, count in self.fast_path.items()],
-            "# HELP kidjamo_ingest_fast_path_duration_seconds Time from receiving a reading to its alert row.",
-            "# TYPE kidjamo_ingest_fast_path_duration_seconds histogram",
-            *self.fast_path_seconds.render("kidjamo_ingest_fast_path_duration_seconds"),
-        ]
-        return "\n".join(lines) + "\n"
-
-
 # --- OpenAPI documentation models (the handler parses the raw body itself: it signs and sizes it) --
 class ReadingOutcome(BaseModel):
     index: int
@@ -327,7 +245,7 @@ class IngestionService:
         self.settings = settings
         self.lake = lake
         self._database_url = database_url
-        self.metrics = Metrics()
+        self.metrics = ServiceMetrics()
         self.writer = LandingWriter(
             lake,
             state_dir,
@@ -336,6 +254,7 @@ class IngestionService:
             on_flush=self.metrics.on_flush,
             on_publish=self.metrics.on_publish,
         )
+        self.metrics.watch_journal(self.writer.unpublished_parts, self.writer.waiting_readings)
         self.replay_guard = ReplayGuard(settings.ingest_signature_tolerance_s)
         self.rate_limiter = RateLimiter(settings.ingest_rate_per_device, settings.ingest_burst_per_device)
         # One bucket for every failed authentication, whoever sends it: a flood of guesses gets 429s.
@@ -398,15 +317,14 @@ class IngestionService:
     def _fast_path_judged(self, readings: list[dict], raised_patients: set, failed: bool, started: list[float]) -> None:
         """Metrics of one fast-path batch (called on the fast path's thread)."""
         if failed:
-            self.metrics.fast_path["failed"] += len(readings)
+            self.metrics.on_fast_path("failed", len(readings))
             return
         now = time.perf_counter()
         for reading, began in zip(readings, started):
             if reading.get("patient_id") in raised_patients:
-                self.metrics.fast_path["raised"] += 1
-                self.metrics.fast_path_seconds.observe(now - began)
+                self.metrics.on_fast_path("raised", seconds=now - began)
             else:
-                self.metrics.fast_path["not_raised"] += 1
+                self.metrics.on_fast_path("not_raised")
 
     # --- POST /v1/vitals -------------------------------------------------------------------------
     async def post_vitals(self, request: Request) -> OrjsonResponse:
@@ -416,8 +334,7 @@ class IngestionService:
         except Exception:
             log.exception("POST /v1/vitals failed")
             response = OrjsonResponse({"detail": "internal error; retry later"}, status_code=500)
-        self.metrics.requests[response.status_code] = self.metrics.requests.get(response.status_code, 0) + 1
-        self.metrics.request_seconds.observe(time.perf_counter() - started)
+        self.metrics.on_request(response.status_code, time.perf_counter() - started)
         return response
 
     async def _post_vitals(self, request: Request, started: float) -> OrjsonResponse:
@@ -488,7 +405,7 @@ class IngestionService:
             if not errors:
                 valid.append((index, reading, measured_at))
         rejected = len(readings) - len(valid)
-        self.metrics.readings["rejected"] += rejected
+        self.metrics.on_readings("rejected", rejected)
         if not valid:
             return OrjsonResponse({"detail": [error for result in results for error in result["errors"]]}, status_code=422)
 
@@ -513,8 +430,8 @@ class IngestionService:
         accepted = len(fresh)
         # Every accepted reading meets the single-reading rules within a fraction of a second.
         self.fast_path.submit(fresh, received_at, started)
-        self.metrics.readings["accepted"] += accepted
-        self.metrics.readings["duplicate"] += len(valid) - accepted
+        self.metrics.on_readings("accepted", accepted)
+        self.metrics.on_readings("duplicate", len(valid) - accepted)
         return OrjsonResponse(
             {"accepted": accepted, "duplicates": len(valid) - accepted, "rejected": rejected, "results": results},
             status_code=202,
@@ -615,6 +532,6 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
 
     @app.get("/metrics", response_class=PlainTextResponse, summary="Prometheus metrics")
     async def metrics() -> PlainTextResponse:
-        return PlainTextResponse(service.metrics.render(), media_type="text/plain; version=0.0.4")
+        return PlainTextResponse(service.metrics.render(), media_type=service.metrics.content_type)
 
     return app

@@ -37,9 +37,6 @@ SIGNATURE_HEADER = "X-Kidjamo-Signature"
 TIMESTAMP_HEADER = "X-Kidjamo-Timestamp"
 DELIVERY_HEADER = "X-Kidjamo-Delivery"
 REPLAY_WINDOW_S = 300
-# What the log channel never writes: who the patient is and which device they wear.
-_LOG_WITHHELD = ("patient_id",)
-_LOG_WITHHELD_EVIDENCE = ("device_id", "message_id")
 
 
 class DeliveryError(RuntimeError):
@@ -174,16 +171,14 @@ def publish_sns(topic_arn: str, document: dict, *, subject: str, delivery_id: st
     return f"MessageId {response['MessageId']}"
 
 
-def log_document(document: dict) -> dict:
-    """The document without patient identifiers (patient id, the device and message ids of the evidence)."""
-    kept = {key: value for key, value in document.items() if key not in _LOG_WITHHELD}
-    if isinstance(kept.get("evidence"), dict):
-        kept["evidence"] = {key: value for key, value in kept["evidence"].items() if key not in _LOG_WITHHELD_EVIDENCE}
-    return kept
+#: What the log channel writes of a notification: logs are shipped to places care data must not go,
+#: so no patient identifier, evidence or vital value — the alert id leads to them in the warehouse.
+LOGGED_FIELDS = ("kind", "event_id", "event_key", "event_type", "audience", "event_at", "alert_id", "care_team",
+                 "rule_id", "rule_version", "severity", "status", "title", "reading_count", "is_late")
 
 
 def write_log(document: dict, *, level: int = logging.WARNING) -> str:
-    log.log(level, "kidjamo notification %s", encode(log_document(document)).decode())
+    log.log(level, "kidjamo notification %s", encode({key: document[key] for key in LOGGED_FIELDS if key in document}).decode())
     return "logged"
 
 

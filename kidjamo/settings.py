@@ -49,6 +49,9 @@ class Settings(BaseSettings):
                                  description="a device with a larger share of bad readings in a batch is flooding: its readings are quarantined")
     flood_min_bad: int = Field(default=10, ge=1, description="bad readings in one batch before a device can be judged flooding")
     pseudonym_key: str = Field(default=DEFAULT_PSEUDONYM_KEY, description="key of analytics patient hashes (refused when weak with an external database)")
+    backup_url: str | None = Field(default=None, description="warehouse backups: file:///path or s3://bucket/prefix; unset = $KIDJAMO_HOME/backups")
+    backup_retention_days: int = Field(default=7, ge=1, description="every instant of the last N days stays recoverable")
+    log_level: str = Field(default="INFO", description="level of the project's JSON logs: DEBUG, INFO, WARNING, ERROR")
 
     # Ingestion service (ingestion/service.py, docs/ingestion.md).
     ingest_max_body_bytes: int = Field(default=65_536, description="larger request bodies get 413")

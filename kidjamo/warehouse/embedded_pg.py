@@ -96,8 +96,12 @@ class EmbeddedPostgres:
         return result.returncode == 0
 
     # --- lifecycle -------------------------------------------------------------------------------
-    def start(self) -> str:
-        """Create the cluster if needed, start it if stopped, make sure the database exists; return its URL."""
+    def start(self, timeout_s: float = 60) -> str:
+        """Create the cluster if needed, start it if stopped, make sure the database exists; return its URL.
+
+        ``timeout_s`` bounds the wait for the server to accept connections (a restored server first
+        replays its WAL).
+        """
         self.root.mkdir(parents=True, exist_ok=True)
         self._prepare_permissions()
         if not self.initialized:
@@ -107,7 +111,7 @@ class EmbeddedPostgres:
                 self._set_port(free_port())
             self._run(
                 "pg_ctl",
-                ["-D", str(self.data_dir), "-l", str(self.log_file), "-w", "-t", "60", "start"],
+                ["-D", str(self.data_dir), "-l", str(self.log_file), "-w", "-t", str(int(timeout_s)), "start"],
             )
         self._wait_ready()
         self._ensure_database()

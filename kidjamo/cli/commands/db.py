@@ -126,3 +126,74 @@ def retention(keep_days: int, as_of) -> None:
     day = as_of.date() if as_of else datetime.now(timezone.utc).date()
     dropped = apply_retention(database.ensure_database(), keep_days, day)
     click.echo("\n".join(dropped) if dropped else f"nothing older than {keep_days} days before {day}")
+
+
+# --- backups and point-in-time recovery (kidjamo/ops/backup.py; README "Recovery") ------------------
+def _instant(value: str):
+    from datetime import datetime, timezone
+
+    moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+@command.command()
+@click.option("--no-retention", is_flag=True, help="keep every older backup (skip KIDJAMO_BACKUP_RETENTION_DAYS)")
+def backup(no_retention: bool) -> None:
+    """Take a base backup of the warehouse into KIDJAMO_BACKUP_URL, then apply the retention."""
+    from datetime import datetime, timezone
+
+    from kidjamo.ops.backup import apply_retention, backup_url, base_backup
+
+    settings = get_settings()
+    taken = base_backup(database.database_url(settings), settings)
+    click.echo(f"base backup {taken.backup_id}: {taken.size_bytes:,} bytes in "
+               f"{(taken.finished_at - taken.started_at).total_seconds():.1f} s -> {taken.location}")
+    if not no_retention:
+        deleted = apply_retention(settings, datetime.now(timezone.utc))
+        click.echo(f"retention {settings.backup_retention_days} days on {backup_url(settings)}: "
+                   + (f"deleted {', '.join(deleted)}" if deleted else "nothing to delete"))
+
+
+@command.command()
+def backups() -> None:
+    """List the base backups in KIDJAMO_BACKUP_URL (restorable from when each one finished)."""
+    from kidjamo.ops.backup import list_backups
+
+    for item in list_backups(get_settings()):
+        click.echo(f"{item.backup_id}  finished {item.finished_at.isoformat()}  {item.size_bytes:>14,} bytes  {item.location}")
+
+
+@command.command("archive-wal")
+def archive_wal() -> None:
+    """Archive the WAL continuously: pg_receivewal into a local store (foreground), or archive_command for S3."""
+    from kidjamo.ops.backup import backup_url, configure_archiving, wal_receiver_command
+
+    settings = get_settings()
+    url = database.database_url(settings)
+    if backup_url(settings).startswith("s3://"):
+        values = configure_archiving(url, settings)
+        click.echo(f"archive_command set ({values['archive_command'].split()[0]}); restart the server once if "
+                   "archive_mode was off")
+        return
+    argv, user = wal_receiver_command(url, settings)
+    click.echo(f"receiving WAL into {argv[argv.index('--directory') + 1]} (slot kidjamo_backup); Ctrl-C stops")
+    import subprocess
+
+    raise SystemExit(subprocess.run(argv, user=user).returncode)
+
+
+@command.command()
+@click.option("--target-time", required=True, help="the instant to recover, ISO-8601 (UTC if no zone)")
+@click.option("--to", "directory", required=True, type=click.Path(file_okay=False), help="a NEW folder for the restored server")
+@click.option("--port", type=int, default=None, help="its TCP port [default: a free one]")
+@click.option("--stop", is_flag=True, help="stop the restored server once it is consistent (copy files elsewhere later)")
+def restore(target_time: str, directory: str, port: int | None, stop: bool) -> None:
+    """Point-in-time recovery into a new data directory and server (never over the live one)."""
+    from pathlib import Path
+
+    from kidjamo.ops.backup import restore as restore_to
+
+    server = restore_to(get_settings(), _instant(target_time), Path(directory), port=port)
+    click.echo(f"restored to {target_time}: {server.url()}  (data in {server.data_dir})")
+    if stop:
+        server.stop()

@@ -1,7 +1,7 @@
 """``kidjamo run``: the whole system on embedded defaults (what ``make run`` starts).
 
-Embedded PostgreSQL (migrated), the ingestion service, the simulator posting to it over HTTP, and
-``airflow standalone`` with the DAGs unpaused. With ``--minutes N`` it stops by itself after N
+Embedded PostgreSQL (migrated), the ingestion service, the simulator posting to it over HTTP, the
+metrics exporter, and ``airflow standalone`` with the DAGs unpaused. With ``--minutes N`` it stops by itself after N
 minutes, prints a summary from the database and stops every process it started.
 """
 
@@ -82,7 +82,8 @@ def _wait_for(url: str, what: str, timeout_s: float, services: Services) -> None
 @click.option("--patients", default=20, show_default=True, help="Size of the simulated fleet.")
 @click.option("--ui-port", default=8080, show_default=True, help="Port of the Airflow UI.")
 @click.option("--ingest-port", default=8000, show_default=True, help="Port of the ingestion service.")
-def command(minutes: int | None, patients: int, ui_port: int, ingest_port: int) -> None:
+@click.option("--metrics-port", default=9464, show_default=True, help="Port of the metrics exporter (/metrics).")
+def command(minutes: int | None, patients: int, ui_port: int, ingest_port: int, metrics_port: int) -> None:
     """Start PostgreSQL, the ingestion service, the simulator and Airflow; Ctrl-C (or --minutes) stops them."""
     settings = get_settings()
     settings.log_dir.mkdir(parents=True, exist_ok=True)
@@ -109,6 +110,11 @@ def command(minutes: int | None, patients: int, ui_port: int, ingest_port: int) 
         services.start("simulator", [str(BIN / "kidjamo"), "simulate", "--patients", str(patients), "--mode", "http",
                                      "--url", ingest_url, "--realtime", "--provision", "--hypoxia", "--no-progress"], env)
         click.echo(f"Simulator         {patients} patients posting every 30 s (patient 1 has a hypoxia episode)")
+
+        metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
+        services.start("exporter", [str(BIN / "kidjamo"), "metrics", "serve", "--host", "127.0.0.1", "--port", str(metrics_port)], env)
+        _wait_for(metrics_url, "the metrics exporter", 60, services)
+        click.echo(f"Metrics exporter  {metrics_url}  (Prometheus rules: deploy/prometheus/)")
 
         services.start("airflow", [str(BIN / "airflow"), "standalone"], env)
         _wait_for(f"http://127.0.0.1:{ui_port}/api/v2/monitor/health", "the Airflow UI", 240, services)
