@@ -118,23 +118,35 @@ def _registry(connection, patient_ids: list[str] | None) -> tuple[pd.DataFrame, 
     return patients, devices
 
 
-def _alert_resources(connection, patient_ids: list[str] | None, since: datetime, until: datetime) -> tuple[list[dict], list[dict]]:
-    """Flags of the alerts changed in [since, until) and Communications of the notifications sent then."""
+def _alert_resources(connection, patient_ids: list[str] | None, since: datetime, until: datetime, *,
+                     clinical_window: bool = False) -> tuple[list[dict], list[dict]]:
+    """Flags of alerts and Communications of their sent notifications.
+
+    By default (a Bulk Data export) what changed in [since, until): alerts updated, notifications
+    sent. With ``clinical_window`` ($everything) the alerts whose readings overlap [since, until),
+    with every notification sent about them.
+    """
     parameters = {"patients": patient_ids, "since": since, "until": until}
     only = "" if patient_ids is None else "AND a.patient_id = ANY(%(patients)s)"
+    if clinical_window:
+        alert_filter = "a.first_reading_at < %(until)s AND a.last_reading_at >= %(since)s"
+        sent_filter = "a.first_reading_at < %(until)s AND a.last_reading_at >= %(since)s"
+    else:
+        alert_filter = "(a.updated_at >= %(since)s AND a.opened_at < %(until)s) OR a.alert_id = ANY(%(notified)s)"
+        sent_filter = "n.sent_at >= %(since)s AND n.sent_at < %(until)s"
     notifications = _frame(connection, f"""
         SELECT n.notification_id, n.channel, n.sent_at, e.event_type, e.severity, e.audience,
                a.alert_id, a.patient_id, a.rule_id
         FROM kidjamo.notifications AS n
         JOIN kidjamo.alert_events AS e ON e.event_id = n.event_id
         JOIN kidjamo.alerts AS a ON a.alert_id = e.alert_id
-        WHERE n.status = 'sent' AND n.sent_at >= %(since)s AND n.sent_at < %(until)s {only}
+        WHERE n.status = 'sent' AND {sent_filter} {only}
         ORDER BY n.notification_id""", parameters)
     alerts = _frame(connection, f"""
         SELECT a.alert_id, a.patient_id, a.rule_id, a.rule_version, a.severity, a.status, a.first_reading_at,
                a.evidence, a.lineage, a.resolved_at
         FROM kidjamo.alerts AS a
-        WHERE ((a.updated_at >= %(since)s AND a.opened_at < %(until)s) OR a.alert_id = ANY(%(notified)s)) {only}
+        WHERE ({alert_filter}) {only}
         ORDER BY a.alert_id""", {**parameters, "notified": [int(i) for i in notifications["alert_id"].unique()]})
     flags = []
     for alert in alerts.to_dict("records"):
@@ -303,7 +315,7 @@ def patient_everything(database_url: str, patient_id: str, *, start: datetime, e
             WHERE device_id = ANY(%(devices)s) AND measured_at >= %(start)s AND measured_at < %(end)s
               AND reason <> ALL(%(not_absent)s)
             ORDER BY device_id, measured_at, quarantined_at DESC""", {**parameters, "not_absent": sorted(NOT_ABSENT_REASONS)})
-        flags, communications = _alert_resources(connection, [patient_id], start, end)
+        flags, communications = _alert_resources(connection, [patient_id], start, end, clinical_window=True)
     for frame in (measurements, quarantined):
         frame["measured_at"] = pd.to_datetime(frame["measured_at"], utc=True)
     readings = minutes = None
