@@ -21,8 +21,8 @@ from datetime import datetime, timedelta, timezone
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 
-from kidjamo.database import connect
-from kidjamo.privacy import record_audit_event
+from kidjamo.warehouse.database import connect
+from kidjamo.warehouse.audit import record_audit_event
 from transforms.fhir import resources as fhir
 from transforms.fhir.clients import FhirClient, authenticate
 from transforms.fhir.export import GRANULARITIES, patient_everything, read_patient

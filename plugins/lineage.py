@@ -2,7 +2,7 @@
 
 Airflow's OpenLineage provider emits a START and a COMPLETE (or FAIL) event per task; it cannot see
 inside a Python task, so :class:`KidjamoTaskExtractor` (registered with ``[openlineage] extractors``
-by ``kidjamo.airflow_env``) answers for the TaskFlow tasks: it looks the task up in
+by ``kidjamo.cli.airflow_env``) answers for the TaskFlow tasks: it looks the task up in
 :data:`STEP_LINEAGE` and names the datasets after the deployment it runs in, following the
 OpenLineage naming spec — a lake layer is ``file`` + the layer's absolute path (local lake) or
 ``s3://bucket`` + key prefix (S3), a warehouse table is ``postgres://host:port`` +

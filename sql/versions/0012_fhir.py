@@ -1,6 +1,6 @@
 """FHIR read access: care-system bearer tokens (hashed) and their care teams, managed by `kidjamo fhir clients`."""
 
-from kidjamo.migrations import run_sql_file
+from kidjamo.warehouse.migrations import run_sql_file
 
 revision = "0012"
 down_revision = "0006"

@@ -13,8 +13,9 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from ingestion.simulator import Fleet, Scenario, landing_ndjson, landing_path, payloads_from_table, table_ndjson
-from kidjamo.storage import Lake
+from ingestion.simulator.fleet import Fleet, Scenario
+from ingestion.simulator.payloads import landing_ndjson, landing_path, payloads_from_table, table_ndjson
+from kidjamo.lake.storage import Lake
 from tests.databases import migrated_database
 from transforms.pipeline import process_interval
 from transforms.registry import import_registry
@@ -23,6 +24,7 @@ DAY = datetime(2026, 11, 26, tzinfo=timezone.utc)
 HYPOXIA = (DAY + timedelta(hours=10), DAY + timedelta(hours=11))
 MALFORMED = (DAY + timedelta(hours=5), DAY + timedelta(hours=5, minutes=20))
 NO_RESPIRATORY_RATE_MINUTE = DAY + timedelta(hours=3)
+PSEUDONYM_KEY = "interop-test-key"
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,7 @@ class SimulatedDay:
 def simulated_day(postgres_server, tmp_path_factory) -> SimulatedDay:
     with migrated_database(postgres_server, "interop_day") as url:
         fleet = Fleet.generate(3, seed=5)
-        import_registry(fleet.write_registry_csv(tmp_path_factory.mktemp("registry") / "registry.csv"), url)
+        import_registry(fleet.write_registry_csv(tmp_path_factory.mktemp("registry") / "registry.csv"), url, pseudonym_key=PSEUDONYM_KEY)
         lake = Lake(f"file://{tmp_path_factory.mktemp('day') / 'lake'}")
         hypoxic, malformed, quiet = fleet.patient_ids[:3]
         table = fleet.readings_table(DAY, DAY + timedelta(days=1), scenarios=[

@@ -7,12 +7,11 @@ import duckdb
 import psycopg
 import pytest
 
-from kidjamo.lake_duckdb import connect_lake
-from kidjamo.privacy import pseudonym
-from tests.interop.conftest import DAY, HYPOXIA
+from kidjamo.lake.duckdb import connect_lake
+from kidjamo.warehouse.pseudonyms import pseudonym
+from tests.interop.conftest import DAY, HYPOXIA, PSEUDONYM_KEY
 
 pytestmark = pytest.mark.slow
-KEY = "duckdb-test-key"
 
 
 def test_plain_duckdb_sql_reads_hive_partitioned_silver_as_documented(simulated_day):
@@ -50,12 +49,15 @@ def test_gold_patient_minutes_through_duckdb_show_the_hypoxia_hour(simulated_day
 
 
 def test_pseudonymized_views_carry_the_analytics_keys_and_no_identifiers(simulated_day):
-    connection = connect_lake(simulated_day.lake, pseudonymize=True, pseudonym_key=KEY)
+    connection = connect_lake(simulated_day.lake, pseudonymize=True, pseudonym_key=PSEUDONYM_KEY)
     columns = [row[0] for row in connection.execute("DESCRIBE silver").fetchall()]
     assert "patient_key" in columns and "device_key" in columns
     assert not {"patient_id", "device_id", "message_id", "record_hash", "age_years"} & set(columns)
     keys = {row[0] for row in connection.execute("SELECT DISTINCT patient_key FROM silver").fetchall()}
-    assert keys == {pseudonym("patient", patient_id, KEY) for patient_id in simulated_day.patient_ids}
+    assert keys == {pseudonym("patient", patient_id, PSEUDONYM_KEY) for patient_id in simulated_day.patient_ids}
+    with psycopg.connect(simulated_day.database_url) as database:
+        analytics_keys = {row[0] for row in database.execute("SELECT pseudonym FROM kidjamo.pseudonyms WHERE subject = 'patient'")}
+    assert keys == analytics_keys
     assert connection.execute("SELECT count(*) FROM gold WHERE patient_key IS NULL").fetchone()[0] == 0
 
 

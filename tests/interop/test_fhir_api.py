@@ -14,7 +14,7 @@ import httpx
 import psycopg
 import pytest
 
-from kidjamo.embedded_pg import free_port
+from kidjamo.warehouse.embedded_pg import free_port
 from tests.interop.conftest import HYPOXIA
 from transforms.fhir import resources as fhir
 from transforms.fhir.clients import add_client, revoke_client

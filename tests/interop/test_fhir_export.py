@@ -13,12 +13,12 @@ import pandas as pd
 import psycopg
 import pytest
 
-from kidjamo.storage import Lake
+from kidjamo.lake.storage import Lake
 from tests.interop.conftest import DAY, HYPOXIA, MALFORMED, NO_RESPIRATORY_RATE_MINUTE
 from transforms.fhir import resources as fhir
 from transforms.fhir.export import export_bulk, read_export
 from transforms.fhir.profile import resource_problems
-from transforms.schema import GOLD
+from kidjamo.lake.schema import GOLD
 
 pytestmark = pytest.mark.slow
 KIDJAMO = str(Path(sys.executable).parent / "kidjamo")

@@ -1,6 +1,6 @@
 """OpenLineage: a real DAG run (``dag.test()``) emits, through Airflow's provider, an event per task
 with the lake layers and warehouse tables it read and wrote, to the file transport set up by
-``kidjamo.airflow_env``."""
+``kidjamo.cli.airflow_env``."""
 
 from __future__ import annotations
 
@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from ingestion.simulator import Fleet, write_landing
+from ingestion.simulator.fleet import Fleet
+from ingestion.simulator.payloads import write_landing
 from kidjamo.settings import get_settings
-from kidjamo.storage import Lake
+from kidjamo.lake.storage import Lake
 from plugins.lineage import STEP_LINEAGE
 from tests.layers.helpers import ARRIVAL
 from transforms.registry import import_registry
@@ -27,10 +28,10 @@ def lineage_events(airflow_home, migrated_url, tmp_path_factory) -> list[dict]:
     """The OpenLineage events of one kidjamo_vitals run over a landed minute."""
     from airflow.dag_processing.dagbag import DagBag
 
-    from kidjamo.airflow_env import DAGS_FOLDER
+    from kidjamo.cli.airflow_env import DAGS_FOLDER
 
     fleet = Fleet.generate(3, seed=21)
-    import_registry(fleet.write_registry_csv(tmp_path_factory.mktemp("registry") / "registry.csv"), migrated_url)
+    import_registry(fleet.write_registry_csv(tmp_path_factory.mktemp("registry") / "registry.csv"), migrated_url, pseudonym_key="test-key")
     write_landing(Lake.from_settings(), ARRIVAL, fleet.readings(ARRIVAL - timedelta(minutes=1), ARRIVAL), name="lineage")
     lineage_file = get_settings().lineage_file
     already = lineage_file.read_text().count("\n") if lineage_file.exists() else 0

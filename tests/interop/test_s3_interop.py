@@ -6,11 +6,12 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from ingestion.simulator import Fleet, write_landing
-from kidjamo.lake_duckdb import connect_lake
-from kidjamo.storage import Lake
+from ingestion.simulator.fleet import Fleet
+from ingestion.simulator.payloads import write_landing
+from kidjamo.lake.duckdb import connect_lake
+from kidjamo.lake.storage import Lake
 from tests.layers.helpers import ARRIVAL
-from tests.layers.test_s3_lake import s3_endpoint  # noqa: F401 - the SeaweedFS fixture
+from tests.lake.test_s3_lake import s3_endpoint  # noqa: F401 - the SeaweedFS fixture
 from transforms.fhir.export import export_bulk, read_export
 from transforms.fhir.profile import resource_problems
 from transforms.pipeline import process_interval
@@ -27,7 +28,7 @@ def s3_lake(s3_endpoint, postgres_server, tmp_path_factory):  # noqa: F811
     with migrated_database(postgres_server, "interop_s3") as url:
         lake = Lake("s3://kidjamo-lake/interop", s3_endpoint_url=s3_endpoint)
         fleet = Fleet.generate(2, seed=9)
-        import_registry(fleet.write_registry_csv(tmp_path_factory.mktemp("registry") / "registry.csv"), url)
+        import_registry(fleet.write_registry_csv(tmp_path_factory.mktemp("registry") / "registry.csv"), url, pseudonym_key="test-key")
         start = ARRIVAL - timedelta(minutes=MINUTES - 1)
         for minute in range(MINUTES):
             arrival = start + timedelta(minutes=minute)

@@ -12,7 +12,7 @@ import hmac
 import secrets
 from dataclasses import dataclass
 
-from kidjamo.database import connect
+from kidjamo.warehouse.database import connect
 
 TOKEN_PREFIX = "kfc_"
 

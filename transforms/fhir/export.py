@@ -25,12 +25,13 @@ import orjson
 import pandas as pd
 import pyarrow as pa
 
-from kidjamo.database import connect
-from kidjamo.storage import Lake, minute_partition
+from kidjamo.warehouse.database import connect
+from kidjamo.lake.storage import Lake
 from transforms.fhir import resources as fhir
 from transforms.fhir.profile import check_resource
 from transforms.gold import AGGREGATES, silver_to_gold
-from transforms.schema import GOLD, QUARANTINE, SILVER, layer_prefix
+from kidjamo.lake.partitions import layer_prefix
+from kidjamo.lake.schema import GOLD, QUARANTINE, SILVER
 
 EXPORT_PREFIX = "exports/fhir"
 RESOURCE_ORDER = ("Patient", "Device", "Observation", "Flag", "Communication")
