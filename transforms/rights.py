@@ -22,6 +22,7 @@ from kidjamo.warehouse.audit import record_audit_event, set_actor
 from kidjamo.warehouse.database import connect
 from kidjamo.lake.storage import Lake
 from kidjamo.lake.records import decompress, is_landing_file, split_records
+from transforms.fhir.export import erase_patient_from_exports
 from transforms.views import refresh_views
 
 # --- the rows held on one patient --------------------------------------------------------------
@@ -260,6 +261,7 @@ def _erase_from_lake(lake: Lake, patient_id: str, device_ids: list[str]) -> dict
         lake.write_parquet(path, table.filter(pc.invert(mask)))
         result["parquet_files_rewritten"] += 1
         result["parquet_rows_erased"] += pc.sum(pc.cast(mask, pa.int64())).as_py()
+    result.update(erase_patient_from_exports(lake, patient_id))  # FHIR exports kept in the lake (exports/fhir/)
     return result
 
 
@@ -268,9 +270,10 @@ def erase_patient(patient_id: str, *, database_url: str, lake: Lake, pseudonym_k
 
     Lake: landing and raw records become ``{"erased":true}`` tombstones (positions kept, manifest
     checksums updated); bronze, quarantine, silver and gold Parquet files are rewritten without the
-    patient's rows. Database: every row of the patient (see :func:`patient_row_plan`), their
-    pseudonyms, and the before/after images of their audit rows; then a ``patient_erasure`` audit
-    event records what was removed, and every analytics view is refreshed without the patient.
+    patient's rows, and so are FHIR exports kept under ``exports/fhir/``. Database: every row of the
+    patient (see :func:`patient_row_plan`), their pseudonyms, and the before/after images of their
+    audit rows; then a ``patient_erasure`` audit event records what was removed, and every analytics
+    view is refreshed without the patient.
     Safe to run again (a second run finds nothing). Returns counts.
     """
     with connect(database_url, application_name="kidjamo-erase") as connection:

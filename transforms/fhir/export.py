@@ -335,3 +335,41 @@ def patient_everything(database_url: str, patient_id: str, *, start: datetime, e
                 "search": {"mode": "match" if resource["resourceType"] == "Patient" else "include"}}
                for resource in bundle.all()]
     return {"resourceType": "Bundle", "id": str(uuid.uuid4()), "type": "searchset", "total": len(entries), "entry": entries}
+
+
+# --- erasure -------------------------------------------------------------------------------------
+def _about_patient(resource: dict, patient_id: str) -> bool:
+    if resource.get("resourceType") == "Patient":
+        return any(identifier.get("value") == patient_id for identifier in resource.get("identifier", []))
+    reference = resource.get("subject") or resource.get("patient") or {}
+    return (reference.get("identifier") or {}).get("value") == patient_id
+
+
+def erase_patient_from_exports(lake: Lake, patient_id: str) -> dict:
+    """Rewrite every FHIR export in the lake without the patient's resources; update the manifests' counts.
+
+    Part of the right of erasure (``transforms.rights.erase_patient``): exports kept in the lake
+    are copies of the patient's data like any layer. Returns how many files and resources changed.
+    """
+    result = {"fhir_export_files_rewritten": 0, "fhir_resources_erased": 0}
+    changed: dict[str, dict[str, int]] = {}
+    for lake_file in lake.list_files(EXPORT_PREFIX):
+        if not lake_file.path.endswith(".ndjson"):
+            continue
+        lines = [line for line in lake.read_bytes(lake_file.path).splitlines() if line.strip()]
+        kept = [line for line in lines if not _about_patient(orjson.loads(line), patient_id)]
+        if len(kept) == len(lines):
+            continue
+        lake.write_bytes(lake_file.path, b"".join(line + b"\n" for line in kept))
+        folder, name = posixpath.split(lake_file.path)
+        changed.setdefault(folder, {})[name.removesuffix(".ndjson")] = len(kept)
+        result["fhir_export_files_rewritten"] += 1
+        result["fhir_resources_erased"] += len(lines) - len(kept)
+    for folder, counts in changed.items():
+        if not lake.exists(f"{folder}/manifest.json"):
+            continue
+        manifest = orjson.loads(lake.read_bytes(f"{folder}/manifest.json"))
+        for output in manifest["output"]:
+            output["count"] = counts.get(output["type"], output["count"])
+        lake.write_bytes(f"{folder}/manifest.json", orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
+    return result
