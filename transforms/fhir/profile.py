@@ -94,25 +94,26 @@ def vital_sign_problems(observation: dict) -> list[str]:
     return problems
 
 
-def _flag_problems(flag: dict) -> list[str]:
+def _status_and_reference(resource: dict, statuses: set[str], kind: str, reference: str, meaning: str) -> list[str]:
     problems = []
-    if flag.get("status") not in FLAG_STATUSES:
-        problems.append(f"status: {flag.get('status')!r} is not a flag status")
+    if resource.get("status") not in statuses:
+        problems.append(f"status: {resource.get('status')!r} is not a {kind} status")
+    if not _reference_to(resource.get(reference), "Patient"):
+        problems.append(f"{reference}: must reference {meaning}")
+    return problems
+
+
+def _flag_problems(flag: dict) -> list[str]:
+    problems = _status_and_reference(flag, FLAG_STATUSES, "flag", "subject", "a Patient")
     if not any(c.get("system") == ALERT_RULE_SYSTEM and c.get("code") and c.get("version") for c in _codings(flag.get("code"))):
         problems.append("code: the alert rule (id and version) is missing")
-    if not _reference_to(flag.get("subject"), "Patient"):
-        problems.append("subject: must reference a Patient")
     if not (flag.get("period") or {}).get("start"):
         problems.append("period.start is required")
     return problems
 
 
 def _communication_problems(communication: dict) -> list[str]:
-    problems = []
-    if communication.get("status") not in COMMUNICATION_STATUSES:
-        problems.append(f"status: {communication.get('status')!r} is not an event status")
-    if not _reference_to(communication.get("subject"), "Patient"):
-        problems.append("subject: must reference a Patient")
+    problems = _status_and_reference(communication, COMMUNICATION_STATUSES, "event", "subject", "a Patient")
     if not any(_reference_to(about, "Flag") for about in communication.get("about") or []):
         problems.append("about: must reference the alert's Flag")
     if not communication.get("sent"):
@@ -121,12 +122,7 @@ def _communication_problems(communication: dict) -> list[str]:
 
 
 def _device_problems(device: dict) -> list[str]:
-    problems = []
-    if device.get("status") not in DEVICE_STATUSES:
-        problems.append(f"status: {device.get('status')!r} is not a device status")
-    if not _reference_to(device.get("patient"), "Patient"):
-        problems.append("patient: must reference the Patient wearing it")
-    return problems
+    return _status_and_reference(device, DEVICE_STATUSES, "device", "patient", "the Patient wearing it")
 
 
 def _patient_problems(patient: dict) -> list[str]:

@@ -198,6 +198,14 @@ def reading_observation_id(device_id: str, measured_at, vital: VitalSign) -> str
     return derived_id("reading", device_id, instant(measured_at), vital.code)
 
 
+def _reading_observation(row, vital: VitalSign) -> dict:
+    """The Observation of one vital of one reading (a row with device_id, patient_id, measured_at), without its value."""
+    observation = _observation(reading_observation_id(row.device_id, row.measured_at, vital), vital, row.patient_id,
+                               {"effectiveDateTime": instant(row.measured_at)})
+    observation["device"] = device_reference(row.device_id)
+    return observation
+
+
 def reading_observations(silver: pd.DataFrame) -> list[dict]:
     """One Observation per vital of each silver reading (effectiveDateTime = measured_at).
 
@@ -206,11 +214,8 @@ def reading_observations(silver: pd.DataFrame) -> list[dict]:
     """
     observations = []
     for row in silver.itertuples(index=False):
-        when = instant(row.measured_at)
         for vital in VITAL_SIGNS:
-            observation = _observation(reading_observation_id(row.device_id, row.measured_at, vital), vital, row.patient_id,
-                                       {"effectiveDateTime": when})
-            observation["device"] = device_reference(row.device_id)
+            observation = _reading_observation(row, vital)
             _set_value(observation, vital, getattr(row, vital.column))
             if vital.column == "spo2" and getattr(row, "spo2_low_confidence", False):
                 observation["note"] = [{"text": "below 70 %: outside the oximeter's specified accuracy (ISO 80601-2-61)"}]
@@ -222,11 +227,8 @@ def quarantined_reading_observations(quarantine: pd.DataFrame) -> list[dict]:
     """Observations with ``dataAbsentReason`` error for quarantined readings (device_id, patient_id, measured_at, reason, detail)."""
     observations = []
     for row in quarantine.itertuples(index=False):
-        when = instant(row.measured_at)
         for vital in VITAL_SIGNS:
-            observation = _observation(reading_observation_id(row.device_id, row.measured_at, vital), vital, row.patient_id,
-                                       {"effectiveDateTime": when})
-            observation["device"] = device_reference(row.device_id)
+            observation = _reading_observation(row, vital)
             _set_value(observation, vital, None, ABSENT_QUARANTINED)
             observation["note"] = [{"text": f"reading quarantined ({row.reason}): {row.detail}"}]
             observations.append(observation)
@@ -256,6 +258,13 @@ def minute_observation_id(patient_id: str, minute, vital: VitalSign) -> str:
     return derived_id("minute", patient_id, instant(minute), vital.code)
 
 
+def _minute_observation(row, vital: VitalSign) -> dict:
+    """The Observation of one vital over one patient-minute (a row with patient_id, minute), without its value."""
+    start = pd.Timestamp(row.minute)
+    return _observation(minute_observation_id(row.patient_id, start, vital), vital, row.patient_id,
+                        {"effectivePeriod": {"start": instant(start), "end": instant(start + timedelta(minutes=1))}})
+
+
 def minute_observations(minutes: pd.DataFrame) -> list[dict]:
     """One Observation per vital and patient-minute (effectivePeriod = the minute), from :func:`merge_minutes`.
 
@@ -264,10 +273,8 @@ def minute_observations(minutes: pd.DataFrame) -> list[dict]:
     """
     observations = []
     for row in minutes.itertuples(index=False):
-        start = pd.Timestamp(row.minute)
-        period = {"effectivePeriod": {"start": instant(start), "end": instant(start + timedelta(minutes=1))}}
         for vital in VITAL_SIGNS:
-            observation = _observation(minute_observation_id(row.patient_id, start, vital), vital, row.patient_id, period)
+            observation = _minute_observation(row, vital)
             observation["extension"] = [
                 {"url": STATISTIC_EXTENSION, "valueCodeableConcept": {"coding": [{"system": OBSERVATION_STATISTICS, "code": vital.statistic}]}},
                 {"url": READINGS_EXTENSION, "valueInteger": int(row.readings)},
@@ -284,10 +291,8 @@ def quarantined_minute_observations(minutes: pd.DataFrame) -> list[dict]:
     """
     observations = []
     for row in minutes.itertuples(index=False):
-        start = pd.Timestamp(row.minute)
-        period = {"effectivePeriod": {"start": instant(start), "end": instant(start + timedelta(minutes=1))}}
         for vital in VITAL_SIGNS:
-            observation = _observation(minute_observation_id(row.patient_id, start, vital), vital, row.patient_id, period)
+            observation = _minute_observation(row, vital)
             _set_value(observation, vital, None, ABSENT_QUARANTINED)
             observation["note"] = [{"text": f"{int(row.readings)} reading(s) of this minute quarantined ({row.reasons})"}]
             observations.append(observation)
