@@ -18,6 +18,8 @@ from airflow.providers.openlineage.extractors.base import OperatorLineage
 from airflow.providers.openlineage.extractors.python import PythonExtractor
 from openlineage.client.event_v2 import Dataset
 
+from transforms.views import LIGHT_VIEWS
+
 #: Lake datasets (layer prefixes) and warehouse tables read and written by each step, keyed by task id
 #: without its group (``silver.to_silver`` -> ``to_silver``).
 STEP_LINEAGE: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
@@ -32,7 +34,7 @@ STEP_LINEAGE: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "to_gold": (("lake:silver/vitals",), ("lake:gold/vitals",)),
     "load": (("lake:silver/vitals", "lake:quarantine/vitals"), ("kidjamo.measurements", "kidjamo.quarantine")),
     "refresh_views": (("kidjamo.measurements", "kidjamo.quarantine", "kidjamo.devices"),
-                      ("analytics.device_health", "analytics.data_quality_daily")),
+                      tuple(f"analytics.{view}" for view in LIGHT_VIEWS)),
     "raise_alerts": (("lake:silver/vitals", "kidjamo.measurements", "kidjamo.patient_baselines", "kidjamo.alerts"),
                      ("kidjamo.alerts", "kidjamo.alert_readings", "kidjamo.alert_events", "kidjamo.notifications",
                       "lake:gold/vitals")),
