@@ -39,6 +39,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel
 from starlette.routing import Route
 
+from ingestion import fhir_api
 from ingestion.auth import AuthError, CredentialStore, ReplayGuard, verify_request
 from ingestion.landing_writer import LandingWriter
 from ingestion.metrics import ServiceMetrics
@@ -520,6 +521,8 @@ def create_app(settings: Settings | None = None, database_url: str | None = None
     # The hot path is served by a plain Starlette route placed first (no dependency solving per request);
     # the FastAPI declaration above documents it in OpenAPI.
     app.router.routes.insert(0, Route("/v1/vitals", service.post_vitals, methods=["POST"]))
+
+    fhir_api.install(app)  # read-only FHIR for care systems (ingestion/fhir_api.py)
 
     @app.get("/healthz", summary="The process is alive")
     async def healthz() -> dict:

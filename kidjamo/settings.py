@@ -87,6 +87,11 @@ class Settings(BaseSettings):
     second_tier_sns_topic_arn: str | None = Field(default=None)
     sns_endpoint_url: str | None = Field(default=None, description="SNS-compatible endpoint (moto_server, LocalStack)")
 
+    # Lineage (plugins/lineage.py, docs/lineage.md): where Airflow's OpenLineage events go.
+    openlineage_transport: str = Field(default="file", description="file ($KIDJAMO_HOME/lineage/openlineage.ndjson), console, http (Marquez) or off")
+    openlineage_url: str | None = Field(default=None, description="OpenLineage HTTP endpoint, e.g. Marquez http://marquez:5000 (transport http)")
+    openlineage_namespace: str = Field(default="kidjamo", description="OpenLineage namespace of the Kidjamo jobs")
+
     @field_validator("home")
     @classmethod
     def _absolute_home(cls, home: Path) -> Path:
@@ -108,6 +113,10 @@ class Settings(BaseSettings):
     @property
     def log_dir(self) -> Path:
         return self.home / "logs"
+
+    @property
+    def lineage_file(self) -> Path:
+        return self.home / "lineage" / "openlineage.ndjson"
 
     @property
     def uses_embedded_database(self) -> bool:

@@ -55,6 +55,7 @@ from kidjamo.warehouse.database import connect
 from kidjamo.warehouse.pseudonyms import pseudonym
 from kidjamo.lake.storage import Lake
 from kidjamo.lake.records import decompress, is_landing_file, split_records
+from transforms.fhir.export import erase_patient_from_exports
 from transforms.views import refresh_views
 
 # --- the rows held on one patient --------------------------------------------------------------
@@ -517,7 +518,8 @@ def erase_patient(patient_id: str, *, database_url: str, lake: Lake, pseudonym_k
         time.sleep(writer_grace_s)
         summary["local"] = erase_local_state(identifiers, device_ids, journal_dirs=list(journal_dirs),
                                              data_docs_dirs=list(data_docs_dirs))
-        summary["lake"] = erase_from_lake(lake, identifiers)
+        # FHIR exports first: whole resources leave the NDJSON and its manifest counts stay true.
+        summary["lake"] = erase_patient_from_exports(lake, patient_id) | erase_from_lake(lake, identifiers)
         with connect(database_url, application_name="kidjamo-erase") as connection:
             set_actor(connection, actor)
             summary.update(erase_from_database(connection, patient_id, device_ids, identifiers, reference))

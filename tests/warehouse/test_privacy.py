@@ -189,4 +189,5 @@ def test_erasing_twice_finds_nothing_the_second_time(held):
     second = erase_patient("patient-001", database_url=url, lake=lake, pseudonym_key="test-key")
     assert second["database_rows_deleted"] == {"kidjamo.pseudonyms": 0}
     assert second["lake"] == {"record_files_rewritten": 0, "records_erased": 0, "parquet_files_rewritten": 0, "parquet_rows_erased": 0,
-                              "other_files_redacted": 0, "unreadable_files": []}
+                              "other_files_redacted": 0, "unreadable_files": [],
+                              "fhir_export_files_rewritten": 0, "fhir_resources_erased": 0}
