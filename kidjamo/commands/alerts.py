@@ -92,3 +92,18 @@ def resolve(alert_id: int, by: str | None, note: str | None) -> None:
     except AlertActionError as error:
         raise click.ClickException(str(error))
     click.echo(f"alert {alert_id} resolved by {result['by']} at {result['at']}")
+
+
+@command.command()
+@click.argument("alert_id", type=int)
+@click.option("--by", default=None, help="who escalates (default: the login name)")
+@click.option("--note", default=None, help="why (sent with the escalation)")
+def escalate(alert_id: int, by: str | None, note: str | None) -> None:
+    """Escalate ALERT_ID now: notify the next tier (escalation channel, then second tier)."""
+    from transforms.alerts import AlertActionError, escalate_alert
+
+    try:
+        result = escalate_alert(database.database_url(), alert_id, by=_actor(by), note=note)
+    except AlertActionError as error:
+        raise click.ClickException(str(error))
+    click.echo(f"alert {alert_id} {result['status']} by {result['by']} at {result['at']}")
