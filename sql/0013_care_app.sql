@@ -104,7 +104,8 @@ GRANT SELECT ON kidjamo.care_device_state, kidjamo.care_quarantine TO kidjamo_cl
 -- clinician. Row-level security limits those rows to the alerts the clinician can see, in their
 -- own name; every other role keeps the access its grants give (the second policy).
 GRANT SELECT, INSERT ON kidjamo.alert_events TO kidjamo_clinician;
-GRANT INSERT ON kidjamo.notifications TO kidjamo_clinician;
+-- SELECT on the key columns: ON CONFLICT (event_id, channel) infers the index from them (RLS shows no row).
+GRANT INSERT, SELECT (event_id, channel) ON kidjamo.notifications TO kidjamo_clinician;
 
 ALTER TABLE kidjamo.alert_events ENABLE ROW LEVEL SECURITY;
 CREATE POLICY not_a_clinician ON kidjamo.alert_events
@@ -120,3 +121,6 @@ CREATE POLICY not_a_clinician ON kidjamo.notifications
     USING (NOT pg_has_role('kidjamo_clinician', 'MEMBER')) WITH CHECK (NOT pg_has_role('kidjamo_clinician', 'MEMBER'));
 CREATE POLICY clinician_care_team_write ON kidjamo.notifications FOR INSERT TO kidjamo_clinician
     WITH CHECK (event_id IN (SELECT event_id FROM kidjamo.alert_events));
+-- INSERT ... ON CONFLICT checks the new row against the SELECT policies too.
+CREATE POLICY clinician_care_team_read ON kidjamo.notifications FOR SELECT TO kidjamo_clinician
+    USING (event_id IN (SELECT event_id FROM kidjamo.alert_events));
