@@ -174,13 +174,13 @@ def create_app(database_url: str, settings: Settings | None = None, *, clock=now
             return to_login(request)
         period = queries.WINDOWS.get(window, queries.WINDOWS["24h"])
         t = translator(request)
-        end = clock()
-        start = end - period.length
+        now = clock()
+        start, end = queries.window_bounds(period, now)
         with gate.as_clinician(clinician) as connection:
             patient = queries.patient(connection, patient_id)
             if patient is not None:
                 latest = queries.latest_reading(connection, patient_id)
-                series = queries.vital_series(connection, patient_id, window=period, end=end)
+                series = queries.vital_series(connection, patient_id, window=period, start=start, end=end)
                 alerts = queries.patient_alerts(connection, patient_id, start=start, end=end)
                 quarantine = queries.quarantine_counts(connection, patient_id, start=start, end=end)
                 audit(connection, "care_patient_viewed", {"window": period.name}, patient_id)
@@ -192,7 +192,7 @@ def create_app(database_url: str, settings: Settings | None = None, *, clock=now
         return page(request, "patient.html", {
             "clinician": clinician, "patient": patient, "latest": latest, "window": period.name,
             "windows": list(queries.WINDOWS), "alerts": alerts, "quarantine": quarantine,
-            "gaps": queries.gaps(series), "spec_json": json.dumps(spec, default=str), "now": end,
+            "gaps": queries.gaps(series), "spec_json": json.dumps(spec, default=str), "now": now,
             "thresholds": thresholds})
 
     @app.get("/alerts")

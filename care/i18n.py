@@ -110,7 +110,8 @@ UNITS = {"spo2": "%", "heart_rate": "bpm", "temperature": "°C", "respiratory_ra
          "pain_scale": "/10"}
 UNITS_FR = {"heart_rate": "bpm", "respiratory_rate": "/min"}
 DECIMALS = {"spo2": 0, "heart_rate": 0, "temperature": 1, "respiratory_rate": 0, "hydration_pct": 0, "pain_scale": 0}
-SEVERITY_ICONS = {"critical": "⛔", "high": "▲", "warning": "●", "info": "ℹ"}
+# Characters of common text fonts (no emoji font needed on a ward PC).
+SEVERITY_ICONS = {"critical": "‼", "high": "▲", "warning": "●", "info": "ℹ"}
 
 
 def negotiate(accept_language: str | None, chosen: str | None = None) -> str:

@@ -145,9 +145,15 @@ def latest_reading(connection, patient_id: str) -> dict | None:
     return rows[0] if rows else None
 
 
-def vital_series(connection, patient_id: str, *, window: Window, end: datetime) -> pd.DataFrame:
-    """Mean, min and max of each vital per bucket over the window; a bucket without a reading is a row of NaN (a gap)."""
-    start = end - window.length
+def window_bounds(window: Window, now: datetime) -> tuple[datetime, datetime]:
+    """[start, end) of the window ending with the bucket that holds ``now`` (buckets on round times)."""
+    epoch = datetime(2000, 1, 1, tzinfo=now.tzinfo)
+    end = now + (epoch - now) % window.bucket
+    return end - window.length, end
+
+
+def vital_series(connection, patient_id: str, *, window: Window, start: datetime, end: datetime) -> pd.DataFrame:
+    """Mean, min and max of each vital per bucket over [start, end); a bucket without a reading is a row of NaN (a gap)."""
     cursor = connection.execute(
         """
         SELECT date_bin(%(bucket)s, measured_at, %(start)s) AS bucket, count(*) AS readings,
@@ -230,7 +236,7 @@ def alert(connection, alert_id: int) -> dict | None:
 
 
 def thresholds(latest: dict | None, rules: RuleSet | None = None) -> dict[str, list[tuple[str, float]]]:
-    """The patient's own alert thresholds per vital, from the rules, their age band and their baselines."""
+    """The patient's own alert thresholds per vital (by value), from the rules, their age band and their baselines."""
     rules = rules or default_rules()
     lines: dict[str, list[tuple[str, float]]] = {vital: [] for vital in VITALS}
     lines["spo2"].append((rules["hypoxia"].id, rules["hypoxia"].thresholds.spo2_at_most))
@@ -243,7 +249,7 @@ def thresholds(latest: dict | None, rules: RuleSet | None = None) -> dict[str, l
     lines["pain_scale"].append((rules["pain_severe"].id, rules["pain_severe"].thresholds.pain_at_least))
     lines["hydration_pct"].append((rules["dehydration"].id, rules["dehydration"].thresholds.hydration_below))
     if latest is None:
-        return lines
+        return {vital: sorted(values, key=lambda line: line[1]) for vital, values in lines.items()}
     if latest.get("spo2_baseline") is not None:
         drop = rules["spo2_drop"].thresholds
         lines["spo2"].append((rules["spo2_drop"].id, min(drop.spo2_below, latest["spo2_baseline"] - drop.drop_at_least)))
@@ -253,10 +259,8 @@ def thresholds(latest: dict | None, rules: RuleSet | None = None) -> dict[str, l
     band_id = latest.get("age_band")
     if isinstance(band_id, str):
         band = next((band for band in rules.age_bands if band.id == band_id), None)
-        if band is None:
-            return lines
-        for vital in ("heart_rate", "respiratory_rate"):
+        for vital in ("heart_rate", "respiratory_rate") if band is not None else ():
             low, high = getattr(band, vital).normal
             rule_id = "heart_rate" if vital == "heart_rate" else "tachypnoea"
             lines[vital].extend([(rule_id, low), (rule_id, high)])
-    return lines
+    return {vital: sorted(values, key=lambda line: line[1]) for vital, values in lines.items()}

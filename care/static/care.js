@@ -32,7 +32,7 @@
           now.forEach(function (id) { if (!known.has(id)) fresh.push(id); });
           known = now;
           if (fresh.length && announce) {
-            announce.textContent = "⛔ " + label + " #" + fresh.join(", #");
+            announce.textContent = "‼ " + label + " #" + fresh.join(", #");
             fresh.forEach(function (id) {
               target.querySelectorAll('[data-critical-alerts~="' + id + '"]').forEach(function (node) { node.classList.add("fresh"); });
             });
@@ -57,6 +57,9 @@
 
   function drawCharts(node) {
     var spec = JSON.parse(document.getElementById("chart-spec").textContent);
+    // Fit the screen: the axis title and labels take about 70 px beside the plot.
+    var width = Math.max(220, node.clientWidth - 70);
+    (spec.vconcat || []).forEach(function (chart) { chart.width = width; });
     var options = {actions: false, renderer: "svg", ast: true, expr: window.vegaInterpreter.expressionInterpreter};
     if (node.getAttribute("data-locale") === "fr") {
       options.formatLocale = FR_FORMAT;

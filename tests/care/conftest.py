@@ -47,12 +47,12 @@ class CareWard:
     def team_b(self) -> list[str]:
         return [p for p, team in zip(self.fleet.patient_ids, TEAMS) if team == "team-b"]
 
-    def run_minute(self, *, hypoxia: bool = False) -> dict:
-        """Land the readings of the minute before the current one and run that arrival minute through the pipeline."""
+    def run_minute(self, *, hypoxia: bool = False, history_minutes: int = 1) -> dict:
+        """Land the readings of the ``history_minutes`` before the current minute and run that arrival minute through the pipeline."""
         arrival = datetime.now(timezone.utc).replace(second=0, microsecond=0)
         if arrival <= self.last_arrival:
             arrival = self.last_arrival + timedelta(minutes=1)
-        readings = self.fleet.readings(arrival - timedelta(minutes=1), arrival, hypoxia_patient=hypoxia)
+        readings = self.fleet.readings(arrival - timedelta(minutes=history_minutes), arrival, hypoxia_patient=hypoxia)
         write_landing(self.lake, arrival, readings, name=f"care-{arrival:%H%M}")
         self.last_arrival = arrival
         return process_interval(arrival, arrival + timedelta(minutes=1), lake=self.lake, database_url=self.url,
@@ -84,7 +84,7 @@ def ward(postgres_server, tmp_path_factory, request) -> CareWard:
                 provision_clinician(connection, login, teams, PASSWORD)
         settings = Settings(home=home, database_url=url, care_cookie_secure=False, care_refresh_seconds=1.0)
         ward = CareWard(url, Lake(f"file://{home / 'lake'}"), fleet, settings, datetime(2000, 1, 1, tzinfo=timezone.utc))
-        ward.run_minute()
+        ward.run_minute(history_minutes=90)  # an hour and a half of history: trends and charts
         try:
             yield ward
         finally:

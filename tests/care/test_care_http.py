@@ -42,7 +42,7 @@ def test_the_board_lists_only_the_clinicians_team_with_the_alerting_patient_firs
     listed = re.findall(r'data-patient="([^"]+)"', page)
     assert listed[0] == ward.fleet.patient_ids[0]
     assert set(listed) == set(ward.team_a)
-    assert "⛔ Critical" in page
+    assert "‼ Critical" in page
 
 
 def test_a_clinician_of_another_team_sees_neither_the_patient_nor_the_alert(ward, care_app, hypoxic_alert):
