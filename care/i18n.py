@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_datetime, format_timedelta
-from babel.numbers import format_decimal
+from babel.numbers import get_decimal_symbol, get_group_symbol
 
 LANGUAGES = ("fr", "en")
 DEFAULT_LANGUAGE = "fr"
@@ -143,6 +143,9 @@ class Translator:
         except (ValueError, UnknownLocaleError):
             self.locale = Locale.parse(DEFAULT_LANGUAGE)
         self.language = language if language in LANGUAGES else DEFAULT_LANGUAGE
+        # Babel's symbols, applied to Python's formatting: a board formats ~2,000 numbers.
+        self._decimal = get_decimal_symbol(self.locale)
+        self._group = get_group_symbol(self.locale)
 
     def __call__(self, key: str, **values) -> str:
         message = MESSAGES[key][self.language]
@@ -151,8 +154,8 @@ class Translator:
     def number(self, value: float | None, decimals: int = 0) -> str:
         if value is None:
             return "–"
-        pattern = "#,##0" + ("." + "0" * decimals if decimals else "")
-        return format_decimal(value, format=pattern, locale=self.locale)
+        text = f"{value:,.{decimals}f}"
+        return text.replace(",", "\0").replace(".", self._decimal).replace("\0", self._group)
 
     def vital(self, name: str, value: float | None) -> str:
         """A vital with its unit, in the locale's number format (``37,2 °C``)."""
