@@ -174,7 +174,13 @@ class Translator:
         """How long ago, in words of the locale (``il y a 3 minutes``)."""
         if value is None:
             return self("no_reading")
-        return format_timedelta(value - now, add_direction=True, locale=self.locale, threshold=1.1)
+        # A pipeline step stamps its rows with the end of its interval, up to a minute ahead of the clock.
+        return format_timedelta(min(value, now) - now, add_direction=True, locale=self.locale, threshold=1.1)
+
+    def percent(self, value: float | None) -> str:
+        if value is None:
+            return "–"
+        return f"{self.number(value)}{'%' if self.language == 'en' else chr(0x202f) + '%'}"
 
     def severity(self, severity: str) -> str:
         return f"{SEVERITY_ICONS[severity]} {self('severity_' + severity)}"
