@@ -234,6 +234,9 @@ def create_app(database_url: str, settings: Settings | None = None, *, clock=now
                           detail={"alert_id": number, "action": action, "reason": "bad_csrf"})
         function, done = ACTIONS[action]
         note = note.strip()[:500] or None
+        if action == "resolve" and note is None:
+            return refuse(request, clinician, status_code=400, message=f"{t('action_refused')} {t('reason_required')}",
+                          action="care_action_refused", detail={"alert_id": number, "action": action, "reason": "no_reason"})
         with gate.as_clinician(clinician) as connection:
             found = queries.alert(connection, number)
         if found is None:

@@ -69,6 +69,7 @@ MESSAGES: dict[str, dict[str, str]] = {
     "resolve": {"en": "Resolve", "fr": "Résoudre"},
     "escalate": {"en": "Escalate", "fr": "Escalader"},
     "reason": {"en": "Reason", "fr": "Motif"},
+    "reason_required": {"en": "a resolution needs its reason.", "fr": "une résolution demande son motif."},
     "note": {"en": "Note (optional)", "fr": "Note (facultative)"},
     "acknowledged_by": {"en": "acknowledged by", "fr": "prise en compte par"},
     "no_alerts": {"en": "No open alert for your care teams.", "fr": "Aucune alerte ouverte pour vos équipes."},

@@ -14,6 +14,8 @@ import pytest
 import yaml
 from psycopg import sql
 
+pytestmark = pytest.mark.slow  # a uvicorn server and the pipeline
+
 from tests.care.conftest import log_in
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -85,3 +87,19 @@ def test_the_compose_care_service_never_gets_the_owners_url():
     assert "KIDJAMO_DATABASE_URL" not in care["environment"]
     assert care["environment"]["KIDJAMO_CARE_DATABASE_URL"].startswith("postgresql://kidjamo_authenticator:")
     assert all(port.startswith("127.0.0.1:") for port in care["ports"])
+
+
+def test_make_run_provisions_one_demo_clinician_of_the_hypoxic_patients_team(ward, care_app, tmp_path):
+    from ingestion.simulator import Fleet
+    from kidjamo.commands.run import _demo_clinician
+
+    settings = ward.settings.model_copy(update={"home": tmp_path})
+    login, password = _demo_clinician(ward.url, settings, 20)
+    assert _demo_clinician(ward.url, settings, 20) == (login, password)  # the same login across runs
+    assert ward.query("SELECT kidjamo.care_teams_of(%s)", (login,)) == [(Fleet.generate(20, seed=0).care_teams[0],)]
+    assert log_in(care_app.base_url, login, password).get("/board").status_code == 200
+    assert oct((tmp_path / "care" / "demo-login.json").stat().st_mode & 0o777) == "0o600"
+    with psycopg.connect(ward.url, autocommit=True) as connection:
+        for table in ("clinician_credentials", "care_team_members", "care_sessions"):
+            connection.execute(sql.SQL("DELETE FROM kidjamo.{} WHERE role_name = %s").format(sql.Identifier(table)), (login,))
+        connection.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(login)))

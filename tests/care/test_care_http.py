@@ -11,6 +11,8 @@ import re
 import httpx
 import pytest
 
+pytestmark = pytest.mark.slow  # a uvicorn server and the pipeline
+
 from tests.care.conftest import PASSWORD, csrf_of, log_in
 
 
@@ -116,6 +118,8 @@ def test_a_forged_form_or_another_teams_clinician_changes_nothing(ward, care_app
     assert forged.status_code == 403
     no_token = alice.post(f"/alerts/{hypoxic_alert}/escalate", data={})
     assert no_token.status_code == 403
+    no_reason = alice.post(f"/alerts/{hypoxic_alert}/resolve", data={"csrf_token": csrf_of(alice.get("/board").text)})
+    assert no_reason.status_code == 400
     other_team = bob.post(f"/alerts/{hypoxic_alert}/resolve",
                           data={"csrf_token": csrf_of(bob.get("/board").text), "note": "not mine"})
     assert other_team.status_code == 404
