@@ -29,6 +29,7 @@ from kidjamo.warehouse.roles import AUTHENTICATOR, add_clinician
 
 PASSWORD_HASHER = PasswordHasher()  # argon2id with the library's (RFC 9106 low-memory) parameters
 LOGIN_WINDOW = timedelta(minutes=15)
+SEEN_EVERY = timedelta(minutes=1)  # how often a session's last_seen_at is brought up to date
 MIN_PASSWORD_LENGTH = 10
 # Verified when the login is unknown, so an unknown login costs as long as a wrong password.
 _DUMMY_HASH = PASSWORD_HASHER.hash(secrets.token_urlsafe(16))
@@ -151,8 +152,12 @@ class Gatekeeper:
         session_hash = _hash_token(token)
         with self.authenticator() as connection:
             row = connection.execute(
-                "UPDATE kidjamo.care_sessions SET last_seen_at = %s WHERE session_hash = %s AND expires_at > %s"
-                " RETURNING role_name, csrf_token", (now, session_hash, now)).fetchone()
+                "SELECT role_name, csrf_token, last_seen_at FROM kidjamo.care_sessions"
+                " WHERE session_hash = %s AND expires_at > %s", (session_hash, now)).fetchone()
+            if row and now - row[2] > SEEN_EVERY:
+                # A write (and its WAL flush) at most once a minute, not on every poll of the board.
+                connection.execute("UPDATE kidjamo.care_sessions SET last_seen_at = %s WHERE session_hash = %s",
+                                   (now, session_hash))
         return Clinician(row[0], row[1], session_hash) if row else None
 
     def log_out(self, clinician: Clinician) -> None:

@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_datetime, format_timedelta
 from babel.numbers import get_decimal_symbol, get_group_symbol
+from markupsafe import Markup
 
 LANGUAGES = ("fr", "en")
 DEFAULT_LANGUAGE = "fr"
@@ -147,6 +148,17 @@ class Translator:
         # Babel's symbols, applied to Python's formatting: a board formats ~2,000 numbers.
         self._decimal = get_decimal_symbol(self.locale)
         self._group = get_group_symbol(self.locale)
+
+    @property
+    def messages(self) -> dict[str, str]:
+        """Every message in this language (templates read it once before a long loop)."""
+        return {key: texts[self.language] for key, texts in MESSAGES.items()}
+
+    def trend_arrows(self) -> dict[str | None, Markup]:
+        """The HTML of each trend, by name (``None``: no trend)."""
+        return {None: Markup("")} | {
+            name: Markup('<span class="trend" title="{0}" aria-label="{0}">{1}</span>').format(self(name), arrow)
+            for name, arrow in (("rising", "↑"), ("falling", "↓"), ("steady", "→"))}
 
     def __call__(self, key: str, **values) -> str:
         message = MESSAGES[key][self.language]

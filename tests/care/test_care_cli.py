@@ -14,9 +14,9 @@ import pytest
 import yaml
 from psycopg import sql
 
-pytestmark = pytest.mark.slow  # a uvicorn server and the pipeline
-
 from tests.care.conftest import log_in
+
+pytestmark = pytest.mark.slow  # a uvicorn server and the pipeline
 
 ROOT = Path(__file__).resolve().parents[2]
 KIDJAMO = str(Path(sys.executable).parent / "kidjamo")

@@ -11,9 +11,9 @@ import re
 import httpx
 import pytest
 
-pytestmark = pytest.mark.slow  # a uvicorn server and the pipeline
-
 from tests.care.conftest import PASSWORD, csrf_of, log_in
+
+pytestmark = pytest.mark.slow  # a uvicorn server and the pipeline
 
 
 @pytest.fixture(scope="module")
