@@ -1,1 +1,1 @@
-"""Benchmarks against DESIGN.md's targets. Run them all with ``make bench`` (``python -m bench``)."""
+"""Benchmarks against the targets of the README's "Performance" table. Run them all with ``make bench`` (``python -m bench``)."""

@@ -1,4 +1,4 @@
-"""Airflow run of kidjamo_vitals for one 10,000-sensor minute, wall time (DESIGN.md target: <= 12 s).
+"""Airflow run of kidjamo_vitals for one 10,000-sensor minute, wall time (target: <= 12 s, README "Performance").
 
 Lands one minute, then times ``airflow dags test kidjamo_vitals T`` (a real DAG run on a migrated
 metadata database; tasks execute through Airflow's task runner, without scheduler latency) from
@@ -8,8 +8,6 @@ Usage: ``python -m bench.airflow_minute --sensors 10000 --repeat 3``.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -23,7 +21,7 @@ FIRST_ARRIVAL = datetime(2026, 11, 27, 9, 0, tzinfo=timezone.utc)
 
 def _child(sensors: int, repeat: int) -> dict:
     from bench.fleet import land_minute, prepare
-    from kidjamo.airflow_env import airflow_environment
+    from kidjamo.cli.airflow_env import airflow_environment
 
     url, lake, fleet = prepare(sensors)
     environment = {**os.environ, **airflow_environment(), "AIRFLOW_CONN_KIDJAMO_POSTGRES": url}
@@ -45,20 +43,15 @@ def _child(sensors: int, repeat: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict | None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sensors", type=int, default=10_000)
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.child:
-        print(json.dumps(_child(args.sensors, args.repeat)))
-        return None
-    from bench.fleet import run_in_fresh_home
+    from bench.fleet import child_or_parent
 
-    result = run_in_fresh_home("bench.airflow_minute", ["--sensors", str(args.sensors), "--repeat", str(args.repeat)])
-    print(f"airflow dags test kidjamo_vitals, {result['sensors']} sensors: median {result['median_s']} s "
-          f"(runs {result['runs_s']}, first {result['warmup_s']} s); target <= 12 s")
-    return result
+    return child_or_parent("bench.airflow_minute", __doc__.splitlines()[0], argv, {"sensors": 10_000, "repeat": 3},
+                           _child, _report)
+
+
+def _report(result: dict) -> str:
+    return (f"airflow dags test kidjamo_vitals, {result['sensors']} sensors: median {result['median_s']} s "
+            f"(runs {result['runs_s']}, first {result['warmup_s']} s); target <= 12 s")
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ TARGETS_MS = {"board": 300, "patient_7d": 500}
 def prepare_ward(url: str, ward: int, alerts: int, at) -> None:
     """Put the first ``ward`` patients in the ward's team, open ``alerts`` alerts among them, add the nurse."""
     from care.auth import provision_clinician
-    from kidjamo.database import connect
+    from kidjamo.warehouse.database import connect
 
     with connect(url, application_name="bench-care") as connection:
         connection.execute("UPDATE kidjamo.patients SET care_team = %s WHERE patient_id <= %s",
@@ -95,9 +95,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--pg-bin-dir", help="PostgreSQL binaries of the private server (default: embedded PostgreSQL 18)")
     args = parser.parse_args(argv)
 
-    from kidjamo import migrations
-    from kidjamo.database import connect
-    from kidjamo.embedded_pg import EmbeddedPostgres
+    from kidjamo.warehouse import migrations
+    from kidjamo.warehouse.database import connect
+    from kidjamo.warehouse.embedded_pg import EmbeddedPostgres
     from transforms.load import load_measurements
     from transforms.registry import import_registry
 

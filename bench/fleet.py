@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 from datetime import datetime, timedelta
 
-from ingestion.simulator import Fleet, landing_path, table_ndjson
-from kidjamo import migrations
-from kidjamo.database import ensure_database
-from kidjamo.storage import Lake
+from ingestion.simulator.fleet import Fleet
+from ingestion.simulator.payloads import landing_path, table_ndjson
+from kidjamo.warehouse import migrations
+from kidjamo.warehouse.database import ensure_database
+from kidjamo.lake.storage import Lake
+from kidjamo.settings import get_settings
 from transforms.registry import import_registry
 
 
@@ -19,7 +21,7 @@ def prepare(sensors: int, seed: int = 42) -> tuple[str, Lake, Fleet]:
     fleet = Fleet.generate(sensors, seed=seed)
     registry_csv = os.path.join(os.environ["KIDJAMO_HOME"], "registry.csv")
     fleet.write_registry_csv(registry_csv)
-    import_registry(registry_csv, url)
+    import_registry(registry_csv, url, pseudonym_key=get_settings().pseudonym_key)
     return url, Lake.from_settings(), fleet
 
 
@@ -53,3 +55,29 @@ def run_in_fresh_home(module: str, args: list[str]) -> dict:
             return json.loads(output.stdout.strip().splitlines()[-1])
         finally:
             subprocess.run([sys.executable, "-m", "kidjamo.cli", "db", "stop"], env=environment, capture_output=True)
+
+
+def child_or_parent(module: str, description: str, argv: list[str] | None, options: dict[str, int], child,
+                    report) -> dict | None:
+    """A benchmark's command line: integer ``--<option>``s (defaults in ``options``) and the hidden ``--child``.
+
+    With ``--child`` (the measuring process) print ``child(**options)`` as JSON and return None; otherwise
+    run the module again as a child in a fresh KIDJAMO_HOME (:func:`run_in_fresh_home`), print
+    ``report(result)`` and return the result.
+    """
+    import argparse
+    import json
+
+    parser = argparse.ArgumentParser(description=description)
+    for name, default in options.items():
+        parser.add_argument(f"--{name}", type=int, default=default)
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = vars(parser.parse_args(argv))
+    values = {name: args[name] for name in options}
+    if args["child"]:
+        print(json.dumps(child(**values)))
+        return None
+    result = run_in_fresh_home(module, [text for name, value in values.items() for text in (f"--{name}", str(value))])
+    print(report(result))
+    return result
+

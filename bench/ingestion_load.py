@@ -1,4 +1,4 @@
-"""Ingestion service under sustained load on loopback (DESIGN.md: >= 3,500 readings/s, p99 < 100 ms).
+"""Ingestion service under sustained load on loopback (target, README "Performance": >= 3,500 readings/s, p99 < 100 ms).
 
 Starts, in a temporary KIDJAMO_HOME, an embedded PostgreSQL (or uses KIDJAMO_DATABASE_URL), a
 provisioned fleet and ``kidjamo ingest serve`` in its own process, then drives it open-loop: requests
@@ -155,10 +155,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--fast-path-samples", type=int, default=5)
     args = parser.parse_args(argv)
 
-    from ingestion.simulator import Fleet, provision_fleet, read_secrets
-    from kidjamo import migrations
-    from kidjamo.embedded_pg import EmbeddedPostgres, free_port
-    from kidjamo.storage import Lake
+    from ingestion.simulator.fleet import Fleet, provision_fleet, read_secrets
+    from kidjamo.warehouse import migrations
+    from kidjamo.warehouse.embedded_pg import EmbeddedPostgres, free_port
+    from kidjamo.lake.storage import Lake
+    from kidjamo.settings import get_settings
 
     home = Path(tempfile.mkdtemp(prefix="kidjamo-bench-ingest-"))
     os.chmod(home, 0o755)  # the embedded server runs as another user when we are root
@@ -171,7 +172,7 @@ def main(argv: list[str] | None = None) -> dict:
     try:
         migrations.migrate(database_url)
         fleet = Fleet.generate(args.devices, seed=5)
-        provision_fleet(database_url, fleet, home / "secrets.json")
+        provision_fleet(database_url, fleet, home / "secrets.json", pseudonym_key=get_settings().pseudonym_key)
         secrets = read_secrets(home / "secrets.json")
         readings_needed = int(args.rate * args.duration) + args.batch * args.devices
         readings_per_device = max(args.batch, -(-readings_needed // args.devices))

@@ -1,4 +1,4 @@
-"""One arrival minute, landing -> alerts, in-process (DESIGN.md: 10k sensors <= 2 s; 100k <= 10 s, < 1.5 GB).
+"""One arrival minute, landing -> alerts, in-process (targets, README "Performance": 10k sensors <= 2 s; 100k <= 10 s, < 1.5 GB).
 
 Each size runs in a fresh child process against its own KIDJAMO_HOME (embedded PostgreSQL, local
 lake): one warm-up minute (imports, Great Expectations start-up), then ``--repeat`` measured

@@ -1,4 +1,4 @@
-"""Re-process one day of 1,000 sensors (2.88 M readings) in one run (DESIGN.md target: <= 5 min).
+"""Re-process one day of 1,000 sensors (2.88 M readings) in one run (target: <= 5 min, README "Performance").
 
 The day is landed minute by minute (1,440 landing partitions), then :func:`process_interval`
 processes [day, day + 1) in one call — what ``kidjamo_reprocess`` does in one Airflow run. A day
@@ -8,8 +8,6 @@ Usage: ``python -m bench.reprocess_day --sensors 1000 --hours 24``.
 
 from __future__ import annotations
 
-import argparse
-import json
 import resource
 import time
 from datetime import datetime, timedelta, timezone
@@ -38,21 +36,16 @@ def _child(sensors: int, hours: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> dict | None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sensors", type=int, default=1000)
-    parser.add_argument("--hours", type=int, default=24)
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.child:
-        print(json.dumps(_child(args.sensors, args.hours)))
-        return None
-    from bench.fleet import run_in_fresh_home
+    from bench.fleet import child_or_parent
 
-    result = run_in_fresh_home("bench.reprocess_day", ["--sensors", str(args.sensors), "--hours", str(args.hours)])
-    print(f"{result['sensors']} sensors x {result['hours']} h = {result['readings']:,} readings re-processed in one run: "
-          f"{result['total_s']} s (target <= 300 s for 24 h), peak RSS {result['peak_rss_mb']} MB")
-    print("per step (s, summed over chunks): " + ", ".join(f"{k} {v}" for k, v in result["steps_s"].items()))
-    return result
+    return child_or_parent("bench.reprocess_day", __doc__.splitlines()[0], argv, {"sensors": 1000, "hours": 24},
+                           _child, _report)
+
+
+def _report(result: dict) -> str:
+    return (f"{result['sensors']} sensors x {result['hours']} h = {result['readings']:,} readings re-processed in one run: "
+            f"{result['total_s']} s (target <= 300 s for 24 h), peak RSS {result['peak_rss_mb']} MB\n"
+            "per step (s, summed over chunks): " + ", ".join(f"{k} {v}" for k, v in result["steps_s"].items()))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The per-minute database step as history grows (DESIGN.md: <= 2 s with 7 days loaded, flat).
+"""The per-minute database step as history grows (target, README "Performance": <= 2 s with 7 days loaded, flat).
 
 A private embedded PostgreSQL (or ``--database-url``, a database this benchmark may fill) gets a
 registry of ``--sensors`` patients with one device each, then history is generated server-side
@@ -65,7 +65,7 @@ def write_registry(path: str, sensors: int) -> None:
 
 def minute_batch(sensors: int, minute: datetime, rng: np.random.Generator) -> pa.Table:
     """One arrival minute of silver rows: 2 readings per sensor, vectorized."""
-    from transforms.schema import SILVER
+    from kidjamo.lake.schema import SILVER
 
     n = 2 * sensors
     index = np.arange(n)
@@ -97,7 +97,7 @@ def minute_batch(sensors: int, minute: datetime, rng: np.random.Generator) -> pa
 
 def load_history_day(url: str, day: int, sensors: int) -> float:
     """One day of readings (up to MEASURED_GAP before midnight) and its hourly rollups."""
-    from kidjamo.database import connect
+    from kidjamo.warehouse.database import connect
 
     start = HISTORY_START + timedelta(days=day)
     end = start + timedelta(days=1) - MEASURED_GAP
@@ -122,7 +122,8 @@ def load_history_day(url: str, day: int, sensors: int) -> float:
 
 def measure(url: str, days_loaded: int, sensors: int, repeat: int, rng: np.random.Generator) -> dict:
     """``repeat`` minutes right after the history: load + per-minute refresh, then one heavy refresh."""
-    from transforms.load import load_measurements, refresh_views
+    from transforms.load import load_measurements
+    from transforms.views import refresh_views
 
     first_minute = HISTORY_START + timedelta(days=days_loaded) - MEASURED_GAP + timedelta(minutes=1)
     loads, refreshes, totals = [], [], []
@@ -142,7 +143,7 @@ def measure(url: str, days_loaded: int, sensors: int, repeat: int, rng: np.rando
     started = time.perf_counter()
     heavy = refresh_views(url, heavy=True, pseudonym_key=BENCH_KEY)
     heavy_s = time.perf_counter() - started
-    from kidjamo.database import connect
+    from kidjamo.warehouse.database import connect
 
     with connect(url) as connection:
         rows = connection.execute("SELECT count(*) FROM kidjamo.measurements").fetchone()[0]
@@ -159,8 +160,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--pg-bin-dir", help="PostgreSQL binaries of the private server (default: embedded PostgreSQL 18)")
     args = parser.parse_args(argv)
 
-    from kidjamo import migrations
-    from kidjamo.embedded_pg import EmbeddedPostgres
+    from kidjamo.warehouse import migrations
+    from kidjamo.warehouse.embedded_pg import EmbeddedPostgres
     from transforms.registry import import_registry
 
     workdir = tempfile.mkdtemp(prefix="kidjamo-bench-warehouse-")
@@ -184,7 +185,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 results.append(measure(url, day + 1, args.sensors, args.repeat, rng))
                 print(f"  measured after day {day + 1} (history generation so far {history_s:.0f} s)", flush=True)
 
-        from kidjamo.database import connect
+        from kidjamo.warehouse.database import connect
 
         with connect(url) as connection:
             version = connection.execute("SHOW server_version").fetchone()[0]

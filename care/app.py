@@ -21,7 +21,7 @@ from care import charts, queries
 from care.auth import Clinician, Gatekeeper, LoginRefused, audit, csrf_matches, now_utc
 from care.i18n import LANGUAGES, Translator, negotiate
 from kidjamo.settings import Settings, get_settings
-from transforms.alerts import AlertActionError, acknowledge_alert, escalate_alert, resolve_alert
+from transforms.alerts.actions import AlertActionError, acknowledge_alert, escalate_alert, resolve_alert
 from transforms.clinical.rules import default_rules
 
 HERE = Path(__file__).resolve().parent

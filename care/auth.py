@@ -23,7 +23,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from kidjamo.database import libpq_url
+from kidjamo.warehouse.database import libpq_url
 from kidjamo.settings import Settings
 from kidjamo.warehouse.roles import AUTHENTICATOR, add_clinician
 

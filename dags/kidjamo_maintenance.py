@@ -26,17 +26,16 @@ from datetime import datetime, timedelta, timezone
 
 from airflow.sdk import dag, get_current_context, task
 
-from plugins.airflow_glue import failure_notifiers, kidjamo_database_url, kidjamo_lake
+from plugins.airflow_glue import DAG_ARGUMENTS, default_args, failure_notifiers, kidjamo_database_url, kidjamo_lake
 
 METADATA_CONNECTION_ID = "airflow_metadata"
-DEFAULT_ARGS = {
-    "owner": "data-platform",
-    "retries": 2,
-    "retry_delay": timedelta(minutes=1),
-    "retry_exponential_backoff": True,
-    "max_retry_delay": timedelta(minutes=10),
-    "execution_timeout": timedelta(minutes=30),
-}
+
+
+def _maintenance(timeout: timedelta) -> dict:
+    """What both maintenance DAGs share: tags, retries, failure notifications; ``timeout`` per task."""
+    return {**DAG_ARGUMENTS, "tags": ["kidjamo", "maintenance"], "on_failure_callback": failure_notifiers(),
+            "default_args": default_args(retries=2, retry_delay=timedelta(minutes=1), max_retry_delay=timedelta(minutes=10),
+                                         execution_timeout=timeout)}
 
 
 def _as_of() -> datetime:
@@ -54,27 +53,21 @@ def _variable(name: str, default: int) -> int:
 @dag(
     dag_id="kidjamo_maintenance",
     schedule="0 2 * * *",
-    start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
-    catchup=False,
-    max_active_runs=1,
     doc_md=__doc__,
-    tags=["kidjamo", "maintenance"],
-    default_args=DEFAULT_ARGS,
-    on_failure_callback=failure_notifiers(),
+    **_maintenance(timedelta(minutes=30)),
 )
 def kidjamo_maintenance():
-    @task(doc_md="Creates the measurement partitions of today and the next `kidjamo_partitions_ahead_days` days (transforms.load.ensure_partitions).")
+    @task(doc_md="Creates the measurement partitions of today and the next `kidjamo_partitions_ahead_days` days (transforms.partitions.ensure_partitions).")
     def create_partitions_ahead() -> dict:
-        from transforms.load import ensure_partitions
-        from transforms.maintenance import partition_window
+        from transforms.partitions import ensure_partitions, partition_window
 
         first_day, last_day = partition_window(_as_of().date(), _variable("kidjamo_partitions_ahead_days", 7))
         return {"first_day": str(first_day), "last_day": str(last_day),
                 "created": ensure_partitions(kidjamo_database_url(), first_day, last_day)}
 
-    @task(doc_md="Drops measurement partitions older than `kidjamo_retention_days` (transforms.load.apply_retention).")
+    @task(doc_md="Drops measurement partitions older than `kidjamo_retention_days` (transforms.partitions.apply_retention).")
     def apply_retention() -> dict:
-        from transforms.load import apply_retention as drop_old_partitions
+        from transforms.partitions import apply_retention as drop_old_partitions
 
         keep_days = _variable("kidjamo_retention_days", 365)
         dropped = drop_old_partitions(kidjamo_database_url(), keep_days, _as_of().date())
@@ -138,28 +131,24 @@ def kidjamo_maintenance():
 @dag(
     dag_id="kidjamo_maintenance_hourly",
     schedule="5 * * * *",
-    start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
-    catchup=False,
-    max_active_runs=1,
     doc_md="""
 ### kidjamo_maintenance_hourly — the heavier analytics views and the Data Docs
 
 Refreshes the analytics materialized views too costly for every minute
-(`transforms.load.refresh_views(heavy=True)`, `REFRESH MATERIALIZED VIEW CONCURRENTLY`: analysts
+(`transforms.views.refresh_views(heavy=True)`, `REFRESH MATERIALIZED VIEW CONCURRENTLY`: analysts
 keep reading while it runs); the per-minute views are refreshed by **kidjamo_vitals**. Rebuilds
 the Great Expectations Data Docs site from the gates' latest validation results (as
 `kidjamo quality docs` does).
 """,
-    tags=["kidjamo", "maintenance"],
-    default_args={**DEFAULT_ARGS, "execution_timeout": timedelta(minutes=20)},
-    on_failure_callback=failure_notifiers(),
+    **_maintenance(timedelta(minutes=20)),
 )
 def kidjamo_maintenance_hourly():
     @task(doc_md="Refreshes the heavier analytics materialized views concurrently.")
     def refresh_heavy_views() -> dict:
-        from transforms.load import refresh_views
+        from kidjamo.settings import get_settings
+        from transforms.views import refresh_views
 
-        return refresh_views(kidjamo_database_url(), heavy=True)
+        return refresh_views(kidjamo_database_url(), heavy=True, pseudonym_key=get_settings().pseudonym_key)
 
     @task(doc_md="Rebuilds the Great Expectations Data Docs site under `$KIDJAMO_HOME/gx` from the gates' latest validation results.")
     def build_data_docs() -> dict:

@@ -20,23 +20,20 @@ mistake. For a few minutes, clearing the `kidjamo_vitals` runs or a backfill wor
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 
-from airflow.sdk import Asset, Param, dag, get_current_context, task
+from airflow.sdk import Param, dag, get_current_context, task
 
-from plugins.airflow_glue import failure_notifiers, kidjamo_database_url, kidjamo_lake
-
-# The assets kidjamo_vitals emits too: downstream DAGs react to re-processed data as to new data.
-GOLD_ASSET = Asset(name="kidjamo_gold_vitals", uri="kidjamo://lake/gold/vitals")
-WAREHOUSE_ASSET = Asset(name="kidjamo_warehouse_measurements", uri="kidjamo://warehouse/kidjamo/measurements")
+from plugins.airflow_glue import (
+    DAG_ARGUMENTS, LAYER_ASSETS, WAREHOUSE_ASSET, WAREHOUSE_POOL, default_args, failure_notifiers, kidjamo_database_url,
+    kidjamo_lake,
+)
 
 
 @dag(
     dag_id="kidjamo_reprocess",
     schedule=None,
-    start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
-    catchup=False,
-    max_active_runs=1,
+    **DAG_ARGUMENTS,
     doc_md=__doc__,
     tags=["kidjamo", "vitals", "reprocess"],
     params={
@@ -49,7 +46,7 @@ WAREHOUSE_ASSET = Asset(name="kidjamo_warehouse_measurements", uri="kidjamo://wa
             description="End of the interval, after start, e.g. 2026-11-27T00:00:00+00:00 (at most 7 days after start)",
         ),
     },
-    default_args={"owner": "data-platform", "retries": 0},
+    default_args=default_args(retries=0),
     on_failure_callback=failure_notifiers(),
 )
 def kidjamo_reprocess():
@@ -57,7 +54,7 @@ def kidjamo_reprocess():
     def validate_interval() -> dict:
         from airflow.sdk.exceptions import AirflowFailException
 
-        from transforms.reprocess import parse_interval
+        from transforms.pipeline import parse_interval
 
         params = get_current_context()["params"]
         try:
@@ -67,13 +64,14 @@ def kidjamo_reprocess():
             raise AirflowFailException(f"Invalid interval: {problem}") from None
         return {"start": start.isoformat(), "end": end.isoformat(), "minutes": int((end - start) / timedelta(minutes=1))}
 
-    @task(outlets=[GOLD_ASSET, WAREHOUSE_ASSET], execution_timeout=timedelta(hours=2), retries=1, pool="kidjamo_warehouse",
+    # The assets kidjamo_vitals emits too: downstream DAGs react to re-processed data as to new data.
+    @task(outlets=[LAYER_ASSETS["gold"], WAREHOUSE_ASSET], execution_timeout=timedelta(hours=2), retries=1, pool=WAREHOUSE_POOL,
           retry_delay=timedelta(minutes=1),
-          doc_md="Runs every pipeline step over [start, end) from raw in this one task (transforms.reprocess.reprocess).")
+          doc_md="Runs every pipeline step over [start, end) from raw in this one task (transforms.pipeline.process_interval).")
     def reprocess(interval: dict) -> dict:
-        from transforms.reprocess import reprocess as reprocess_interval
+        from transforms.pipeline import process_interval
 
-        return reprocess_interval(
+        return process_interval(
             datetime.fromisoformat(interval["start"]), datetime.fromisoformat(interval["end"]),
             lake=kidjamo_lake(), database_url=kidjamo_database_url(), run_id=get_current_context()["run_id"],
         )

@@ -15,7 +15,7 @@ kidjamo_vitals T` covers the minute that ends at T).
 | gold | `to_gold` | silver | `gold/vitals/…` | |
 | warehouse | `load` | silver, quarantine | `kidjamo.measurements`, `kidjamo.quarantine` | COPY + idempotent upsert |
 | warehouse | `refresh_views` | | `analytics.*` | concurrent refresh |
-| alerts | `alerts` | silver + recent history | `kidjamo.alerts`, notifications | CLINICAL.md rules, sent once |
+| alerts | `alerts` | silver + recent history | `kidjamo.alerts`, notifications | clinical rules (docs/clinical-rules.md), sent once |
 
 Every task is idempotent: clearing a task, re-running the run, or backfilling a range rewrites the
 same lake partitions and database rows. To re-process a wide interval (a day) in one run use
@@ -24,126 +24,67 @@ same lake partitions and database rows. To re-process a wide interval (a day) in
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
-from airflow.sdk import Asset, CronDataIntervalTimetable, dag, get_current_context, task, task_group
+from airflow.sdk import CronDataIntervalTimetable, dag, task_group
 
-from plugins.airflow_glue import failure_notifiers, kidjamo_database_url, kidjamo_lake
-
-LAYER_ASSETS = {layer: Asset(name=f"kidjamo_{layer}_vitals", uri=f"kidjamo://lake/{layer}/vitals") for layer in ("raw", "bronze", "silver", "gold")}
-WAREHOUSE_ASSET = Asset(name="kidjamo_warehouse_measurements", uri="kidjamo://warehouse/kidjamo/measurements")
-ALERTS_ASSET = Asset(name="kidjamo_alerts", uri="kidjamo://warehouse/kidjamo/alerts")
-WAREHOUSE_POOL = "kidjamo_warehouse"  # shared with kidjamo_reprocess: bounds concurrent warehouse writers
-
-
-def _interval():
-    """The pipeline interval of the running task: its data interval, lake, warehouse and run id."""
-    from transforms.pipeline import Interval
-
-    context = get_current_context()
-    return Interval(context["data_interval_start"], context["data_interval_end"], kidjamo_lake(),
-                    kidjamo_database_url(), context["run_id"])
+from plugins.airflow_glue import (
+    ALERTS_ASSET, DAG_ARGUMENTS, LAYER_ASSETS, WAREHOUSE_ASSET, WAREHOUSE_POOL, default_args, failure_notifiers, step_task,
+)
 
 
 @dag(
     dag_id="kidjamo_vitals",
     schedule=CronDataIntervalTimetable("* * * * *", timezone="UTC"),
-    start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
-    catchup=False,
-    max_active_runs=1,  # minutes are processed in arrival order: cross-batch deduplication relies on it
+    **DAG_ARGUMENTS,  # one active run: minutes are processed in arrival order (cross-batch deduplication)
     dagrun_timeout=timedelta(minutes=5),
     doc_md=__doc__,
     tags=["kidjamo", "vitals", "medallion"],
-    default_args={
-        "owner": "data-platform",
-        "retries": 2,
-        "retry_delay": timedelta(seconds=5),
-        "retry_exponential_backoff": True,
-        "max_retry_delay": timedelta(seconds=30),
-        "execution_timeout": timedelta(seconds=50),
-        "on_failure_callback": failure_notifiers(),  # pipeline failures (not patient alerts) on the alert channels
-    },
+    default_args=default_args(
+        retries=2, retry_delay=timedelta(seconds=5), max_retry_delay=timedelta(seconds=30),
+        execution_timeout=timedelta(seconds=50),
+        on_failure_callback=failure_notifiers(),  # pipeline failures (not patient alerts) on the alert channels
+    ),
 )
 def kidjamo_vitals():
     @task_group(group_id="raw", tooltip="landing -> raw, byte-exact and verified")
     def raw():
-        @task(outlets=[LAYER_ASSETS["raw"]], doc_md="Copies landing files to raw (sha256-verified), writes the manifest, then removes them from landing.")
-        def to_raw() -> dict:
-            from transforms.pipeline import step_to_raw
-
-            return step_to_raw(_interval())
-
-        to_raw()
+        step_task("to_raw", outlets=[LAYER_ASSETS["raw"]],
+                  doc_md="Copies landing files to raw (sha256-verified), writes the manifest, then removes them from landing.")()
 
     @task_group(group_id="bronze", tooltip="typed rows | quarantine, then the bronze gate")
     def bronze():
-        @task(outlets=[LAYER_ASSETS["bronze"]], doc_md="Parses and types every raw record; what fails goes to quarantine with a reason code.")
-        def to_bronze() -> dict:
-            from transforms.pipeline import step_to_bronze
-
-            return step_to_bronze(_interval())
-
-        @task(doc_md="Great Expectations suite `bronze`: failing rows are set aside; schema drift or a flood of bad rows fails the run.")
-        def gate_bronze() -> dict:
-            from transforms.pipeline import step_gate_bronze
-
-            return step_gate_bronze(_interval())
-
+        to_bronze = step_task("to_bronze", outlets=[LAYER_ASSETS["bronze"]],
+                              doc_md="Parses and types every raw record; what fails goes to quarantine with a reason code.")
+        gate_bronze = step_task("gate_bronze", doc_md="Great Expectations suite `bronze`: failing rows are set aside; "
+                                                      "schema drift or a flood of bad rows fails the run.")
         to_bronze() >> gate_bronze()
 
     @task_group(group_id="silver", tooltip="deduplicated, enriched, then the silver gate and accounting")
     def silver():
-        @task(doc_md="Deduplicates on (device_id, measured_at), joins the registry and baselines, computes NEWS2, heat index, PSI and quality flags.")
-        def to_silver() -> dict:
-            from transforms.pipeline import step_to_silver
-
-            return step_to_silver(_interval())
-
-        @task(outlets=[LAYER_ASSETS["silver"]], doc_md="Great Expectations suite `silver`; then checks that no record went missing between layers.")
-        def gate_silver() -> dict:
-            from transforms.pipeline import step_gate_silver
-
-            return step_gate_silver(_interval())
-
+        to_silver = step_task("to_silver", doc_md="Deduplicates on (device_id, measured_at), joins the registry and "
+                                                  "baselines, computes NEWS2, heat index, PSI and quality flags.")
+        gate_silver = step_task("gate_silver", outlets=[LAYER_ASSETS["silver"]],
+                                doc_md="Great Expectations suite `silver`; then checks that no record went missing between layers.")
         to_silver() >> gate_silver()
 
     @task_group(group_id="gold", tooltip="patient-minute features")
     def gold():
-        @task(outlets=[LAYER_ASSETS["gold"]], doc_md="Aggregates silver into patient-minute features.")
-        def to_gold() -> dict:
-            from transforms.pipeline import step_to_gold
-
-            return step_to_gold(_interval())
-
-        to_gold()
+        step_task("to_gold", outlets=[LAYER_ASSETS["gold"]], doc_md="Aggregates silver into patient-minute features.")()
 
     @task_group(group_id="warehouse", tooltip="PostgreSQL load and analytics views")
     def warehouse():
-        @task(outlets=[WAREHOUSE_ASSET], pool=WAREHOUSE_POOL,
-              doc_md="COPY silver and quarantine rows into PostgreSQL; re-loading changes nothing.")
-        def load() -> dict:
-            from transforms.pipeline import step_load
-
-            return step_load(_interval())
-
-        @task(pool=WAREHOUSE_POOL, doc_md="Refreshes the per-minute analytics materialized views concurrently.")
-        def refresh_views() -> dict:
-            from transforms.pipeline import step_refresh_views
-
-            return step_refresh_views(_interval())
-
+        load = step_task("load", outlets=[WAREHOUSE_ASSET], pool=WAREHOUSE_POOL,
+                         doc_md="COPY silver and quarantine rows into PostgreSQL; re-loading changes nothing.")
+        refresh_views = step_task("refresh_views", pool=WAREHOUSE_POOL,
+                                  doc_md="Refreshes the per-minute analytics materialized views concurrently.")
         load() >> refresh_views()
 
     @task_group(group_id="alerts", tooltip="clinical rules, alert lifecycle, notifications")
     def alerts():
-        @task(outlets=[ALERTS_ASSET], pool=WAREHOUSE_POOL,
-              doc_md="Applies the CLINICAL.md rules with recent history; upserts alerts; sends each notification once.")
-        def raise_alerts() -> dict:
-            from transforms.pipeline import step_alerts
-
-            return step_alerts(_interval())
-
-        raise_alerts()
+        step_task("alerts", task_id="raise_alerts", outlets=[ALERTS_ASSET], pool=WAREHOUSE_POOL,
+                  doc_md="Applies the clinical rules (docs/clinical-rules.md) with recent history; upserts alerts; "
+                         "sends each notification once.")()
 
     checked_silver = raw() >> bronze() >> silver()
     warehouse_group = warehouse()

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from expectations import gate  # noqa: F401  (configures GX logging before the import below)
-import great_expectations as gx
-import great_expectations.expectations as gxe
+from expectations import configure
+from kidjamo.lake.schema import BRONZE, RANGES
 
-from transforms.schema import BRONZE, RANGES
+if TYPE_CHECKING:
+    import great_expectations as gx
 
 SUITE_NAME = "bronze"
 CLINICAL_VITALS = ("spo2", "heart_rate", "temperature", "respiratory_rate", "pain_scale")
@@ -19,6 +20,10 @@ CLINICAL_VITALS = ("spo2", "heart_rate", "temperature", "respiratory_rate", "pai
 def build_suite(interval_start: datetime, interval_end: datetime, *, lateness: timedelta,
                 future_tolerance: timedelta) -> gx.ExpectationSuite:
     """The suite for arrival minutes [interval_start, interval_end)."""
+    configure()
+    import great_expectations as gx
+    import great_expectations.expectations as gxe
+
     row = {"level": "row"}
     batch = {"level": "batch"}
     expectations = [

@@ -13,8 +13,8 @@ import re
 from datetime import datetime
 from pathlib import Path
 
-from expectations import gate  # noqa: F401  (configures GX logging before the import below)
-from kidjamo.storage import Lake
+from expectations import configure
+from kidjamo.lake.storage import Lake
 
 VALIDATIONS_PREFIX = "quality/validations"
 
@@ -37,6 +37,7 @@ def save_validation(lake: Lake, suite_name: str, interval_start: datetime, run_i
 
 def build_data_docs(lake: Lake, docs_root: Path, *, limit: int = 200) -> Path:
     """Render the Data Docs site for the last ``limit`` validations of each suite; return index.html."""
+    configure()
     import great_expectations as gx
     from great_expectations.core.expectation_validation_result import ExpectationSuiteValidationResultSchema
     from great_expectations.core.run_identifier import RunIdentifier

@@ -11,17 +11,14 @@ a sudden flood of bad readings is an incident, not noise to quarantine quietly.
 
 from __future__ import annotations
 
-import logging
-import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 
 import pandas as pd
 import pyarrow as pa
 
-# GX floods task logs and draws progress bars unless told not to (set before the import).
-logging.getLogger("great_expectations").setLevel(logging.WARNING)
-os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+from expectations import configure
+from kidjamo.jsonable import jsonable
 
 ROW_ID_COLUMNS = ["raw_file", "record_index"]
 
@@ -52,6 +49,7 @@ REJECTED_SCHEMA = pa.schema([("raw_file", pa.string()), ("record_index", pa.int3
 
 @lru_cache(maxsize=1)
 def _context():
+    configure()
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
@@ -98,8 +96,8 @@ def run_gate(suite, frame: pd.DataFrame, *, max_bad_share: float = 0.5, prior_ba
         column = config.kwargs.get("column")
         summary = {"expectation": config.type, "column": column, "level": level, "success": bool(outcome.success),
                    "unexpected_count": int(result.get("unexpected_count") or 0),
-                   "observed_value": _jsonable(result.get("observed_value")),
-                   "partial_unexpected_list": _jsonable(result.get("partial_unexpected_list", [])[:5])}
+                   "observed_value": jsonable(result.get("observed_value")),
+                   "partial_unexpected_list": jsonable(result.get("partial_unexpected_list", [])[:5])}
         if outcome.exception_info and outcome.exception_info.get("raised_exception"):
             summary["exception"] = outcome.exception_info.get("exception_message")
             failures.append(f"{_describe(config)} could not run: {summary['exception']}")
@@ -109,7 +107,7 @@ def run_gate(suite, frame: pd.DataFrame, *, max_bad_share: float = 0.5, prior_ba
         if level == "row":
             for row in result.get("unexpected_index_list") or []:
                 key = (row["raw_file"], int(row["record_index"]))
-                value = _jsonable(row.get(column)) if column else None
+                value = jsonable(row.get(column)) if column else None
                 rejected.setdefault(key, f"{suite.name} gate: {column}={value!r} fails {_describe(config)}")
         else:
             failures.append(f"{_describe(config)}: expected it to hold, found {summary['observed_value']!r}"
@@ -129,15 +127,3 @@ def run_gate(suite, frame: pd.DataFrame, *, max_bad_share: float = 0.5, prior_ba
 def raise_on_failure(result: GateResult) -> None:
     if result.failures:
         raise GateFailed(f"{result.suite} gate failed: " + "; ".join(result.failures))
-
-
-def _jsonable(value):
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
-        return value.item()  # numpy scalars (np.float64 is also a float: convert it first)
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    return str(value)

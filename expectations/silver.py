@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
-from expectations import gate  # noqa: F401  (configures GX logging before the import below)
-import great_expectations as gx
-import great_expectations.expectations as gxe
+from typing import TYPE_CHECKING
 
-from transforms.schema import SILVER
+from expectations import configure
+from kidjamo.lake.schema import SILVER
+
+if TYPE_CHECKING:
+    import great_expectations as gx
 
 SUITE_NAME = "silver"
 AGE_BANDS = ["0-3m", "3-12m", "1-4y", "4-12y", ">12y"]
 
 
 def build_suite() -> gx.ExpectationSuite:
+    """The suite for a batch of silver rows."""
+    configure()
+    import great_expectations as gx
+    import great_expectations.expectations as gxe
+
     row = {"level": "row"}
     batch = {"level": "batch"}
     expectations = [

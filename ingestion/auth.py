@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from kidjamo.database import connect
+from kidjamo.warehouse.database import connect
 
 SECRET_PREFIX = "kdj_"
 

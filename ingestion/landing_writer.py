@@ -9,7 +9,7 @@ requests, which answer 202:
    (``Lake.write_bytes``: temporary name, fsync, rename, fsync of the folder; on S3 one PUT);
 3. append a *commit* line.
 
-Parts start with ``_``, so the pipeline ignores them (DESIGN.md: in progress). When a minute closes,
+Parts start with ``_``, so the pipeline ignores them (in progress: kidjamo/lake/records.py). When a minute closes,
 its parts are *published* as one file ``ingest-<instance>-<YYYYmmddTHHMM>.ndjson`` in the same
 partition (a journalled publish intent, the merged file, then the parts deleted), so a minute holds
 one file per service instance however many requests came in, and a sensor still gets its 202
@@ -40,7 +40,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from kidjamo.storage import Lake, minute_partition
+from kidjamo.lake.partitions import layer_prefix, partition_path
+from kidjamo.lake.storage import Lake
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ MINUTE_GUARD_S = 3.0
 #: How often an idle writer looks for a closed minute to publish.
 PUBLISH_TICK_S = 0.2
 PART_PREFIX = "_ingest-"
-LANDING_PREFIX = "landing/vitals"
+LANDING_PREFIX = layer_prefix("landing")
 
 
 def _arrival_minute(now: float) -> datetime:
@@ -199,7 +200,7 @@ class LandingWriter:
                 if self._reached_lake(original):
                     self.lake.delete(part)
                     continue
-                target = f"{LANDING_PREFIX}/{minute_partition(arrival)}/ingest-{instance}-{_partition_stamp(part)}-recovered.ndjson"
+                target = partition_path("landing", arrival, f"ingest-{instance}-{_partition_stamp(part)}-recovered.ndjson")
                 orphans.setdefault(target, []).append(part)
             elif self._reached_lake(target):
                 self.lake.delete(part)  # published before the crash, only the clean-up was missing
@@ -307,7 +308,7 @@ class LandingWriter:
         future.add_done_callback(done)
 
     def _minute_file(self, minute: datetime) -> str:
-        return f"{LANDING_PREFIX}/{minute_partition(minute)}/ingest-{self.instance}-{minute:%Y%m%dT%H%M}.ndjson"
+        return partition_path("landing", minute, f"ingest-{self.instance}-{minute:%Y%m%dT%H%M}.ndjson")
 
     async def _flush(self, batch: _Batch) -> None:
         started = time.perf_counter()
@@ -346,7 +347,7 @@ class LandingWriter:
         now = time.time()
         minute = _arrival_minute(now)
         self._sequence += 1
-        part = f"{LANDING_PREFIX}/{minute_partition(minute)}/{PART_PREFIX}{self.instance}-{self._sequence:07d}.ndjson"
+        part = partition_path("landing", minute, f"{PART_PREFIX}{self.instance}-{self._sequence:07d}.ndjson")
         data = b"".join(lines)
         self._journal({"intent": part, "t": now, "keys": keys}, sync=True)
         self.lake.write_bytes(part, data)

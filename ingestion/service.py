@@ -1,6 +1,6 @@
 """The ingestion service: authenticated, rate-limited, idempotent and durable HTTP intake into landing.
 
-``POST /v1/vitals`` takes one reading or a list of up to 10 (DESIGN.md payload). A request is
+``POST /v1/vitals`` takes one reading or a list of up to 10 (the payload of docs/ingestion.md). A request is
 checked in this order, cheapest first: content type (415), size (413), device credential (401),
 JSON and batch shape (422), the device's rate (429 with Retry-After), that every reading is the
 authenticated device's own and for its patient (403), then each reading's fields. Readings with
@@ -8,7 +8,7 @@ field errors are reported per reading; if no reading is valid the answer is 422.
 are handed to the group-commit :class:`~ingestion.landing_writer.LandingWriter`, and the answer,
 202 with one outcome per reading (accepted, duplicate, rejected), is sent only once they are
 durable in landing. A reading with SpO2 < 85 % or temperature >= 39.0 degC then goes to the
-critical fast path (``transforms.alerts.raise_fast_path_alert``) without waiting for the batch.
+critical fast path (``transforms.alerts.fast_path``) without waiting for the batch.
 
 The service checks the contract (shape, JSON types, identifiers, timestamp format); plausibility
 ranges stay with the pipeline, which quarantines out-of-range readings with a reason code instead of
@@ -40,14 +40,15 @@ from starlette.routing import Route
 
 from ingestion.auth import AuthError, CredentialStore, ReplayGuard, verify_request
 from ingestion.landing_writer import FlushStats, LandingWriter
-from kidjamo.database import connect, database_url as configured_database_url
+from kidjamo.warehouse.database import connect, database_url as configured_database_url
 from kidjamo.settings import Settings, get_settings
-from kidjamo.storage import Lake
+from kidjamo.lake.partitions import layer_prefix
+from kidjamo.lake.storage import Lake
+from transforms.alerts.fast_path import is_critical, raise_fast_path_alert
+from transforms.clinical.rules import default_rules
 
 log = logging.getLogger(__name__)
 
-FAST_PATH_SPO2_BELOW = 85.0
-FAST_PATH_TEMPERATURE_FROM = 39.0
 NUMBER_VITALS = ("spo2", "heart_rate", "temperature", "ambient_temp", "respiratory_rate", "hydration_pct", "ambient_humidity")
 INTEGER_VITALS = ("activity_level", "pain_scale")
 REQUIRED_VITALS = ("spo2", "heart_rate", "temperature")
@@ -69,12 +70,7 @@ def _describe(value: Any) -> str:
     return f"{text[:60]} ({kind.get(type(value), type(value).__name__)})"
 
 
-def _is_number(value: Any) -> bool:
-    return type(value) in _NUMBER_TYPES
-
-
 # Exact types (JSON decoding gives no subclasses), so that true/false never pass for numbers.
-_NUMBER_TYPES = frozenset({int, float})
 _OPTIONAL_NUMBER_TYPES = frozenset({int, float, type(None)})
 _OPTIONAL_INTEGER_TYPES = frozenset({int, type(None)})
 _OPTIONAL_STRING_TYPES = frozenset({str, type(None)})
@@ -148,15 +144,6 @@ def idempotency_keys(reading: dict, measured_at: float) -> tuple[str, ...]:
     return (f"m:{reading['device_id']}|{message_id}", instant) if message_id else (instant,)
 
 
-def is_critical(reading: dict) -> bool:
-    """The sensor's emergency thresholds, for plausible values only (implausible ones are quarantined)."""
-    vitals = reading["vitals"]
-    spo2, temperature = vitals.get("spo2"), vitals.get("temperature")
-    return (_is_number(spo2) and 50 <= spo2 < FAST_PATH_SPO2_BELOW) or (
-        _is_number(temperature) and FAST_PATH_TEMPERATURE_FROM <= temperature <= 45
-    )
-
-
 # --- rate limiting ----------------------------------------------------------------------------------
 class RateLimiter:
     """A token bucket of readings per device: ``rate`` per second sustained, ``burst`` at once."""
@@ -216,7 +203,7 @@ class Metrics:
         self.group_commits = 0
         self.landing_files = 0
         self.landing_readings = 0
-        self.fast_path: dict[str, int] = {"raised": 0, "not_raised": 0, "failed": 0, "unavailable": 0}
+        self.fast_path: dict[str, int] = {"raised": 0, "not_raised": 0, "failed": 0}
         self.fast_path_seconds = _Histogram()
 
     def on_flush(self, stats: FlushStats) -> None:
@@ -344,7 +331,7 @@ class IngestionService:
         self.rate_limiter = RateLimiter(settings.ingest_rate_per_device, settings.ingest_burst_per_device)
         self.credentials: CredentialStore | None = None
         self._background: set[asyncio.Task] = set()
-        self._fast_path = None
+        self.rules = default_rules()
         self._fast_path_executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="fast-path")
 
     @property
@@ -361,8 +348,6 @@ class IngestionService:
             await asyncio.to_thread(self.credentials.refresh)
         except Exception:  # the database may come up later; /readyz says so meanwhile
             log.exception("could not load device credentials")
-        if await asyncio.to_thread(self._raise_fast_path_alert) is None:  # import now, not on the first emergency
-            log.error("transforms.alerts.raise_fast_path_alert is missing: critical readings will wait for the batch")
         await self.writer.start()
         self._spawn(self._refresh_credentials_forever())
 
@@ -393,28 +378,15 @@ class IngestionService:
         return await asyncio.to_thread(self.credentials.get, device_id)
 
     # --- the fast path ---------------------------------------------------------------------------
-    def _raise_fast_path_alert(self):
-        if self._fast_path is None:
-            try:
-                from transforms.alerts import raise_fast_path_alert
-            except ImportError:
-                return None
-            self._fast_path = raise_fast_path_alert
-        return self._fast_path
-
     def send_to_fast_path(self, readings: list[dict], received_at: datetime, started: float) -> None:
         self._spawn(self._fast_path_alerts(readings, received_at, started))
 
     async def _fast_path_alerts(self, readings: list[dict], received_at: datetime, started: float) -> None:
-        raise_alert = self._raise_fast_path_alert()
-        if raise_alert is None:
-            self.metrics.fast_path["unavailable"] += len(readings)
-            log.error("critical reading(s) from %s but transforms.alerts.raise_fast_path_alert is missing", readings[0]["device_id"])
-            return
         for reading in readings:
             try:
                 alert_id = await asyncio.get_running_loop().run_in_executor(
-                    self._fast_path_executor, functools.partial(raise_alert, self.database_url, reading, received_at=received_at))
+                    self._fast_path_executor, functools.partial(raise_fast_path_alert, self.database_url, reading, received_at=received_at,
+                                                             rules=self.rules, settings=self.settings))
             except Exception:
                 self.metrics.fast_path["failed"] += 1
                 log.exception("fast-path alert failed for %s at %s", reading["device_id"], reading["timestamp"])
@@ -527,7 +499,7 @@ class IngestionService:
             results[index]["status"] = "accepted" if is_new else "duplicate"
             if is_new:
                 accepted += 1
-                if is_critical(reading):
+                if is_critical(reading, self.rules):
                     critical.append(reading)
         if critical:
             self.send_to_fast_path(critical, received_at, started)
@@ -542,7 +514,7 @@ class IngestionService:
     async def readiness(self) -> tuple[bool, dict]:
         checks: dict[str, str] = {}
         try:
-            await asyncio.wait_for(asyncio.to_thread(self.lake.list_files, "landing/vitals", False), timeout=3)
+            await asyncio.wait_for(asyncio.to_thread(self.lake.list_files, layer_prefix("landing"), False), timeout=3)
             checks["landing"] = "ok" if self.writer.last_error is None else f"last flush failed: {self.writer.last_error}"
         except Exception as error:
             checks["landing"] = f"unreachable: {type(error).__name__}: {error}"

@@ -8,16 +8,14 @@ are gone finds everything in raw and changes nothing.
 from __future__ import annotations
 
 import hashlib
-import json
 import posixpath
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from kidjamo.storage import Lake, minute_partition, minutes_between
-from transforms.records import is_landing_file, split_records
-from transforms.schema import layer_prefix
-
-MANIFEST_NAME = "_manifest.json"
+from kidjamo.lake.manifest import read_manifest, write_manifest
+from kidjamo.lake.partitions import minute_partition, minutes_between, partition_path
+from kidjamo.lake.records import is_landing_file, split_records
+from kidjamo.lake.storage import Lake
 
 
 class RawCopyError(RuntimeError):
@@ -43,23 +41,6 @@ class RawResult:
         }
 
 
-def raw_partition_prefix(minute: datetime) -> str:
-    return f"{layer_prefix('raw')}/{minute_partition(minute)}"
-
-
-def read_manifest(lake: Lake, minute: datetime) -> dict[str, dict]:
-    """The manifest of one raw partition: raw file name -> {path, size, sha256, records, run_id}."""
-    path = f"{raw_partition_prefix(minute)}/{MANIFEST_NAME}"
-    if not lake.exists(path):
-        return {}
-    return {entry["name"]: entry for entry in json.loads(lake.read_bytes(path))["files"]}
-
-
-def _write_manifest(lake: Lake, minute: datetime, entries: dict[str, dict]) -> None:
-    document = {"partition": minute_partition(minute), "files": [entries[name] for name in sorted(entries)]}
-    lake.write_bytes(f"{raw_partition_prefix(minute)}/{MANIFEST_NAME}", json.dumps(document, indent=1).encode())
-
-
 def _raw_name(name: str, sha256: str, manifest: dict[str, dict]) -> str:
     """The landing name, unless another file of that name (other bytes) is already in raw."""
     entry = manifest.get(name)
@@ -74,15 +55,14 @@ def landing_to_raw(lake: Lake, start: datetime, end: datetime, *, run_id: str) -
     result = RawResult()
     for minute in minutes_between(start, end):
         partition = minute_partition(minute)
-        landing_prefix = f"{layer_prefix('landing')}/{partition}"
-        landing = [f for f in lake.list_files(landing_prefix, recursive=False) if is_landing_file(posixpath.basename(f.path))]
+        landing = [f for f in lake.list_files(partition_path("landing", minute), recursive=False) if is_landing_file(posixpath.basename(f.path))]
         manifest = read_manifest(lake, minute)
         copied_from: list[str] = []
         for landing_file in landing:
             data = lake.read_bytes(landing_file.path)
             sha256 = hashlib.sha256(data).hexdigest()
             name = _raw_name(posixpath.basename(landing_file.path), sha256, manifest)
-            raw_path = f"{raw_partition_prefix(minute)}/{name}"
+            raw_path = partition_path("raw", minute, name)
             if name in manifest:
                 result.files_already_in_raw += 1
             else:
@@ -103,7 +83,7 @@ def landing_to_raw(lake: Lake, start: datetime, end: datetime, *, run_id: str) -
                 result.bytes_copied += len(data)
             copied_from.append(landing_file.path)
         if copied_from:
-            _write_manifest(lake, minute, manifest)
+            write_manifest(lake, minute, manifest)
             for landing_path in copied_from:
                 lake.delete(landing_path)
         if manifest:

@@ -1,6 +1,6 @@
 """Notification channels: a signed webhook, AWS SNS (boto3) and the log.
 
-Used for patient alerts (``transforms/alerts.py``, which records every attempt) and for pipeline
+Used for patient alerts (``transforms/alerts/``, which records every attempt) and for pipeline
 failures (``plugins/notifiers.py``). Each sender raises :class:`DeliveryError` on failure so the
 caller can retry with backoff. Targets depend on the audience: the care team, the escalation
 channel (critical alert unacknowledged after 5 minutes) and the second tier (after 15 minutes);

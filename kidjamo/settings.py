@@ -1,6 +1,6 @@
 """The one place that decides where the pipeline runs: local lake or S3, embedded or external PostgreSQL.
 
-Every value comes from the environment (``KIDJAMO_*``), all optional; see DESIGN.md and the README.
+Every value comes from the environment (``KIDJAMO_*``), all optional; see the README ("Configuration") and ``kidjamo settings``.
 Pipeline code receives a :class:`Settings` (or the objects built from it) and never asks where it
 runs.
 """
@@ -44,7 +44,7 @@ class Settings(BaseSettings):
     ingest_signature_tolerance_s: int = Field(default=300, description="accepted clock difference of a signed request")
     ingest_credential_cache_s: float = Field(default=15.0, description="how long a device credential is cached")
 
-    # Clinical alerting and notifications (transforms/alerts.py, kidjamo/notify.py, docs/clinical-rules.md).
+    # Clinical alerting and notifications (transforms/alerts/, kidjamo/notify.py, docs/clinical-rules.md).
     alert_quiet_minutes: float = Field(default=30.0, description="an alert whose rule has not matched this long resolves itself")
     notify_channels: str = Field(default="log", description="comma-separated channels: webhook, sns, log")
     notify_min_severity: str = Field(default="high", description="webhook and SNS are used from this severity; the log gets every event")

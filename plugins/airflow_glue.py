@@ -1,15 +1,45 @@
-"""Airflow-side glue: where the DAGs find the database and the lake.
+"""What the DAGs share: where tasks find the database and the lake, the assets, the warehouse pool,
+the default arguments, and how a task runs a pipeline step with its context.
 
 Inside Airflow the connection ``kidjamo_postgres`` (e.g. ``AIRFLOW_CONN_KIDJAMO_POSTGRES``) wins over
-``KIDJAMO_DATABASE_URL`` when it is defined (DESIGN.md); otherwise the project settings decide.
+``KIDJAMO_DATABASE_URL`` when it is defined; otherwise the project settings decide (README,
+"Configuration").
 """
 
 from __future__ import annotations
 
-from kidjamo import database
-from kidjamo.storage import Lake
+from datetime import datetime, timedelta, timezone
+
+from airflow.sdk import Asset
+
+from kidjamo.lake.storage import Lake
+from kidjamo.warehouse import database
 
 CONNECTION_ID = "kidjamo_postgres"
+#: Bounds the concurrent warehouse writers (loads, alerts, view refreshes) across minute, backfill and
+#: re-process runs; created by ``kidjamo run`` (kidjamo/cli/airflow_env.py POOLS) and airflow-init.
+WAREHOUSE_POOL = "kidjamo_warehouse"
+
+LAYER_ASSETS = {layer: Asset(name=f"kidjamo_{layer}_vitals", uri=f"kidjamo://lake/{layer}/vitals")
+                for layer in ("raw", "bronze", "silver", "gold")}
+WAREHOUSE_ASSET = Asset(name="kidjamo_warehouse_measurements", uri="kidjamo://warehouse/kidjamo/measurements")
+ALERTS_ASSET = Asset(name="kidjamo_alerts", uri="kidjamo://warehouse/kidjamo/alerts")
+
+#: What every kidjamo DAG has in common (each names its own id, schedule, docs and tags).
+DAG_ARGUMENTS = {"start_date": datetime(2026, 1, 1, tzinfo=timezone.utc), "catchup": False, "max_active_runs": 1}
+
+
+def default_args(*, retries: int, retry_delay: timedelta | None = None, max_retry_delay: timedelta | None = None,
+                 execution_timeout: timedelta | None = None, **more) -> dict:
+    """Task defaults of a kidjamo DAG: owner, retries (with exponential backoff when capped), timeout."""
+    arguments = {"owner": "data-platform", "retries": retries}
+    if retry_delay is not None:
+        arguments["retry_delay"] = retry_delay
+    if max_retry_delay is not None:
+        arguments |= {"retry_exponential_backoff": True, "max_retry_delay": max_retry_delay}
+    if execution_timeout is not None:
+        arguments["execution_timeout"] = execution_timeout
+    return arguments | more
 
 
 def kidjamo_database_url() -> str:
@@ -26,6 +56,31 @@ def kidjamo_database_url() -> str:
 
 def kidjamo_lake() -> Lake:
     return Lake.from_settings()
+
+
+def run_pipeline_step(step: str) -> dict:
+    """Run ``transforms.pipeline.step_<step>`` over the running task's data interval; return its counts.
+
+    The step's context (lake, database, settings, rules, run id) is built here, once per task.
+    """
+    from airflow.sdk import get_current_context
+
+    from transforms import pipeline
+
+    context = get_current_context()
+    interval = pipeline.Interval.for_task(context["data_interval_start"], context["data_interval_end"], lake=kidjamo_lake(),
+                                          database_url=kidjamo_database_url(), run_id=context["run_id"])
+    return getattr(pipeline, f"step_{step}")(interval)
+
+
+def step_task(step: str, *, task_id: str | None = None, **arguments):
+    """An Airflow task (``task_id``, default ``step``) that runs :func:`run_pipeline_step` for ``step``."""
+    from airflow.sdk import task
+
+    def run() -> dict:
+        return run_pipeline_step(step)
+
+    return task(task_id=task_id or step, **arguments)(run)
 
 
 def failure_notifiers() -> list:

@@ -22,7 +22,7 @@ _TRIGGER_PATH = re.compile(rf"(?:^|/)api/v2/dags/{REPROCESS_DAG_ID}/dagRuns/?$")
 
 def interval_problem(body: bytes) -> str | None:
     """Why the trigger request ``body`` has an invalid interval, or None (also when it has none to check)."""
-    from transforms.reprocess import parse_interval
+    from transforms.pipeline import parse_interval
 
     try:
         conf = json.loads(body or b"{}").get("conf") or {}

@@ -1,4 +1,4 @@
--- Clinical alerting (CLINICAL.md): alerts and their events, the readings behind them, notifications
+-- Clinical alerting (docs/clinical-rules.md): alerts and their events, the readings behind them, notifications
 -- with every delivery attempt, personal baselines, and the last reading seen per device.
 
 -- Severity order, for "escalate only upwards" comparisons in SQL.

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from kidjamo import migrations
-from kidjamo.embedded_pg import EmbeddedPostgres
-from kidjamo.storage import Lake
+from kidjamo.warehouse import migrations
+from kidjamo.warehouse.embedded_pg import EmbeddedPostgres
+from kidjamo.lake.storage import Lake
 
 # Keep the suite quiet and independent of the developer's environment.
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
@@ -29,7 +29,7 @@ def pytest_configure(config: pytest.Config) -> None:
     """
     import tempfile
 
-    from kidjamo.airflow_env import apply_airflow_environment
+    from kidjamo.cli.airflow_env import apply_airflow_environment
 
     home = Path(tempfile.mkdtemp(prefix="kidjamo-test-home-"))
     os.environ["KIDJAMO_HOME"] = str(home)

@@ -7,8 +7,8 @@ from typing import Iterator
 
 import psycopg
 
-from kidjamo import migrations
-from kidjamo.embedded_pg import EmbeddedPostgres
+from kidjamo.warehouse import migrations
+from kidjamo.warehouse.embedded_pg import EmbeddedPostgres
 
 
 @contextmanager

@@ -1,6 +1,6 @@
 """Every DAG file imports without errors and declares what the UI shows."""
 
-from kidjamo.airflow_env import DAGS_FOLDER
+from kidjamo.cli.airflow_env import DAGS_FOLDER
 
 
 def test_every_dag_file_imports_without_errors(airflow_home):
@@ -44,7 +44,7 @@ def test_vitals_tasks_run_in_pipeline_order(airflow_home):
 def test_warehouse_writers_share_a_pool_that_the_set_up_creates(airflow_home):
     from airflow.dag_processing.dagbag import DagBag
 
-    from kidjamo.airflow_env import POOLS, PROJECT_ROOT
+    from kidjamo.cli.airflow_env import POOLS, PROJECT_ROOT
 
     bag = DagBag(dag_folder=str(DAGS_FOLDER))
     pooled = {(dag_id, task.task_id) for dag_id in ("kidjamo_vitals", "kidjamo_reprocess")

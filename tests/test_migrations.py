@@ -2,7 +2,7 @@
 
 import psycopg
 
-from kidjamo import migrations
+from kidjamo.warehouse import migrations
 
 
 def test_migrate_twice_applies_nothing_the_second_time(fresh_database_url):

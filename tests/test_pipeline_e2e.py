@@ -11,8 +11,10 @@ from datetime import datetime, timedelta, timezone
 import psycopg
 import pytest
 
-from ingestion.simulator import Fleet, write_landing
-from kidjamo.storage import Lake, minute_partition
+from ingestion.simulator.fleet import Fleet
+from ingestion.simulator.payloads import write_landing
+from kidjamo.lake.partitions import minute_partition
+from kidjamo.lake.storage import Lake
 from transforms.registry import import_registry
 
 ARRIVAL = datetime(2026, 11, 27, 15, 31, tzinfo=timezone.utc)
@@ -26,7 +28,7 @@ pytestmark = pytest.mark.slow
 def vitals_dag(airflow_home):
     from airflow.dag_processing.dagbag import DagBag
 
-    from kidjamo.airflow_env import DAGS_FOLDER
+    from kidjamo.cli.airflow_env import DAGS_FOLDER
 
     return DagBag(dag_folder=str(DAGS_FOLDER)).dags["kidjamo_vitals"]
 
@@ -35,7 +37,7 @@ def vitals_dag(airflow_home):
 def landed_minute(migrated_url, kidjamo_home, tmp_path_factory):
     fleet = Fleet.generate(PATIENTS, seed=7)
     registry_csv = fleet.write_registry_csv(tmp_path_factory.mktemp("registry") / "registry.csv")
-    import_registry(registry_csv, migrated_url)
+    import_registry(registry_csv, migrated_url, pseudonym_key="test-key")
     lake = Lake.from_settings()
     readings = fleet.readings(ARRIVAL - timedelta(minutes=1), ARRIVAL, hypoxia_patient=True)
     write_landing(lake, ARRIVAL, readings, name="sensors-batch")

@@ -4,7 +4,7 @@ Parsing takes a vectorized fast path (Arrow's JSON reader over the whole interva
 file by file, to a per-record reader only for files the fast path cannot type — a malformed line,
 a string where a number belongs. Both paths produce the same typed candidate columns, which then
 go through the same vectorized checks (required fields, types, plausibility ranges, timestamps,
-the device registry). Each failing record gets the first reason in ``transforms.reasons`` order,
+the device registry). Each failing record gets the first reason in ``kidjamo.lake.reasons`` order,
 the offending field, and a detail a person can act on.
 """
 
@@ -22,11 +22,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pajson
 
-from ingestion.to_raw import read_manifest
-from kidjamo.storage import Lake, minute_partition, minutes_between
-from transforms import reasons
-from transforms.records import split_records
-from transforms.schema import BRONZE, METADATA, OPTIONAL_VITALS, QUARANTINE, RANGES, VITALS, layer_prefix
+from kidjamo.lake.manifest import read_manifest
+from kidjamo.lake.partitions import minutes_between, write_partitions
+from kidjamo.lake.storage import Lake
+from kidjamo.lake import reasons
+from kidjamo.lake.records import split_records
+from kidjamo.lake.schema import BRONZE, METADATA, OPTIONAL_VITALS, QUARANTINE, RANGES, VITALS
 
 TOP_LEVEL_STRINGS = ("device_id", "patient_id", "timestamp", "message_id")
 REQUIRED = ("device_id", "patient_id", "timestamp", "vitals.spo2", "vitals.heart_rate", "vitals.temperature")
@@ -364,33 +365,3 @@ def _quarantine_table(frame, lineage, bad, reason, failed_field, details, lines,
         },
         schema=QUARANTINE,
     )
-
-
-def write_partitions(lake: Lake, layer: str, table: pa.Table, start: datetime, end: datetime, file_name: str) -> int:
-    """Rewrite ``file_name`` in every arrival-minute partition of [start, end) of a layer.
-
-    A minute with no rows has its file removed, so re-running an interval always leaves exactly
-    what this run computed. Returns the number of files written.
-    """
-    written = 0
-    minute_column = table.column("arrival_minute").to_numpy() if table.num_rows else np.array([], dtype="datetime64[us]")
-    order = np.argsort(minute_column, kind="stable")
-    sorted_minutes = minute_column[order]
-    for minute in minutes_between(start, end):
-        key = np.datetime64(minute.replace(tzinfo=None), "us")
-        first, last = np.searchsorted(sorted_minutes, key, "left"), np.searchsorted(sorted_minutes, key, "right")
-        path = f"{layer_prefix(layer)}/{minute_partition(minute)}/{file_name}"
-        if last > first:
-            lake.write_parquet(path, table.take(pa.array(order[first:last])))
-            written += 1
-        else:
-            lake.delete(path)
-    return written
-
-
-def read_partitions(lake: Lake, layer: str, start: datetime, end: datetime, file_name: str, schema: pa.Schema) -> pa.Table:
-    """Concatenate ``file_name`` of every arrival-minute partition of [start, end) of a layer."""
-    paths = [f"{layer_prefix(layer)}/{minute_partition(m)}/{file_name}" for m in minutes_between(start, end)]
-    return lake.read_parquet([p for p in paths if lake.exists(p)], schema)
-
-

@@ -6,10 +6,9 @@ re-process writes exactly the partitions the minute runs wrote.
 
 from __future__ import annotations
 
-import pandas as pd
 import pyarrow as pa
 
-from transforms.schema import GOLD
+from kidjamo.lake.schema import GOLD
 
 AGGREGATES = {
     "readings": ("measured_at", "count"),

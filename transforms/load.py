@@ -1,4 +1,4 @@
-"""Silver and quarantine rows into PostgreSQL, the analytics refresh, partitions and retention.
+"""Silver and quarantine rows into PostgreSQL.
 
 A load is one transaction: the batch is COPYed (CSV written by Arrow, no per-row Python) into a
 temporary staging table, then inserted into its table with ``ON CONFLICT DO NOTHING`` on the natural
@@ -11,53 +11,18 @@ role ``kidjamo_pipeline`` (``SET LOCAL ROLE``), never with the connecting superu
 
 from __future__ import annotations
 
-import io
-import time
-from datetime import date, timedelta
+from datetime import date
 
-import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 
-from kidjamo import privacy
-from kidjamo.database import connect
-from kidjamo.settings import get_settings
-from transforms.schema import QUARANTINE, SILVER
+from kidjamo.warehouse.bulk import stage
+from kidjamo.warehouse.database import PIPELINE_ROLE, connect
+from kidjamo.lake.schema import QUARANTINE, SILVER
 
-PIPELINE_ROLE = "kidjamo_pipeline"
 #: Silver columns stored in kidjamo.measurements (ingested_at is replaced by run_id and loaded_at).
 MEASUREMENT_COLUMNS = [name for name in SILVER.names if name != "ingested_at"] + ["run_id"]
 QUARANTINE_COLUMNS = list(QUARANTINE.names)
-#: Refreshed every minute: bounded by the fleet size and by days x reasons.
-LIGHT_VIEWS = ("device_health", "data_quality_daily")
-#: Refreshed on the maintenance schedule: they grow with patients x hours or days of history.
-HEAVY_VIEWS = ("vitals_hourly", "patient_daily")
-
-
-def _naive_utc(table: pa.Table) -> pa.Table:
-    """Time-zone-aware timestamp columns as naive UTC: Arrow writes those to CSV ~5x faster."""
-    columns = [column.cast(pa.timestamp(column.type.unit)) if pa.types.is_timestamp(column.type) and column.type.tz
-               else column for column in table.columns]
-    return pa.Table.from_arrays(columns, names=table.column_names)
-
-
-def copy_csv(connection: psycopg.Connection, table_name: str, table: pa.Table) -> None:
-    """COPY an Arrow table into ``table_name`` (same column names) as CSV written by Arrow.
-
-    Timestamps travel as naive UTC text, read with the session time zone set to UTC for the COPY
-    only (the transaction's own setting is restored after it).
-    """
-    buffer = io.BytesIO()
-    # combine_chunks: pyarrow 26's CSV writer writes NUL bytes for strings that follow an empty chunk.
-    pacsv.write_csv(_naive_utc(table.combine_chunks()), buffer, pacsv.WriteOptions(include_header=False))
-    columns = ", ".join(table.column_names)
-    local = not connection.autocommit  # SET LOCAL would end with the statement in autocommit mode
-    previous = connection.execute("SELECT current_setting('TimeZone'), set_config('TimeZone', 'UTC', %s)", (local,)).fetchone()[0]
-    with connection.cursor() as cursor, cursor.copy(f"COPY {table_name} ({columns}) FROM STDIN (FORMAT csv)") as copy:
-        copy.write(buffer.getbuffer())
-    connection.execute("SELECT set_config('TimeZone', %s, %s)", (previous, local))
-
 
 
 def _utc_days(timestamps: pa.ChunkedArray) -> list[date]:
@@ -70,7 +35,7 @@ def load_measurements(database_url: str, silver: pa.Table, run_id: str, *, defer
 
     The hourly rollup rows the batch touched are recomputed in the same transaction, or, with
     ``defer_rollup=True``, only marked in ``kidjamo.vitals_hourly_pending`` for
-    :func:`flush_hourly_rollup` (run by ``refresh_views(heavy=True)``, before the views that read
+    :func:`transforms.views.flush_hourly_rollup` (run by ``refresh_views(heavy=True)``, before the views that read
     the rollup): recomputing every minute the whole hour so far reads up to 120 readings per
     patient, a cost that grows through each hour.
 
@@ -91,11 +56,8 @@ def load_measurements(database_url: str, silver: pa.Table, run_id: str, *, defer
         partitions_created = connection.execute(
             "SELECT kidjamo.ensure_measurement_partitions_for(%s::date[])", (_utc_days(batch["measured_at"]),)
         ).fetchone()[0]
-        connection.execute(
-            "CREATE TEMP TABLE measurements_staging (LIKE kidjamo.measurements INCLUDING DEFAULTS) ON COMMIT DROP;"
-            "CREATE TEMP TABLE measurements_touched (patient_id text, hour timestamptz) ON COMMIT DROP"
-        )
-        copy_csv(connection, "measurements_staging", batch)
+        stage(connection, "measurements_staging", "LIKE kidjamo.measurements INCLUDING DEFAULTS", batch)
+        connection.execute("CREATE TEMP TABLE measurements_touched (patient_id text, hour timestamptz) ON COMMIT DROP")
         columns = ", ".join(MEASUREMENT_COLUMNS)
         inserted = connection.execute(
             f"""
@@ -147,24 +109,6 @@ def load_measurements(database_url: str, silver: pa.Table, run_id: str, *, defer
     }
 
 
-def flush_hourly_rollup(database_url: str, *, pairs_per_transaction: int = 20_000) -> int:
-    """Recompute the rollup rows of every pending (patient, hour) pair; return how many there were.
-
-    Chunks of ``pairs_per_transaction`` pairs, each its own transaction, so that deferred loads
-    wait at most one chunk.
-    """
-    total = 0
-    while True:
-        with connect(database_url, application_name="kidjamo-rollup") as connection:
-            connection.execute(f"SET LOCAL ROLE {PIPELINE_ROLE}")
-            connection.execute("SET LOCAL work_mem = '64MB'")
-            taken = connection.execute("SELECT kidjamo.recompute_pending_vitals_hourly(%s)",
-                                        (pairs_per_transaction,)).fetchone()[0]
-        total += taken
-        if taken < pairs_per_transaction:
-            return total
-
-
 def load_quarantine(database_url: str, quarantine: pa.Table, run_id: str) -> dict:
     """Load a QUARANTINE table into ``kidjamo.quarantine``, idempotent on (raw_file, record_index, layer).
 
@@ -178,8 +122,7 @@ def load_quarantine(database_url: str, quarantine: pa.Table, run_id: str) -> dic
     )
     with connect(database_url, application_name="kidjamo-load") as connection:
         connection.execute(f"SET LOCAL ROLE {PIPELINE_ROLE}")
-        connection.execute("CREATE TEMP TABLE quarantine_staging (LIKE kidjamo.quarantine INCLUDING DEFAULTS) ON COMMIT DROP")
-        copy_csv(connection, "quarantine_staging", batch)
+        stage(connection, "quarantine_staging", "LIKE kidjamo.quarantine INCLUDING DEFAULTS", batch)
         columns = ", ".join(QUARANTINE_COLUMNS)
         inserted = connection.execute(
             f"""
@@ -192,60 +135,3 @@ def load_quarantine(database_url: str, quarantine: pa.Table, run_id: str) -> dic
             """
         ).fetchone()[0]
     return {"staged": batch.num_rows, "inserted": inserted, "already_present": batch.num_rows - inserted}
-
-
-def refresh_views(database_url: str, *, heavy: bool = False, pseudonym_key: str | None = None) -> dict:
-    """Refresh the analytics materialized views CONCURRENTLY (analysts keep reading meanwhile).
-
-    Every minute (``heavy=False``): ``device_health`` and ``data_quality_daily``, whose size does not
-    grow with history. On the maintenance schedule (``heavy=True``) also ``vitals_hourly`` and
-    ``patient_daily``, after the hourly rollup rows deferred loads left pending are recomputed
-    (:func:`flush_hourly_rollup`). New patients and devices first get their pseudonym. Returns
-    ``{"pseudonyms_added": n, "views": {name: seconds}}`` (plus ``rollup_hours_recomputed`` when heavy).
-    """
-    key = pseudonym_key if pseudonym_key is not None else get_settings().pseudonym_key
-    timings: dict[str, float] = {}
-    flushed = flush_hourly_rollup(database_url) if heavy else 0
-    with connect(database_url, application_name="kidjamo-refresh") as connection:
-        connection.execute(f"SET ROLE {PIPELINE_ROLE}")
-        added = privacy.ensure_pseudonyms(connection, key)
-        connection.commit()
-        for view in LIGHT_VIEWS + (HEAVY_VIEWS if heavy else ()):
-            started = time.perf_counter()
-            connection.execute("SELECT kidjamo.refresh_analytics_view(%s)", (view,))
-            connection.commit()
-            timings[view] = round(time.perf_counter() - started, 4)
-    result = {"pseudonyms_added": added, "views": timings}
-    if heavy:
-        result["rollup_hours_recomputed"] = flushed
-    return result
-
-
-def ensure_partitions(database_url: str, first_day: date, last_day: date) -> int:
-    """Create the daily partitions of ``kidjamo.measurements`` from first_day to last_day; return how many were new."""
-    with connect(database_url, application_name="kidjamo-maintenance") as connection:
-        connection.execute(f"SET LOCAL ROLE {PIPELINE_ROLE}")
-        return connection.execute("SELECT kidjamo.ensure_measurement_partitions(%s, %s)", (first_day, last_day)).fetchone()[0]
-
-
-def apply_retention(database_url: str, keep_days: int, as_of: date) -> list[str]:
-    """Drop the measurement partitions (and rollup rows) older than ``keep_days`` days before ``as_of``.
-
-    A partition goes once all of it is older than the horizon: with keep_days=30 and as_of=2026-11-27,
-    days up to 2026-10-27 inclusive are dropped. Whole partitions are dropped, never DELETEd row by
-    row. Returns the dropped partitions; the retention is recorded in the audit log.
-    """
-    if keep_days < 1:
-        raise ValueError(f"keep_days must be at least 1, got {keep_days}")
-    cutoff = as_of - timedelta(days=keep_days)
-    with connect(database_url, application_name="kidjamo-maintenance") as connection:
-        connection.execute(f"SET LOCAL ROLE {PIPELINE_ROLE}")
-        dropped = connection.execute("SELECT kidjamo.drop_measurement_partitions_before(%s)", (cutoff,)).fetchone()[0]
-        for table in ("vitals_hourly_rollup", "vitals_hourly_pending"):
-            connection.execute(
-                f"DELETE FROM kidjamo.{table} WHERE hour < %s::date::timestamp AT TIME ZONE 'UTC'", (cutoff,)
-            )
-        privacy.record_audit_event(
-            connection, "retention", {"keep_days": keep_days, "as_of": as_of.isoformat(), "cutoff": cutoff.isoformat(), "dropped": dropped}
-        )
-    return list(dropped)

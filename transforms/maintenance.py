@@ -34,8 +34,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from kidjamo.database import connect
-from kidjamo.storage import Lake
+from kidjamo.warehouse.database import connect
+from kidjamo.lake.storage import Lake
 
 #: Layers whose closed days are compacted; raw (the byte-exact replay source) and landing never are.
 COMPACTED_LAYERS = ("bronze", "quarantine", "gates", "silver", "gold")
@@ -186,13 +186,6 @@ def database_sizes(database_url: str, schemas: tuple[str, ...] = ("kidjamo", "an
         database_bytes = connection.execute("SELECT pg_database_size(current_database())").fetchone()[0]
         relations = {name: int(size) for name, size in connection.execute(query, (list(schemas),))}
     return {"database_bytes": int(database_bytes), "relations": relations}
-
-
-def partition_window(as_of: date, days_ahead: int) -> tuple[date, date]:
-    """First and last day of the measurement partitions that must exist: ``as_of`` to ``days_ahead`` later."""
-    if days_ahead < 0:
-        raise ValueError(f"days_ahead must be >= 0, got {days_ahead}")
-    return as_of, as_of + timedelta(days=days_ahead)
 
 
 def airflow_db_clean_command(clean_before: datetime, *, tables: tuple[str, ...] = (), dry_run: bool = False) -> list[str]:

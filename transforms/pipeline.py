@@ -4,7 +4,12 @@ Each ``step_*`` function is one task of the ``kidjamo_vitals`` DAG and runs as w
 Airflow (tests, ``kidjamo pipeline run``, benchmarks). Steps hand data to each other through the
 lake, partitioned by arrival minute, and every step rewrites exactly the partitions of its
 interval, so any step can be re-run alone. :func:`process_interval` runs them all, for one minute
-or for a whole day in one go.
+or for a whole day in one go; re-processing an interval from raw (the ``kidjamo_reprocess`` DAG) is
+the same function, over the interval :func:`parse_interval` reads from the DAG's params.
+
+Every step receives one :class:`Interval`: the task's context (interval, lake, database, settings,
+clinical rules, run id), built once per task by :meth:`Interval.for_task`. Nothing below this
+module reads the settings or the rules file by itself.
 """
 
 from __future__ import annotations
@@ -12,20 +17,24 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from functools import cached_property
 from datetime import datetime, timedelta, timezone
 
 import pandas as pd
 import pyarrow as pa
 
-from ingestion.to_raw import landing_to_raw, read_manifest
-from kidjamo.database import connect
+from ingestion.to_raw import landing_to_raw
+from kidjamo.jsonable import jsonable
+from kidjamo.lake.manifest import read_manifest
+from kidjamo.lake.partitions import minutes_between, read_partitions, write_partitions
+from kidjamo.warehouse.database import connect
 from kidjamo.settings import Settings, get_settings
-from kidjamo.storage import Lake, minutes_between
-from transforms.bronze import raw_to_bronze, read_partitions, write_partitions
+from kidjamo.lake.storage import Lake
+from transforms.clinical.rules import RuleSet, default_rules
+from transforms.bronze import raw_to_bronze
 from transforms.gold import silver_to_gold
-from transforms.schema import BRONZE, QUARANTINE, SILVER
+from kidjamo.lake.schema import BRONZE, QUARANTINE, SILVER
 
 log = logging.getLogger(__name__)
 
@@ -39,22 +48,34 @@ class AccountingError(RuntimeError):
     """Records went missing between layers: the run must not be trusted."""
 
 
+#: The longest interval one re-process run may take: a week of minutes keeps a run within its timeout.
+MAX_INTERVAL = timedelta(days=7)
+
+
 @dataclass
 class Interval:
-    """One pipeline run's arrival minutes [start, end), with where it reads and writes."""
+    """The context of one task: arrival minutes [start, end), the lake and database it reads and
+    writes, the settings, the clinical rules and the run id (recorded with every row it writes)."""
 
     start: datetime
     end: datetime
     lake: Lake
     database_url: str
     run_id: str
-    settings: Settings = field(default_factory=get_settings)
+    settings: Settings
+    rules: RuleSet
 
     def __post_init__(self) -> None:
         self.start = _utc_minute(self.start)
         self.end = _utc_minute(self.end)
         if self.end <= self.start:
             raise ValueError(f"empty interval: start {self.start:%Y-%m-%dT%H:%MZ} must be before end {self.end:%Y-%m-%dT%H:%MZ}")
+
+    @classmethod
+    def for_task(cls, start: datetime, end: datetime, *, lake: Lake, database_url: str, run_id: str,
+                 settings: Settings | None = None, rules: RuleSet | None = None) -> "Interval":
+        """The context of a task, with the configured settings and rules unless given."""
+        return cls(start, end, lake, database_url, run_id, settings or get_settings(), rules or default_rules())
 
     @cached_property
     def registry(self) -> pd.DataFrame:
@@ -78,6 +99,34 @@ def _utc_minute(moment: datetime) -> datetime:
     if moment.second or moment.microsecond:
         raise ValueError(f"{moment.isoformat()} is not on a minute boundary")
     return moment
+
+
+def parse_instant(name: str, text: str, *, naive_is_utc: bool = False) -> datetime:
+    """An ISO 8601 date-time on a minute boundary, in UTC, or a ValueError naming ``name`` and what to fix."""
+    try:
+        moment = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{name} {text!r} is not an ISO 8601 date-time such as 2026-11-26T00:00:00+00:00") from None
+    if moment.tzinfo is None:
+        if not naive_is_utc:
+            raise ValueError(f"{name} {text!r} has no time zone: add +00:00 (UTC) or another offset")
+        moment = moment.replace(tzinfo=timezone.utc)
+    if moment.second or moment.microsecond:
+        raise ValueError(f"{name} {text!r} is not on a minute boundary: arrival minutes are whole minutes")
+    return moment.astimezone(timezone.utc)
+
+
+def parse_interval(start: str, end: str) -> tuple[datetime, datetime]:
+    """The UTC interval [start, end) of two ISO 8601 date-times, or a ValueError that says what to fix."""
+    bounds = {name: parse_instant(name, text) for name, text in (("start", start), ("end", end))}
+    if bounds["end"] <= bounds["start"]:
+        raise ValueError(
+            f"end ({bounds['end']:%Y-%m-%d %H:%M} UTC) must be after start ({bounds['start']:%Y-%m-%d %H:%M} UTC): "
+            "kidjamo_reprocess re-processes arrival minutes [start, end)")
+    if bounds["end"] - bounds["start"] > MAX_INTERVAL:
+        raise ValueError(f"[start, end) spans {bounds['end'] - bounds['start']}, more than {MAX_INTERVAL.days} days: "
+                         "split it into several runs")
+    return bounds["start"], bounds["end"]
 
 
 # --- bookkeeping ---------------------------------------------------------------------------------
@@ -195,11 +244,12 @@ def step_to_silver(interval: Interval) -> dict:
     result = bronze_to_silver(
         bronze,
         registry=registry,
-        baselines=patient_baselines(interval.database_url, registry, at=interval.start),
+        baselines=patient_baselines(interval.database_url, registry, at=interval.start, rules=interval.rules),
         loaded=loaded_readings(interval.database_url, bronze),
         gate_rejected=interval.read("gates", "bronze_rejected.parquet", GATE_REJECTED_SCHEMA),
         run_id=interval.run_id,
         late_after=interval.settings.late_after,
+        rules=interval.rules,
     )
     interval.write("silver", "part-0.parquet", result.silver)
     interval.write("quarantine", "silver.parquet", result.rejected)
@@ -254,26 +304,29 @@ def step_load(interval: Interval) -> dict:
 @_recorded("alerts")
 def step_alerts(interval: Interval) -> dict:
     """Clinical rules over the interval's silver rows and recent history; alerts upserted; notifications sent."""
-    from transforms.alerts import deliver_notifications, escalate, raise_alerts
+    from transforms.alerts.delivery import deliver_notifications
+    from transforms.alerts.escalation import escalate
+    from transforms.alerts.store import raise_alerts
 
     silver = interval.read("silver", "part-0.parquet", SILVER)
     result = raise_alerts(interval.database_url, silver, interval_start=interval.start, interval_end=interval.end,
-                          run_id=interval.run_id, settings=interval.settings)
+                          run_id=interval.run_id, rules=interval.rules, settings=interval.settings)
     candidates = result.pop("candidates", None)
     if candidates is not None:
         interval.write("gold", "alert_candidates.parquet", _candidates_table(candidates, interval))
         result["candidates"] = len(candidates)
-    result["escalations"] = escalate(interval.database_url, as_of=interval.end, settings=interval.settings)
+    result["escalations"] = escalate(interval.database_url, as_of=interval.end, rules=interval.rules,
+                                     settings=interval.settings)
     result["notifications"] = deliver_notifications(interval.database_url, now=interval.end, settings=interval.settings)
-    return _jsonable_counts(result)
+    return jsonable(result)
 
 
 @_recorded("refresh_views")
 def step_refresh_views(interval: Interval) -> dict:
     """Refresh the per-minute analytics views (CONCURRENTLY)."""
-    from transforms.load import refresh_views
+    from transforms.views import refresh_views
 
-    return refresh_views(interval.database_url)
+    return refresh_views(interval.database_url, pseudonym_key=interval.settings.pseudonym_key)
 
 
 STEPS = (step_to_raw, step_to_bronze, step_gate_bronze, step_to_silver, step_gate_silver, step_to_gold,
@@ -281,22 +334,23 @@ STEPS = (step_to_raw, step_to_bronze, step_gate_bronze, step_to_silver, step_gat
 
 
 def process_interval(start: datetime, end: datetime, *, lake: Lake, database_url: str, run_id: str,
-                     settings: Settings | None = None, chunk: timedelta = timedelta(hours=1)) -> dict:
+                     settings: Settings | None = None, rules: RuleSet | None = None,
+                     chunk: timedelta = timedelta(hours=1)) -> dict:
     """Run every step for arrival minutes [start, end): one minute, or a whole day in one run.
 
     A wide interval is processed ``chunk`` by chunk, in arrival order, so that memory stays bounded;
     each chunk is recorded in kidjamo.pipeline_runs as ``<run_id>#<chunk start>``. Returns the
     counts of each step, summed over the chunks.
     """
-    settings = settings or get_settings()
-    whole = Interval(start, end, lake, database_url, run_id, settings)
+    whole = Interval.for_task(start, end, lake=lake, database_url=database_url, run_id=run_id, settings=settings,
+                              rules=rules)
     if whole.end - whole.start <= chunk:
         return {step.__name__.removeprefix("step_"): step(whole) for step in STEPS}
     totals: dict = {}
     chunk_start = whole.start
     while chunk_start < whole.end:
         chunk_end = min(chunk_start + chunk, whole.end)
-        part = Interval(chunk_start, chunk_end, lake, database_url, f"{run_id}#{chunk_start:%Y%m%dT%H%M}", settings)
+        part = replace(whole, start=chunk_start, end=chunk_end, run_id=f"{run_id}#{chunk_start:%Y%m%dT%H%M}")
         for step in STEPS:
             name = step.__name__.removeprefix("step_")
             totals[name] = _add_counts(totals.get(name, {}), step(part))
@@ -356,16 +410,3 @@ def _candidates_table(candidates: pd.DataFrame, interval: Interval) -> pa.Table:
     table = pa.Table.from_pandas(frame, preserve_index=False)
     return table.set_column(table.schema.get_field_index("arrival_minute"), "arrival_minute",
                             table.column("arrival_minute").cast(pa.timestamp("us", tz="UTC")))
-
-
-def _jsonable_counts(value):
-    if isinstance(value, dict):
-        return {str(k): _jsonable_counts(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable_counts(v) for v in value]
-    if isinstance(value, (pd.DataFrame, pd.Series)):
-        return len(value)
-    if hasattr(value, "item"):
-        return value.item()
-    return value
-

@@ -1,6 +1,6 @@
 """The patient registry: import from CSV into ``kidjamo.patients``/``kidjamo.devices``, read back for the pipeline.
 
-CSV columns (DESIGN.md): ``patient_id, birth_date, sex, genotype, device_id, care_team, baseline_spo2``;
+CSV columns (README, "The data"): ``patient_id, birth_date, sex, genotype, device_id, care_team, baseline_spo2``;
 one line per device, so a patient with two wearables has two lines that must agree on the patient
 columns. Every line is validated before anything is written; an error names the file, line, column,
 what was expected and what was found. The import is an idempotent upsert: importing the same file twice
@@ -15,15 +15,14 @@ from datetime import date
 from pathlib import Path
 
 import pandas as pd
-from kidjamo import privacy
-from kidjamo.database import connect
-from kidjamo.settings import get_settings
+from kidjamo.warehouse.audit import record_audit_event
+from kidjamo.warehouse.pseudonyms import ensure_pseudonyms
+from kidjamo.warehouse.database import PIPELINE_ROLE, connect
 
 COLUMNS = ["patient_id", "birth_date", "sex", "genotype", "device_id", "care_team", "baseline_spo2"]
 OPTIONAL_COLUMNS = {"care_team", "baseline_spo2"}
 SEXES = ("F", "M", "X")
 GENOTYPES = ("HbSS", "HbSC", "HbSB0", "HbSB+", "HbSD", "HbSO", "HbSE", "other")
-PIPELINE_ROLE = "kidjamo_pipeline"
 MAX_REPORTED_ERRORS = 50
 
 
@@ -98,7 +97,7 @@ def read_registry_csv(csv_path: str | Path, *, today: date | None = None) -> pd.
     )
 
 
-def import_registry(csv_path: str | Path, database_url: str, *, pseudonym_key: str | None = None) -> dict:
+def import_registry(csv_path: str | Path, database_url: str, *, pseudonym_key: str) -> dict:
     """Validate ``csv_path`` and upsert it into the registry tables in one transaction.
 
     Returns counts: ``lines``, ``patients_inserted``, ``patients_updated``, ``devices_inserted``,
@@ -106,7 +105,6 @@ def import_registry(csv_path: str | Path, database_url: str, *, pseudonym_key: s
     writing anything when a line is invalid. Devices missing from the file are left as they are.
     """
     registry = read_registry_csv(csv_path)
-    key = pseudonym_key if pseudonym_key is not None else get_settings().pseudonym_key
     patients = registry.drop(columns=["device_id"]).drop_duplicates("patient_id")
     with connect(database_url, application_name="kidjamo-registry") as connection:
         connection.execute(f"SET LOCAL ROLE {PIPELINE_ROLE}")
@@ -138,7 +136,7 @@ def import_registry(csv_path: str | Path, database_url: str, *, pseudonym_key: s
             RETURNING (xmax = 0) AS inserted
             """
         ).fetchall()
-        privacy.ensure_pseudonyms(connection, key)
+        ensure_pseudonyms(connection, pseudonym_key)
         counts = {
             "lines": len(registry),
             "patients": len(patients),
@@ -147,7 +145,7 @@ def import_registry(csv_path: str | Path, database_url: str, *, pseudonym_key: s
             "devices_inserted": sum(1 for (inserted,) in device_rows if inserted),
             "devices_updated": sum(1 for (inserted,) in device_rows if not inserted),
         }
-        privacy.record_audit_event(connection, "registry_import", {"file": str(csv_path), **counts})
+        record_audit_event(connection, "registry_import", {"file": str(csv_path), **counts})
     return counts
 
 

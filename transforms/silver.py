@@ -8,23 +8,24 @@ duplicate, so re-running an interval gives the same silver partitions.
 
 from __future__ import annotations
 
-import io
 import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 
-from kidjamo.database import connect
-from transforms import reasons
+from kidjamo.jsonable import json_scalar
+from kidjamo.warehouse.bulk import stage
+from kidjamo.warehouse.database import connect
+from kidjamo.lake import reasons
 from transforms.clinical import scores
-from transforms.schema import BRONZE, QUARANTINE, SILVER
+from transforms.clinical.rules import RuleSet
+from kidjamo.lake.schema import BRONZE, QUARANTINE, SILVER
 
-LOW_BATTERY_PCT = 15  # CLINICAL.md sensor_battery
+LOW_BATTERY_PCT = 15  # the sensor_battery rule (transforms/clinical/rules.yaml)
 WEAK_SIGNAL_PCT = 50  # project choice: below half of the sensor's signal-quality scale
 LOW_CONFIDENCE_SPO2 = 70  # ISO 80601-2-61: oximeters are specified for accuracy from 70 %
 
@@ -62,16 +63,9 @@ def loaded_readings(database_url: str, bronze: pa.Table) -> pd.DataFrame:
     if bronze.num_rows == 0:
         return pd.DataFrame(columns=LOADED_COLUMNS)
     keys = bronze.select(["device_id", "measured_at", "raw_file", "record_index"]).combine_chunks()
-    buffer = io.BytesIO()
-    pacsv.write_csv(keys, buffer, pacsv.WriteOptions(include_header=False))
     low, high = pc.min_max(keys["measured_at"]).values()
     with connect(database_url) as connection:
-        connection.execute(
-            "CREATE TEMP TABLE batch_keys (device_id text, measured_at timestamptz, raw_file text, record_index integer)"
-            " ON COMMIT DROP"
-        )
-        with connection.cursor().copy("COPY batch_keys FROM STDIN (FORMAT csv)") as copy:
-            copy.write(buffer.getbuffer())
+        stage(connection, "batch_keys", "device_id text, measured_at timestamptz, raw_file text, record_index integer", keys)
         rows = connection.execute(
             """
             SELECT k.device_id, k.measured_at, k.raw_file, k.record_index, m.raw_file, m.record_index
@@ -93,6 +87,7 @@ def bronze_to_silver(
     loaded: pd.DataFrame,
     gate_rejected: pa.Table,
     run_id: str,
+    rules: RuleSet,
     late_after: timedelta = timedelta(minutes=5),
 ) -> SilverResult:
     """Deduplicate, enrich and flag the bronze rows that passed the bronze gate."""
@@ -125,7 +120,7 @@ def bronze_to_silver(
         ],
         ignore_index=True,
     )
-    silver = _enrich(kept, registry, baselines, late_after)
+    silver = _enrich(kept, registry, baselines, late_after, rules)
     return SilverResult(
         silver=pa.Table.from_pandas(silver[SILVER.names], schema=SILVER, preserve_index=False),
         rejected=pa.Table.from_pandas(rejected[QUARANTINE.names], schema=QUARANTINE, preserve_index=False),
@@ -140,14 +135,15 @@ def _record_key(raw_file: pd.Series, record_index: pd.Series) -> pd.Series:
     return raw_file.astype("string") + "#" + record_index.astype("string")
 
 
-def _enrich(kept: pd.DataFrame, registry: pd.DataFrame, baselines: pd.DataFrame, late_after: timedelta) -> pd.DataFrame:
+def _enrich(kept: pd.DataFrame, registry: pd.DataFrame, baselines: pd.DataFrame, late_after: timedelta,
+            rules: RuleSet) -> pd.DataFrame:
     patients = registry.drop_duplicates("device_id")[["device_id", "birth_date", "genotype", "care_team"]].astype(
         {"device_id": "string"}
     )
     frame = kept.merge(patients, on="device_id", how="left", validate="many_to_one")
     frame = frame.merge(baselines.astype({"patient_id": "string"}), on="patient_id", how="left", validate="many_to_one")
     frame["age_years"] = scores.age_years(frame["birth_date"], frame["measured_at"])
-    frame["age_band"] = scores.age_band(frame["age_years"])
+    frame["age_band"] = scores.age_band(frame["age_years"], rules)
     news2 = scores.news2_partial(frame["respiratory_rate"], frame["spo2"], frame["heart_rate"], frame["temperature"], frame["age_years"])
     frame["news2_partial"] = news2["news2_partial"]
     frame["news2_max_parameter"] = news2["news2_max_parameter"]
@@ -197,7 +193,8 @@ def _original_readings(candidates: pd.DataFrame, earlier: pd.DataFrame, duplicat
 def _quarantine_rows(rows: pd.DataFrame, reason: str, details: dict, run_id: str) -> pd.DataFrame:
     bronze_columns = [name for name in BRONZE.names if name != "ingested_at"]
     original = [
-        json.dumps({k: _json_value(v) for k, v in record.items()}, separators=(",", ":"))
+        json.dumps({k: json_scalar(v, timestamp_format="%Y-%m-%dT%H:%M:%S.%fZ") for k, v in record.items()},
+                   separators=(",", ":"))
         for record in rows[bronze_columns].to_dict("records")
     ]
     return pd.DataFrame(
@@ -217,16 +214,6 @@ def _quarantine_rows(rows: pd.DataFrame, reason: str, details: dict, run_id: str
         },
         index=range(len(rows)),
     )
-
-
-def _json_value(value):
-    if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA or value is pd.NaT:
-        return None
-    if isinstance(value, (pd.Timestamp, datetime)):
-        return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
 
 
 def gate_rejections(silver: pa.Table, rejected: pa.Table, *, run_id: str) -> tuple[pa.Table, pa.Table]:

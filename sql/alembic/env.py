@@ -1,10 +1,10 @@
-"""Alembic environment: applies the revisions of sql/versions to the URL given by kidjamo.migrations."""
+"""Alembic environment: applies the revisions of sql/versions to the URL given by kidjamo.warehouse.migrations."""
 
 from alembic import context
 from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
 
-from kidjamo.migrations import MIGRATION_LOCK_ID
+from kidjamo.warehouse.migrations import MIGRATION_LOCK_ID
 
 config = context.config
 engine = create_engine(config.attributes["sqlalchemy_url"], poolclass=NullPool)

@@ -1,6 +1,6 @@
 """${message}"""
 
-from kidjamo.migrations import run_sql_file
+from kidjamo.warehouse.migrations import run_sql_file
 
 revision = ${repr(up_revision)}
 down_revision = ${repr(down_revision)}

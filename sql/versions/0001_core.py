@@ -1,6 +1,6 @@
 """Core tables: the patient registry, devices, and the partitioned measurements."""
 
-from kidjamo.migrations import run_sql_file
+from kidjamo.warehouse.migrations import run_sql_file
 
 revision = "0001"
 down_revision = None

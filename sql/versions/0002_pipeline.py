@@ -1,6 +1,6 @@
 """Pipeline bookkeeping: runs with their per-layer accounting, quarantined records, gate results."""
 
-from kidjamo.migrations import run_sql_file
+from kidjamo.warehouse.migrations import run_sql_file
 
 revision = "0002"
 down_revision = "0001"

@@ -1,6 +1,6 @@
-"""Alerts raised by the clinical rules (CLINICAL.md); one open alert per patient and rule."""
+"""Alerts raised by the clinical rules (docs/clinical-rules.md); one open alert per patient and rule."""
 
-from kidjamo.migrations import run_sql_file
+from kidjamo.warehouse.migrations import run_sql_file
 
 revision = "0003"
 down_revision = "0002"

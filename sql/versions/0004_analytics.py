@@ -1,6 +1,6 @@
 """Analyst views. Patient keys are pseudonymized; no direct identifiers leave schema kidjamo."""
 
-from kidjamo.migrations import run_sql_file
+from kidjamo.warehouse.migrations import run_sql_file
 
 revision = "0004"
 down_revision = "0003"

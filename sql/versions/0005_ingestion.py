@@ -1,6 +1,6 @@
 """Ingestion service: per-device credentials (hashed secrets), managed by `kidjamo devices`."""
 
-from kidjamo.migrations import run_sql_file
+from kidjamo.warehouse.migrations import run_sql_file
 
 revision = "0005"
 down_revision = "0004"

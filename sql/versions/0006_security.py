@@ -1,6 +1,6 @@
 """Roles, grants, row-level security by care team, and the append-only audit log."""
 
-from kidjamo.migrations import run_sql_file
+from kidjamo.warehouse.migrations import run_sql_file
 
 revision = "0006"
 down_revision = "0005"

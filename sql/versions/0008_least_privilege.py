@@ -1,6 +1,6 @@
 """Least privilege: care teams from a role mapping, the ingest role, device verifiers, audited retention."""
 
-from kidjamo.migrations import run_sql_file
+from kidjamo.warehouse.migrations import run_sql_file
 
 revision = "0008"
 down_revision = "0006"

@@ -1,6 +1,6 @@
 """Care-team web app: web credentials, sessions, login attempts, clinicians' views and alert actions."""
 
-from kidjamo.migrations import run_sql_file
+from kidjamo.warehouse.migrations import run_sql_file
 
 revision = "0013"
 down_revision = "0008"

@@ -9,7 +9,11 @@ from click.testing import CliRunner
 from kidjamo.cli import main
 from tests.alerts.conftest import alerts, query
 from tests.clinical.readings import T0, frame, reading
-from transforms.alerts import escalate, raise_alerts
+from transforms.alerts.escalation import escalate
+from transforms.alerts.store import raise_alerts
+from transforms.clinical.rules import default_rules
+
+RULES = default_rules()
 
 
 @pytest.fixture
@@ -18,7 +22,7 @@ def cli(alerts_db, log_settings, monkeypatch):
     rows = [reading(patient_id="p1", device_id="d1", temperature=39.0),
             reading(patient_id="p2", device_id="d2", age=8.0, battery_level=10.0)]
     raise_alerts(alerts_db, frame(rows), interval_start=T0, interval_end=T0 + timedelta(minutes=1), run_id="r",
-                 settings=log_settings)
+                 settings=log_settings, rules=RULES)
     runner = CliRunner()
     return lambda *args: runner.invoke(main, list(args), catch_exceptions=False)
 
@@ -37,7 +41,7 @@ def test_ack_records_who_and_when_and_stops_escalation(cli, alerts_db, log_setti
     assert result.exit_code == 0 and "acknowledged by dr.ada" in result.output
     (row,) = [a for a in alerts(alerts_db) if a["rule_id"] == "fever"]
     assert row["status"] == "acknowledged" and row["acknowledged_by"] == "dr.ada" and row["acknowledged_at"]
-    assert escalate(alerts_db, as_of=T0 + timedelta(minutes=30), settings=log_settings)["escalation"] == 0
+    assert escalate(alerts_db, as_of=T0 + timedelta(minutes=30), settings=log_settings, rules=RULES)["escalation"] == 0
     assert cli("alerts", "ack", str(fever["alert_id"])).exit_code == 1  # already acknowledged
 
 

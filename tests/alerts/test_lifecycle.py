@@ -4,13 +4,16 @@ from datetime import timedelta
 
 from tests.alerts.conftest import alerts, count, load_measurements, query
 from tests.clinical.readings import T0, frame, reading, series
-from transforms.alerts import raise_alerts
+from transforms.alerts.store import raise_alerts
+from transforms.clinical.rules import default_rules
+
+RULES = default_rules()
 
 
 def run(url, rows, minute, settings, run_id="run"):
     start = T0 + timedelta(minutes=minute)
     return raise_alerts(url, frame(rows), interval_start=start, interval_end=start + timedelta(minutes=1),
-                        run_id=run_id, settings=settings)
+                        run_id=run_id, settings=settings, rules=RULES)
 
 
 def p1(**values):

@@ -1,6 +1,6 @@
 """A simulated normal day of 50 patients of mixed ages and genotypes raises no critical alert.
 
-The day's readings (ingestion/simulator.py: circadian rhythm, activity bouts, ambient cycles,
+The day's readings (ingestion/simulator/: circadian rhythm, activity bouts, ambient cycles,
 battery drain) are enriched as silver is (age at the reading, PEWS band, baselines with their
 fallbacks, partial NEWS2, heat index) and go through the alert step in one wide batch, so the
 rules that span minutes (flatline, consecutive pain) see the whole day.
@@ -12,13 +12,16 @@ import numpy as np
 import pandas as pd
 
 from tests.alerts.conftest import alerts
-from transforms.alerts import raise_alerts
+from transforms.alerts.store import raise_alerts
 from transforms.clinical import scores
 from transforms.clinical.baselines import patient_baselines
 from transforms.registry import import_registry, load_registry
-from ingestion.simulator import Fleet
+from ingestion.simulator.fleet import Fleet
+from transforms.clinical.rules import default_rules
 
 DAY = datetime(2026, 11, 26, tzinfo=timezone.utc)
+
+RULES = default_rules()
 
 
 def silver_day(fleet: Fleet, database_url: str) -> pd.DataFrame:
@@ -48,13 +51,13 @@ def silver_day(fleet: Fleet, database_url: str) -> pd.DataFrame:
 
 def test_a_normal_day_of_50_patients_raises_no_critical_alert(alerts_db, log_settings, tmp_path):
     fleet = Fleet.generate(50, seed=5, reference_date=date(2026, 11, 27))
-    import_registry(fleet.write_registry_csv(tmp_path / "registry.csv"), alerts_db)
+    import_registry(fleet.write_registry_csv(tmp_path / "registry.csv"), alerts_db, pseudonym_key="test-key")
     ages = fleet.age_days / 365.25
     assert ages.min() < 1 and ages.max() >= 18 and len(set(fleet.genotypes)) >= 3
     silver = silver_day(fleet, alerts_db)
     assert len(silver) == 50 * 2 * 60 * 24
     result = raise_alerts(alerts_db, silver, interval_start=DAY, interval_end=DAY + timedelta(days=1),
-                          run_id="normal-day", settings=log_settings)
+                          run_id="normal-day", settings=log_settings, rules=RULES)
     critical = [(a["patient_id"], a["rule_id"], a["evidence"]["values"]) for a in alerts(alerts_db)
                 if a["severity"] == "critical"]
     assert critical == []

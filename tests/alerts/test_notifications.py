@@ -13,10 +13,16 @@ from kidjamo.settings import Settings
 from tests.alerts.conftest import alerts, count, query
 from tests.alerts.servers import MotoServer, WebhookReceiver
 from tests.clinical.readings import T0, frame, reading
-from transforms.alerts import deliver_notifications, escalate, raise_alerts, raise_fast_path_alert
+from transforms.alerts.delivery import deliver_notifications
+from transforms.alerts.escalation import escalate
+from transforms.alerts.fast_path import raise_fast_path_alert
+from transforms.alerts.store import raise_alerts
+from transforms.clinical.rules import default_rules
 
 SECRET = "test-webhook-secret"
 END = T0 + timedelta(minutes=1)
+
+RULES = default_rules()
 
 
 @pytest.fixture
@@ -36,7 +42,7 @@ def raise_fever(url, settings, minute=0, run_id="run"):
     start = T0 + timedelta(minutes=minute)
     rows = [reading(patient_id="p2", device_id="d2", age=8.0, temperature=39.0, at=start)]
     return raise_alerts(url, frame(rows), interval_start=start, interval_end=start + timedelta(minutes=1),
-                        run_id=run_id, settings=settings)
+                        run_id=run_id, settings=settings, rules=RULES)
 
 
 def test_an_opened_critical_alert_is_posted_once_as_signed_json(alerts_db, settings, webhook):
@@ -70,7 +76,7 @@ def test_concurrent_deliverers_send_each_notification_once(alerts_db, settings, 
                 for p, d, a in (("p1", "d1", 30.0), ("p2", "d2", 8.0), ("p3", "d3", 0.4))]
         start = T0 + timedelta(minutes=minute)
         raise_alerts(alerts_db, frame(rows), interval_start=start, interval_end=start + timedelta(minutes=1),
-                     run_id=f"r{minute}", settings=settings)
+                     run_id=f"r{minute}", settings=settings, rules=RULES)
     results = []
     threads = [threading.Thread(target=lambda: results.append(
         deliver_notifications(alerts_db, now=END + timedelta(minutes=3), settings=settings))) for _ in range(4)]
@@ -119,7 +125,7 @@ def test_a_claim_left_by_a_crashed_sender_is_retried_with_the_same_delivery_id(a
 
 def test_warnings_go_to_the_log_only(alerts_db, settings, webhook):
     rows = [reading(patient_id="p1", device_id="d1", ambient_temp=33.0)]
-    raise_alerts(alerts_db, frame(rows), interval_start=T0, interval_end=END, run_id="r", settings=settings)
+    raise_alerts(alerts_db, frame(rows), interval_start=T0, interval_end=END, run_id="r", settings=settings, rules=RULES)
     assert query(alerts_db, "SELECT channel FROM kidjamo.notifications") == [{"channel": "log"}]
     deliver_notifications(alerts_db, now=END, settings=settings)
     assert webhook.requests == []
@@ -127,11 +133,11 @@ def test_warnings_go_to_the_log_only(alerts_db, settings, webhook):
 
 def test_unacknowledged_critical_alert_escalates_at_5_then_15_minutes_once_each(alerts_db, settings, webhook):
     raise_fever(alerts_db, settings)
-    assert escalate(alerts_db, as_of=END + timedelta(minutes=4, seconds=59), settings=settings)["escalation"] == 0
-    assert escalate(alerts_db, as_of=END + timedelta(minutes=5), settings=settings)["escalation"] == 1
-    assert escalate(alerts_db, as_of=END + timedelta(minutes=6), settings=settings)["escalation"] == 0
-    assert escalate(alerts_db, as_of=END + timedelta(minutes=15), settings=settings)["second_tier"] == 1
-    assert escalate(alerts_db, as_of=END + timedelta(minutes=30), settings=settings) == \
+    assert escalate(alerts_db, as_of=END + timedelta(minutes=4, seconds=59), settings=settings, rules=RULES)["escalation"] == 0
+    assert escalate(alerts_db, as_of=END + timedelta(minutes=5), settings=settings, rules=RULES)["escalation"] == 1
+    assert escalate(alerts_db, as_of=END + timedelta(minutes=6), settings=settings, rules=RULES)["escalation"] == 0
+    assert escalate(alerts_db, as_of=END + timedelta(minutes=15), settings=settings, rules=RULES)["second_tier"] == 1
+    assert escalate(alerts_db, as_of=END + timedelta(minutes=30), settings=settings, rules=RULES) == \
         {"escalation": 0, "second_tier": 0, "notifications_queued": 0}
     deliver_notifications(alerts_db, now=END + timedelta(minutes=30), settings=settings)
     assert sorted(r["path"] for r in webhook.requests) == ["/care", "/escalation", "/second"]
@@ -142,19 +148,19 @@ def test_unacknowledged_critical_alert_escalates_at_5_then_15_minutes_once_each(
 def test_an_acknowledged_alert_does_not_escalate(alerts_db, settings):
     raise_fever(alerts_db, settings)
     query(alerts_db, "UPDATE kidjamo.alerts SET status = 'acknowledged' RETURNING 1")
-    assert escalate(alerts_db, as_of=END + timedelta(minutes=20), settings=settings)["escalation"] == 0
+    assert escalate(alerts_db, as_of=END + timedelta(minutes=20), settings=settings, rules=RULES)["escalation"] == 0
 
 
 def test_fast_path_opens_the_critical_alert_and_the_batch_attaches_to_it(alerts_db, settings, webhook):
     payload = {"device_id": "d1", "patient_id": "p1", "timestamp": "2026-11-27T10:00:00Z", "message_id": "m-1",
                "vitals": {"spo2": 83.0, "heart_rate": 80, "temperature": 36.9}}
-    alert_id = raise_fast_path_alert(alerts_db, payload, received_at=T0 + timedelta(seconds=1), settings=settings)
+    alert_id = raise_fast_path_alert(alerts_db, payload, received_at=T0 + timedelta(seconds=1), settings=settings, rules=RULES)
     assert alert_id is not None
     (alert,) = alerts(alerts_db)
     assert (alert["rule_id"], alert["severity"], alert["source"]) == ("hypoxia_emergency", "critical", "fast_path")
     # The minute batch then sees the same reading: no second alert, no double count, no second notification.
     rows = [reading(patient_id="p1", device_id="d1", spo2=83.0, heart_rate=80.0, temperature=36.9)]
-    raise_alerts(alerts_db, frame(rows), interval_start=T0, interval_end=END, run_id="r", settings=settings)
+    raise_alerts(alerts_db, frame(rows), interval_start=T0, interval_end=END, run_id="r", settings=settings, rules=RULES)
     emergency = [a for a in alerts(alerts_db) if a["rule_id"] == "hypoxia_emergency"]
     assert len(emergency) == 1 and emergency[0]["reading_count"] == 1
     assert query(alerts_db, "SELECT raw_file FROM kidjamo.alert_readings WHERE rule_id = 'hypoxia_emergency'") == \
@@ -166,10 +172,10 @@ def test_fast_path_opens_the_critical_alert_and_the_batch_attaches_to_it(alerts_
 def test_fast_path_ignores_readings_below_its_thresholds_and_unknown_patients(alerts_db, settings):
     normal = {"device_id": "d1", "patient_id": "p1", "timestamp": "2026-11-27T10:00:00Z",
               "vitals": {"spo2": 85.0, "temperature": 38.9}}
-    assert raise_fast_path_alert(alerts_db, normal, received_at=T0, settings=settings) is None
+    assert raise_fast_path_alert(alerts_db, normal, received_at=T0, settings=settings, rules=RULES) is None
     stranger = {"device_id": "dx", "patient_id": "nobody", "timestamp": "2026-11-27T10:00:00Z",
                 "vitals": {"temperature": 39.5}}
-    assert raise_fast_path_alert(alerts_db, stranger, received_at=T0, settings=settings) is None
+    assert raise_fast_path_alert(alerts_db, stranger, received_at=T0, settings=settings, rules=RULES) is None
     assert alerts(alerts_db) == []
 
 

@@ -1,6 +1,6 @@
 """Scenarios through the whole pipeline (transforms.pipeline.process_interval): each raises its alert, once.
 
-A fleet of simulated patients (ingestion/simulator.py) posts a reading every 30 s; each minute's
+A fleet of simulated patients (ingestion/simulator/) posts a reading every 30 s; each minute's
 readings land in the lake and one pipeline run processes that arrival minute, as the
 ``kidjamo_vitals`` DAG does. Notifications go to a real local webhook receiver.
 """
@@ -13,10 +13,11 @@ import psycopg
 import pytest
 from psycopg.rows import dict_row
 
-from ingestion.simulator import Fleet, Scenario, write_landing
+from ingestion.simulator.fleet import Fleet, Scenario
+from ingestion.simulator.payloads import write_landing
 from kidjamo.settings import Settings
 from tests.alerts.servers import WebhookReceiver
-from transforms.alerts import deliver_notifications
+from transforms.alerts.delivery import deliver_notifications
 from transforms.pipeline import process_interval
 from transforms.registry import import_registry
 
@@ -43,7 +44,7 @@ def settings(tmp_path, webhook, monkeypatch):
 
 def fleet_of(size: int, url: str, tmp_path, seed: int = 11) -> Fleet:
     fleet = Fleet.generate(size, seed=seed, reference_date=REFERENCE_DATE)
-    import_registry(fleet.write_registry_csv(tmp_path / "registry.csv"), url)
+    import_registry(fleet.write_registry_csv(tmp_path / "registry.csv"), url, pseudonym_key="test-key")
     return fleet
 
 

@@ -18,9 +18,10 @@ from psycopg import sql
 
 from care.app import create_app
 from care.auth import provision_clinician
-from ingestion.simulator import Fleet, write_landing
+from ingestion.simulator.fleet import Fleet
+from ingestion.simulator.payloads import write_landing
 from kidjamo.settings import Settings
-from kidjamo.storage import Lake
+from kidjamo.lake.storage import Lake
 from transforms.pipeline import process_interval
 from transforms.registry import import_registry
 
@@ -78,7 +79,7 @@ def ward(postgres_server, tmp_path_factory, request) -> CareWard:
     with migrated_database(postgres_server, name) as url:
         fleet = Fleet.generate(len(TEAMS), seed=7)
         fleet.care_teams[:] = TEAMS
-        import_registry(fleet.write_registry_csv(home / "registry.csv"), url)
+        import_registry(fleet.write_registry_csv(home / "registry.csv"), url, pseudonym_key="test-key")
         with psycopg.connect(url) as connection:
             for login, teams in CLINICIANS.items():
                 provision_clinician(connection, login, teams, PASSWORD)

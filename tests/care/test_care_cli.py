@@ -90,8 +90,8 @@ def test_the_compose_care_service_never_gets_the_owners_url():
 
 
 def test_make_run_provisions_one_demo_clinician_of_the_hypoxic_patients_team(ward, care_app, tmp_path):
-    from ingestion.simulator import Fleet
-    from kidjamo.commands.run import _demo_clinician
+    from ingestion.simulator.fleet import Fleet
+    from kidjamo.cli.commands.run import _demo_clinician
 
     settings = ward.settings.model_copy(update={"home": tmp_path})
     login, password = _demo_clinician(ward.url, settings, 20)

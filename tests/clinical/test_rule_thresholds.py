@@ -1,4 +1,4 @@
-"""Each rule of CLINICAL.md at, just inside and just outside its threshold (per age band where age matters)."""
+"""Each clinical rule (docs/clinical-rules.md) at, just inside and just outside its threshold (per age band where age matters)."""
 
 from datetime import timedelta
 
@@ -6,12 +6,15 @@ import pandas as pd
 import pytest
 
 from tests.clinical.readings import BAND_AGE, T0, frame, reading, series
-from transforms.alerts import evaluate_rules
+from transforms.alerts.evaluate import evaluate_rules
+from transforms.clinical.rules import default_rules
+
+RULES = default_rules()
 
 
 def fired(rows, history=None) -> dict[str, str]:
     """{rule_id: severity} of the candidates raised by the rows."""
-    candidates = evaluate_rules(frame(rows), frame(history) if history else None, as_of=T0 + timedelta(minutes=1))
+    candidates = evaluate_rules(frame(rows), frame(history) if history else None, as_of=T0 + timedelta(minutes=1), rules=RULES)
     return dict(zip(candidates["rule_id"], candidates["severity"]))
 
 
@@ -169,7 +172,7 @@ def test_only_batch_readings_raise_candidates():
 
 def test_candidate_carries_evidence_lineage_and_lateness():
     rows = [reading(spo2=93.0, index=4, is_late=True, delay_seconds=7200.0)]
-    candidates = evaluate_rules(frame(rows), None, as_of=T0)
+    candidates = evaluate_rules(frame(rows), None, as_of=T0, rules=RULES)
     hypoxia = candidates.set_index("rule_id").loc["hypoxia"]
     assert hypoxia["evidence"]["values"] == {"spo2": 93.0}
     assert hypoxia["evidence"]["thresholds"] == {"spo2_at_most": 94.0}
@@ -180,7 +183,7 @@ def test_candidate_carries_evidence_lineage_and_lateness():
 
 
 def test_a_more_specific_rule_supersedes_its_sibling():
-    candidates = evaluate_rules(frame([reading(spo2=88.0)]), None, as_of=T0).set_index("rule_id")
+    candidates = evaluate_rules(frame([reading(spo2=88.0)]), None, as_of=T0, rules=RULES).set_index("rule_id")
     assert candidates.loc["hypoxia", "superseded"]
     assert not candidates.loc["hypoxia_severe", "superseded"]
 
@@ -191,4 +194,4 @@ def test_a_normal_reading_raises_nothing_in_any_band():
 
 
 def test_empty_batch_gives_no_candidates():
-    assert evaluate_rules(pd.DataFrame(), None, as_of=T0).empty
+    assert evaluate_rules(pd.DataFrame(), None, as_of=T0, rules=RULES).empty

@@ -1,4 +1,4 @@
-"""Scores and indices against the published tables (CLINICAL.md: PEWS, NEWS2, NOAA heat index, PSI)."""
+"""Scores and indices against the published tables (PEWS, NEWS2, NOAA heat index, PSI)."""
 
 from datetime import date, datetime, timezone
 

@@ -20,8 +20,8 @@ import pytest
 
 from ingestion.auth import signed_headers
 from ingestion.landing_writer import PART_PREFIX, _part_instance
-from ingestion.simulator import Fleet, provision_fleet, read_secrets
-from kidjamo.storage import Lake
+from ingestion.simulator.fleet import Fleet, provision_fleet, read_secrets
+from kidjamo.lake.storage import Lake
 from tests.databases import migrated_database
 
 KIDJAMO = str(Path(sys.executable).parent / "kidjamo")
@@ -44,7 +44,7 @@ def fleet() -> Fleet:
 def secrets(ingest_database: str, fleet: Fleet, tmp_path_factory) -> dict[str, str]:
     """Registry imported and every device given a credential; {device_id: secret}."""
     path = tmp_path_factory.mktemp("fleet") / "secrets.json"
-    provision_fleet(ingest_database, fleet, path)
+    provision_fleet(ingest_database, fleet, path, pseudonym_key="test-key")
     return read_secrets(path)
 
 

@@ -7,7 +7,7 @@ import time
 import httpx
 import psycopg
 
-from transforms.alerts import default_rules
+from transforms.clinical.rules import default_rules
 
 FAST_PATH_TARGET_S = 5.0
 

@@ -11,7 +11,7 @@ from collections import Counter
 from datetime import datetime, timedelta, timezone
 
 from ingestion.landing_writer import LandingWriter, RecentKeys
-from ingestion.simulator import HttpSender, run_simulation
+from ingestion.simulator.senders import HttpSender, run_simulation
 
 
 def test_sigkill_and_restart_keep_every_acknowledged_reading_exactly_once(start_service, fleet, secrets, tmp_path):

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from moto.server import ThreadedMotoServer
 
-from kidjamo.storage import Lake
+from kidjamo.lake.storage import Lake
 
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "kidjamo-test", "AWS_SECRET_ACCESS_KEY": "kidjamo-test-secret", "AWS_DEFAULT_REGION": "us-east-1"}
 

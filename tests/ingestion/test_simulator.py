@@ -10,7 +10,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from ingestion.simulator import REGISTRY_COLUMNS, SCENARIO_KINDS, Fleet, Scenario, landing_ndjson, table_ndjson, write_landing
+from ingestion.simulator.fleet import REGISTRY_COLUMNS, SCENARIO_KINDS, Fleet, Scenario
+from ingestion.simulator.payloads import landing_ndjson, table_ndjson, write_landing
 
 START = datetime(2026, 11, 27, 10, 0, tzinfo=timezone.utc)
 

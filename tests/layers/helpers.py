@@ -7,14 +7,15 @@ from datetime import datetime, timedelta, timezone
 
 import pandas as pd
 
-from kidjamo.storage import Lake, minute_partition
+from kidjamo.lake.partitions import minute_partition
+from kidjamo.lake.storage import Lake
 
 ARRIVAL = datetime(2026, 11, 27, 15, 31, tzinfo=timezone.utc)
 NEXT = ARRIVAL + timedelta(minutes=1)
 
 
 def payload(index: int = 1, **overrides) -> dict:
-    """A valid DESIGN.md reading of device-{index} / patient-{index}, measured 30 s before ARRIVAL."""
+    """A valid reading (docs/ingestion.md payload) of device-{index} / patient-{index}, measured 30 s before ARRIVAL."""
     reading = {
         "device_id": f"device-{index}",
         "patient_id": f"patient-{index}",

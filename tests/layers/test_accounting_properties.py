@@ -10,12 +10,13 @@ import tempfile
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from ingestion.to_raw import landing_to_raw
-from kidjamo.storage import Lake
+from kidjamo.lake.storage import Lake
 from transforms.bronze import raw_to_bronze
 from transforms.pipeline import GATE_REJECTED_SCHEMA
 from transforms.silver import bronze_to_silver
 from tests.layers.helpers import ARRIVAL, NEXT, land, payload, registry
 from tests.layers.test_silver import NOTHING_LOADED, _baselines
+from transforms.clinical.rules import default_rules
 
 valid_reading = st.builds(
     lambda device, second, spo2, pain, hr: json.dumps(payload(
@@ -33,6 +34,8 @@ malformed = st.one_of(
 )
 files = st.lists(st.lists(st.one_of(valid_reading, valid_reading, malformed), min_size=0, max_size=15), min_size=1, max_size=4)
 
+RULES = default_rules()
+
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(batch_files=files, resend=st.booleans())
@@ -45,7 +48,7 @@ def test_every_record_is_accounted_for(batch_files, resend):
         bronze = raw_to_bronze(lake, ARRIVAL, NEXT, run_id="r", registry=registry(), ingested_at=NEXT)
         reg = registry()
         silver = bronze_to_silver(bronze.bronze, registry=reg, baselines=_baselines(reg), loaded=NOTHING_LOADED,
-                                  gate_rejected=GATE_REJECTED_SCHEMA.empty_table(), run_id="r")
+                                  gate_rejected=GATE_REJECTED_SCHEMA.empty_table(), run_id="r", rules=RULES)
 
         assert raw.records == bronze.bronze.num_rows + bronze.quarantine.num_rows
         reasons = silver.rejected.column("reason").to_pylist()

@@ -88,7 +88,7 @@ def test_a_file_that_is_not_json_is_quarantined_line_by_line(lake):
 
 
 def test_fast_and_per_record_paths_agree(lake, tmp_path):
-    from kidjamo.storage import Lake
+    from kidjamo.lake.storage import Lake
 
     good = [payload(i) for i in range(1, 5)]
     clean = _bronze(lake, good)

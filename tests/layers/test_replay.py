@@ -9,8 +9,8 @@ import psycopg
 import pyarrow.parquet as pq
 import pytest
 
-from ingestion.simulator import Fleet
-from kidjamo.storage import Lake
+from ingestion.simulator.fleet import Fleet
+from kidjamo.lake.storage import Lake
 from transforms.pipeline import process_interval
 from transforms.registry import import_registry
 from tests.layers.helpers import ARRIVAL, land
@@ -65,7 +65,7 @@ def _database_snapshot(url: str) -> dict:
 @pytest.fixture
 def fleet(fresh_database_url, tmp_path):
     fleet = Fleet.generate(4, seed=3)
-    import_registry(fleet.write_registry_csv(tmp_path / "registry.csv"), fresh_database_url)
+    import_registry(fleet.write_registry_csv(tmp_path / "registry.csv"), fresh_database_url, pseudonym_key="test-key")
     return fleet
 
 
@@ -109,7 +109,7 @@ def test_one_wide_run_equals_the_minute_runs(fleet, fresh_database_url, postgres
 
 def _clone_registry_database(server, source_url: str, tmp_path) -> str:
     """A second migrated database holding the same registry (a clean warehouse for the wide run)."""
-    from kidjamo import migrations
+    from kidjamo.warehouse import migrations
 
     name = "wide_" + tmp_path.name.lower().replace("-", "_")[:40]
     with psycopg.connect(server.url("postgres"), autocommit=True) as connection:

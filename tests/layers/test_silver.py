@@ -9,9 +9,12 @@ from transforms.clinical.baselines import genotype_default_spo2
 from transforms.pipeline import GATE_REJECTED_SCHEMA
 from transforms.silver import LOADED_COLUMNS, bronze_to_silver, loaded_readings
 from tests.layers.helpers import ARRIVAL, NEXT, land, payload, registry
+from transforms.clinical.rules import default_rules
 
 NO_REJECTS = GATE_REJECTED_SCHEMA.empty_table()
 NOTHING_LOADED = pd.DataFrame(columns=LOADED_COLUMNS)
+
+RULES = default_rules()
 
 
 def _baselines(reg: pd.DataFrame) -> pd.DataFrame:
@@ -29,7 +32,7 @@ def _bronze(lake, lines):
 
 def _silver(bronze, loaded=NOTHING_LOADED, rejected=NO_REJECTS):
     reg = registry()
-    return bronze_to_silver(bronze, registry=reg, baselines=_baselines(reg), loaded=loaded, gate_rejected=rejected, run_id="r1")
+    return bronze_to_silver(bronze, registry=reg, baselines=_baselines(reg), loaded=loaded, gate_rejected=rejected, run_id="r1", rules=RULES)
 
 
 def test_second_copy_in_a_batch_is_a_duplicate_pointing_at_the_first(lake):
@@ -60,7 +63,7 @@ def test_warehouse_lookup_returns_other_records_only(lake, fresh_database_url):
     with open(registry_csv, "w") as handle:
         handle.write("patient_id,birth_date,sex,genotype,device_id,care_team,baseline_spo2\n")
         handle.write("patient-1,2015-03-01,F,HbSS,device-1,team-a,\npatient-2,2015-03-01,F,HbSS,device-2,team-a,\n")
-    import_registry(registry_csv, fresh_database_url)
+    import_registry(registry_csv, fresh_database_url, pseudonym_key="test-key")
     bronze = _bronze(lake, [payload(1), payload(2)])
     load_measurements(fresh_database_url, _silver(bronze).silver, "r1")
     assert loaded_readings(fresh_database_url, bronze).empty  # the same records replayed: not duplicates

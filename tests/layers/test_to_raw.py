@@ -4,7 +4,8 @@ import gzip
 import hashlib
 import json
 
-from ingestion.to_raw import landing_to_raw, read_manifest
+from ingestion.to_raw import landing_to_raw
+from kidjamo.lake.manifest import read_manifest
 from tests.layers.helpers import ARRIVAL, NEXT, land, payload
 
 

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 import compose
-from kidjamo.airflow_env import PROJECT_ROOT
+from kidjamo.cli.airflow_env import PROJECT_ROOT
 from kidjamo.settings import Settings
 
 COMPOSE_FILE = PROJECT_ROOT / "docker-compose.airflow.yml"
@@ -193,7 +193,7 @@ def test_ingestion_service_runs_an_existing_cli_command(compose_config: dict):
 
 
 def test_init_migrates_the_warehouse_with_an_existing_command(compose_config: dict):
-    from kidjamo.commands.db import command as db_command
+    from kidjamo.cli.commands.db import command as db_command
 
     script = " ".join(compose_config["services"]["airflow-init"]["command"])
     assert "kidjamo db migrate" in script and "migrate" in db_command.commands

@@ -13,8 +13,9 @@ import psycopg
 import pyarrow as pa
 import pytest
 
-from kidjamo.storage import Lake, minute_partition
-from transforms import maintenance
+from kidjamo.lake.partitions import minute_partition
+from kidjamo.lake.storage import Lake
+from transforms import maintenance, partitions
 
 UTC = timezone.utc
 DAY = date(2026, 11, 20)
@@ -149,9 +150,9 @@ def test_lake_sizes_count_files_and_bytes_per_layer(lake: Lake, silver_day):
 
 
 def test_partition_window_covers_today_and_the_days_ahead():
-    assert maintenance.partition_window(date(2031, 1, 30), 3) == (date(2031, 1, 30), date(2031, 2, 2))
+    assert partitions.partition_window(date(2031, 1, 30), 3) == (date(2031, 1, 30), date(2031, 2, 2))
     with pytest.raises(ValueError, match="days_ahead"):
-        maintenance.partition_window(date(2031, 1, 30), -1)
+        partitions.partition_window(date(2031, 1, 30), -1)
 
 
 def test_database_sizes_sum_partitions_into_their_table(fresh_database_url):

@@ -8,8 +8,9 @@ from datetime import datetime, timedelta, timezone
 import psycopg
 import pytest
 
-from kidjamo.storage import Lake, minute_partition
-from transforms.reprocess import parse_interval
+from kidjamo.lake.partitions import minute_partition
+from kidjamo.lake.storage import Lake
+from transforms.pipeline import parse_interval
 
 UTC = timezone.utc
 FIRST_ARRIVAL = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)
@@ -21,7 +22,7 @@ PATIENTS = 4
 def dag_bag(airflow_home):
     from airflow.dag_processing.dagbag import DagBag
 
-    from kidjamo.airflow_env import DAGS_FOLDER
+    from kidjamo.cli.airflow_env import DAGS_FOLDER
 
     return DagBag(dag_folder=str(DAGS_FOLDER))
 
@@ -87,11 +88,12 @@ def test_reprocess_interval_is_converted_to_utc():
 
 @pytest.fixture(scope="module")
 def landed_minutes(migrated_url, kidjamo_home, tmp_path_factory):
-    from ingestion.simulator import Fleet, write_landing
+    from ingestion.simulator.fleet import Fleet
+    from ingestion.simulator.payloads import write_landing
     from transforms.registry import import_registry
 
     fleet = Fleet.generate(PATIENTS, seed=11)
-    import_registry(fleet.write_registry_csv(tmp_path_factory.mktemp("registry") / "registry.csv"), migrated_url)
+    import_registry(fleet.write_registry_csv(tmp_path_factory.mktemp("registry") / "registry.csv"), migrated_url, pseudonym_key="test-key")
     lake = Lake.from_settings()
     landed = 0
     for offset in range(MINUTES):

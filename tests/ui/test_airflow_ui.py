@@ -28,10 +28,10 @@ import httpx
 import psycopg
 import pytest
 
-from kidjamo import migrations
-from kidjamo.airflow_env import PROJECT_ROOT, airflow_environment, pool_commands
+from kidjamo.warehouse import migrations
+from kidjamo.cli.airflow_env import PROJECT_ROOT, airflow_environment, pool_commands
 from kidjamo.settings import Settings
-from kidjamo.storage import Lake
+from kidjamo.lake.storage import Lake
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -113,11 +113,12 @@ def _healthy(base_url: str) -> bool:
 
 
 def _land_minutes(lake: Lake, database_url: str, registry_dir: Path, first_minute: datetime, count: int) -> int:
-    from ingestion.simulator import Fleet, write_landing
+    from ingestion.simulator.fleet import Fleet
+    from ingestion.simulator.payloads import write_landing
     from transforms.registry import import_registry
 
     fleet = Fleet.generate(PATIENTS, seed=5)
-    import_registry(fleet.write_registry_csv(registry_dir / "registry.csv"), database_url)
+    import_registry(fleet.write_registry_csv(registry_dir / "registry.csv"), database_url, pseudonym_key="test-key")
     per_minute = 0
     for offset in range(count):
         arrival = first_minute + timedelta(minutes=offset)
@@ -217,7 +218,7 @@ def started_runs(airflow_ui):
     manual_minute = airflow_ui.first_minute
     manual = _post(api, "/api/v2/dags/kidjamo_vitals/dagRuns", {
         "dag_run_id": "ui_test_manual",
-        # A manual run covers the minute that ends at its logical date (DESIGN.md).
+        # A manual run covers the minute that ends at its logical date (README, "What runs where").
         "logical_date": (manual_minute + timedelta(minutes=1)).isoformat(),
         "note": "UI test: the first landed minute",
     }).raise_for_status().json()

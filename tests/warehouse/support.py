@@ -9,7 +9,7 @@ from pathlib import Path
 import psycopg
 import pyarrow as pa
 
-from transforms.schema import SILVER
+from kidjamo.lake.schema import SILVER
 
 REGISTRY_HEADER = "patient_id,birth_date,sex,genotype,device_id,care_team,baseline_spo2\n"
 REGISTRY_LINES = [

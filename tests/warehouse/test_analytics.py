@@ -7,8 +7,9 @@ import psycopg
 import pyarrow as pa
 import pytest
 
-from kidjamo.privacy import pseudonym
-from transforms.load import HEAVY_VIEWS, LIGHT_VIEWS, load_measurements, load_quarantine, refresh_views
+from kidjamo.warehouse.pseudonyms import pseudonym
+from transforms.load import load_measurements, load_quarantine
+from transforms.views import HEAVY_VIEWS, LIGHT_VIEWS, refresh_views
 from warehouse.support import insert_alert, silver_batch
 
 T0 = datetime(2026, 11, 27, 15, 0, tzinfo=timezone.utc)
@@ -133,7 +134,7 @@ def test_patient_daily_counts_readings_completeness_and_time_per_severity(regist
 
 def test_data_quality_daily_counts_quarantine_reasons_and_gate_results(registered_url):
     arrival = datetime(2026, 11, 27, 15, 31, tzinfo=timezone.utc)
-    from transforms.schema import QUARANTINE
+    from kidjamo.lake.schema import QUARANTINE
 
     quarantine = pa.Table.from_pydict({
         "layer": ["bronze", "bronze", "silver"], "reason": ["out_of_range", "out_of_range", "duplicate"],

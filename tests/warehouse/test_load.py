@@ -7,8 +7,9 @@ import psycopg
 import pyarrow as pa
 import pytest
 
-from transforms.load import MEASUREMENT_COLUMNS, flush_hourly_rollup, load_measurements, load_quarantine, refresh_views
-from transforms.schema import QUARANTINE
+from transforms.load import MEASUREMENT_COLUMNS, load_measurements, load_quarantine
+from transforms.views import flush_hourly_rollup, refresh_views
+from kidjamo.lake.schema import QUARANTINE
 from warehouse.support import silver_batch
 
 T0 = datetime(2026, 11, 27, 15, 30, tzinfo=timezone.utc)
@@ -187,7 +188,7 @@ def test_quarantine_daily_counts_follow_the_loads(registered_url):
 
 
 def test_empty_batches_load_nothing(registered_url):
-    from transforms.schema import SILVER
+    from kidjamo.lake.schema import SILVER
 
     assert load_measurements(registered_url, SILVER.empty_table(), "run-1")["staged"] == 0
     assert load_quarantine(registered_url, QUARANTINE.empty_table(), "run-1")["staged"] == 0

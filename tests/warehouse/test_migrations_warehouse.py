@@ -3,7 +3,7 @@
 import psycopg
 import pytest
 
-from kidjamo import migrations
+from kidjamo.warehouse import migrations
 
 
 @pytest.fixture
@@ -35,7 +35,7 @@ def test_migrating_twice_applies_nothing_and_keeps_the_data(fresh_database_url):
 
 def test_a_failing_revision_leaves_the_database_at_the_previous_one(second_database, monkeypatch):
     migrations.migrate(second_database, "0005")
-    from kidjamo import migrations as module
+    from kidjamo.warehouse import migrations as module
 
     original = module.run_sql_file
 

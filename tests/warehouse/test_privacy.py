@@ -11,11 +11,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from ingestion.to_raw import landing_to_raw, read_manifest
-from kidjamo.privacy import erase_patient, export_patient, pseudonym
-from transforms.load import load_measurements, load_quarantine, refresh_views
-from transforms.records import split_records
-from transforms.schema import BRONZE, GOLD, QUARANTINE
+from ingestion.to_raw import landing_to_raw
+from kidjamo.lake.manifest import read_manifest
+from kidjamo.warehouse.pseudonyms import pseudonym
+from transforms.rights import erase_patient, export_patient
+from transforms.load import load_measurements, load_quarantine
+from transforms.views import refresh_views
+from kidjamo.lake.records import split_records
+from kidjamo.lake.schema import BRONZE, GOLD, QUARANTINE
 from warehouse.support import insert_alert, silver_batch
 
 ARRIVAL = datetime(2026, 11, 27, 15, 31, tzinfo=timezone.utc)
@@ -113,7 +116,7 @@ def test_export_of_an_unknown_patient_fails(held, tmp_path):
 # --- erasure ------------------------------------------------------------------------------------
 def test_erasure_removes_every_database_row_of_the_patient(held):
     url, lake = held
-    erase_patient("patient-001", database_url=url, lake=lake)
+    erase_patient("patient-001", database_url=url, lake=lake, pseudonym_key="test-key")
     with psycopg.connect(url) as connection:
         tables = [row[0] for row in connection.execute(
             "SELECT c.oid::regclass::text FROM pg_class c JOIN pg_attribute a ON a.attrelid = c.oid"
@@ -129,7 +132,7 @@ def test_erasure_removes_every_database_row_of_the_patient(held):
 
 def test_erasure_keeps_the_other_patients(held):
     url, lake = held
-    erase_patient("patient-001", database_url=url, lake=lake)
+    erase_patient("patient-001", database_url=url, lake=lake, pseudonym_key="test-key")
     assert rows_of(url, "SELECT DISTINCT patient_id FROM kidjamo.measurements") == [("patient-002",)]
     assert rows_of(url, "SELECT count(*) FROM kidjamo.quarantine") == [(1,)]
     assert pq.read_table(lake.local_path(f"silver/vitals/{PARTITION}/part-0.parquet"))["patient_id"].to_pylist() == ["patient-002"]
@@ -139,14 +142,14 @@ def test_erasure_removes_the_patient_from_the_analytics_views(held):
     url, lake = held
     key = pseudonym("patient", "patient-001", "test-key")
     assert rows_of(url, "SELECT count(*) FROM analytics.vitals_hourly WHERE patient_key = %s", (key,)) == [(1,)]
-    erase_patient("patient-001", database_url=url, lake=lake)
+    erase_patient("patient-001", database_url=url, lake=lake, pseudonym_key="test-key")
     for view in ("vitals_hourly", "patient_daily", "device_health", "active_alerts", "patients_critical"):
         assert rows_of(url, f"SELECT count(*) FROM analytics.{view} WHERE patient_key = %s", (key,)) == [(0,)], view
 
 
 def test_erasure_rewrites_every_parquet_layer_without_the_patient(held):
     url, lake = held
-    erase_patient("patient-001", database_url=url, lake=lake)
+    erase_patient("patient-001", database_url=url, lake=lake, pseudonym_key="test-key")
     for layer in ("bronze", "silver", "gold"):
         table = pq.read_table(lake.local_path(f"{layer}/vitals/{PARTITION}/part-0.parquet"))
         assert table["patient_id"].to_pylist().count("patient-001") == 0 and table.num_rows >= 1, layer
@@ -157,7 +160,7 @@ def test_erasure_rewrites_every_parquet_layer_without_the_patient(held):
 def test_erasure_tombstones_raw_and_landing_records_keeping_positions_and_checksums(held):
     url, lake = held
     before = {name: entry["records"] for name, entry in read_manifest(lake, ARRIVAL).items()}
-    erase_patient("patient-001", database_url=url, lake=lake)
+    erase_patient("patient-001", database_url=url, lake=lake, pseudonym_key="test-key")
     manifest = read_manifest(lake, ARRIVAL)
     for name, entry in manifest.items():
         data = lake.read_bytes(entry["path"])
@@ -171,7 +174,7 @@ def test_erasure_tombstones_raw_and_landing_records_keeping_positions_and_checks
 
 def test_erasure_redacts_the_audit_images_and_records_itself(held):
     url, lake = held
-    erase_patient("patient-001", database_url=url, lake=lake, actor="dpo@example.org")
+    erase_patient("patient-001", database_url=url, lake=lake, pseudonym_key="test-key", actor="dpo@example.org")
     assert rows_of(url, "SELECT count(*) FROM kidjamo.audit_log WHERE patient_id = 'patient-001' AND (before IS NOT NULL OR after IS NOT NULL)") == [(0,)]
     assert rows_of(url, "SELECT count(*) FROM kidjamo.audit_log WHERE before::text LIKE %s OR after::text LIKE %s", ("%2015-03-02%", "%2015-03-02%")) == [(0,)]
     (actor, detail), = rows_of(url, "SELECT actor, detail FROM kidjamo.audit_log WHERE action = 'patient_erasure'")
@@ -180,7 +183,7 @@ def test_erasure_redacts_the_audit_images_and_records_itself(held):
 
 def test_erasing_twice_finds_nothing_the_second_time(held):
     url, lake = held
-    erase_patient("patient-001", database_url=url, lake=lake)
-    second = erase_patient("patient-001", database_url=url, lake=lake)
+    erase_patient("patient-001", database_url=url, lake=lake, pseudonym_key="test-key")
+    second = erase_patient("patient-001", database_url=url, lake=lake, pseudonym_key="test-key")
     assert second["database_rows_deleted"] == {"kidjamo.pseudonyms": 0}
     assert second["lake"] == {"record_files_rewritten": 0, "records_erased": 0, "parquet_files_rewritten": 0, "parquet_rows_erased": 0}

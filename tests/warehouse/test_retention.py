@@ -4,7 +4,8 @@ from datetime import date, datetime, timezone
 
 import psycopg
 
-from transforms.load import apply_retention, ensure_partitions, load_measurements
+from transforms.load import load_measurements
+from transforms.partitions import apply_retention, ensure_partitions
 from warehouse.support import silver_batch
 
 

@@ -5,7 +5,8 @@ from datetime import datetime, timezone
 import psycopg
 import pytest
 
-from transforms.load import load_measurements, refresh_views
+from transforms.load import load_measurements
+from transforms.views import refresh_views
 from transforms.registry import import_registry
 from tests.security.support import clinicians
 from warehouse.support import REGISTRY_LINES, as_role, insert_alert, silver_batch, write_registry

@@ -1,4 +1,4 @@
-"""Personal baselines of SpO2, heart rate, temperature and hydration (CLINICAL.md "Baselines").
+"""Personal baselines of SpO2, heart rate, temperature and hydration (docs/clinical-rules.md, "Baselines").
 
 A patient's baseline is the median of their own readings of the last ``window_days`` (7) taken
 outside alert episodes, when those readings cover at least ``min_hours_of_data`` (6 h) of distinct
@@ -19,7 +19,7 @@ from datetime import datetime, timedelta, timezone
 
 import pandas as pd
 
-from kidjamo.database import connect
+from kidjamo.warehouse.database import connect
 from transforms.clinical import scores
 from transforms.clinical.rules import RuleSet, default_rules
 

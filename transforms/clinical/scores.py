@@ -1,6 +1,6 @@
 """Clinical scores and indices, vectorized over pandas Series (one value per reading).
 
-Tables come from CLINICAL.md: PEWS age bands (Parshuram 2009), NEWS2 (RCP 2017), the NOAA heat
+Published tables: PEWS age bands (Parshuram 2009), NEWS2 (RCP 2017), the NOAA heat
 index (Rothfusz regression with its adjustments) and the physiological strain index (Moran 1998).
 Missing inputs give missing outputs (or a 0 parameter score for NEWS2, which scores what it sees).
 """

@@ -1,0 +1,68 @@
+"""The environment Airflow runs in locally (``make run``, tests): one place, so they all agree.
+
+Airflow keeps its metadata in SQLite under ``$KIDJAMO_HOME/airflow`` and runs tasks with the
+LocalExecutor, sized for a 2-core machine. Production uses docker-compose.airflow.yml instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from kidjamo.warehouse.embedded_pg import free_port
+from kidjamo.settings import Settings, get_settings
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+DAGS_FOLDER = PROJECT_ROOT / "dags"
+
+#: Airflow pools the DAGs use: name -> (slots, description). Created by `make run`, the UI test and
+#: the compose file's airflow-init (`airflow pools set NAME SLOTS DESCRIPTION`).
+POOLS = {
+    "kidjamo_warehouse": (2, "tasks writing the warehouse (loads, alerts, view refreshes) across minute, backfill and re-process runs"),
+}
+
+
+def pool_commands(airflow: str) -> list[list[str]]:
+    """The ``airflow pools set`` commands that create :data:`POOLS`."""
+    return [[airflow, "pools", "set", name, str(slots), description] for name, (slots, description) in POOLS.items()]
+
+
+def airflow_environment(settings: Settings | None = None, *, api_port: int = 8080, parallelism: int = 4) -> dict[str, str]:
+    """Environment variables for ``airflow`` commands against the local Airflow home."""
+    settings = settings or get_settings()
+    home = settings.airflow_home
+    home.mkdir(parents=True, exist_ok=True)
+    metadata_url = f"sqlite:///{home / 'airflow.db'}"
+    environment = {
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS_FOLDER),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),  # the trigger-form interval check
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__PARALLELISM": str(parallelism),
+        "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": str(parallelism),
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": metadata_url,
+        # kidjamo_maintenance cleans Airflow's own metadata through this connection (airflow db clean).
+        "AIRFLOW_CONN_AIRFLOW_METADATA": json.dumps({"conn_type": "generic", "extra": {"sql_alchemy_conn": metadata_url}}),
+        "AIRFLOW__API__PORT": str(api_port),
+        "AIRFLOW__API__BASE_URL": f"http://localhost:{api_port}",
+        # Log servers on free ports, so that several local Airflows (tests, make run) can coexist.
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
+        "AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL": "5",
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+        "GX_ANALYTICS_ENABLED": "false",
+        "KIDJAMO_HOME": str(settings.home),
+    }
+    return environment
+
+
+def apply_airflow_environment(settings: Settings | None = None, **kwargs) -> dict[str, str]:
+    """Set :func:`airflow_environment` in this process (before importing airflow)."""
+    environment = airflow_environment(settings, **kwargs)
+    os.environ.update(environment)
+    return environment

@@ -1,0 +1,117 @@
+"""``kidjamo db``: the embedded PostgreSQL server and the schema migrations."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import click
+
+from kidjamo.warehouse import database, migrations
+from kidjamo.settings import get_settings
+
+
+@click.group("db")
+def command() -> None:
+    """Manage the database: the embedded server and the schema."""
+
+
+@command.command()
+def start() -> None:
+    """Start the embedded PostgreSQL (created on first use) and print its URL."""
+    settings = get_settings()
+    if not settings.uses_embedded_database:
+        raise click.ClickException("KIDJAMO_DATABASE_URL is set: the external server is used, nothing to start")
+    click.echo(database.embedded_server(settings).start())
+
+
+@command.command()
+def stop() -> None:
+    """Stop the embedded PostgreSQL."""
+    settings = get_settings()
+    if settings.uses_embedded_database:
+        database.embedded_server(settings).stop()
+
+
+@command.command()
+def status() -> None:
+    """Say whether the database is reachable (exit 1 if not)."""
+    settings = get_settings()
+    if settings.uses_embedded_database:
+        server = database.embedded_server(settings)
+        if not server.is_running():
+            click.echo(f"embedded PostgreSQL under {server.root}: stopped")
+            raise SystemExit(1)
+        click.echo(f"embedded PostgreSQL under {server.root}: running at {server.url()}")
+    else:
+        with database.connect(settings.database_url) as connection:
+            version = connection.execute("SHOW server_version").fetchone()[0]
+        click.echo(f"external PostgreSQL {version}: reachable")
+    click.echo(f"schema revision: {migrations.current_revision(database.database_url(settings)) or 'none'}")
+
+
+@command.command()
+def url() -> None:
+    """Print the libpq URL of the database (psql and SQLAlchemy accept it)."""
+    click.echo(database.database_url())
+
+
+@command.command()
+def migrate() -> None:
+    """Apply the schema migrations in sql/ (safe to run again)."""
+    url_ = database.ensure_database()
+    applied = migrations.migrate(url_)
+    click.echo(f"schema at revision {migrations.current_revision(url_)}" + (f" (applied {', '.join(applied)})" if applied else " (up to date)"))
+
+
+@command.command(context_settings={"ignore_unknown_options": True})
+@click.argument("psql_args", nargs=-1, type=click.UNPROCESSED)
+def psql(psql_args: tuple[str, ...]) -> None:
+    """Open psql on the database (extra arguments go to psql)."""
+    settings = get_settings()
+    candidates = []
+    if settings.uses_embedded_database:
+        candidates.append(str(database.embedded_server(settings).bin_dir / "psql"))
+    candidates.append(shutil.which("psql") or "")
+    executable = next((c for c in candidates if c and os.path.exists(c)), None)
+    if executable is None:
+        raise click.ClickException("no psql found")
+    os.execv(executable, [executable, database.database_url(settings), *psql_args])
+
+
+@command.command()
+@click.option("--heavy", is_flag=True, help="also the views refreshed on the maintenance schedule (vitals_hourly, patient_daily)")
+def refresh(heavy: bool) -> None:
+    """Refresh the analytics materialized views CONCURRENTLY (readers are never blocked)."""
+    from transforms.views import refresh_views
+
+    result = refresh_views(database.ensure_database(), heavy=heavy, pseudonym_key=get_settings().pseudonym_key)
+    for view, seconds in result["views"].items():
+        click.echo(f"analytics.{view}: {seconds:.3f} s")
+
+
+@command.command()
+@click.option("--days-ahead", type=click.IntRange(0, 366), default=7, show_default=True)
+def partitions(days_ahead: int) -> None:
+    """Create the daily measurement partitions from today (UTC) to DAYS_AHEAD days later."""
+    from datetime import datetime, timedelta, timezone
+
+    from transforms.partitions import ensure_partitions
+
+    today = datetime.now(timezone.utc).date()
+    created = ensure_partitions(database.ensure_database(), today, today + timedelta(days=days_ahead))
+    click.echo(f"{created} partition(s) created up to {today + timedelta(days=days_ahead)}")
+
+
+@command.command()
+@click.option("--keep-days", type=click.IntRange(min=1), default=365, show_default=True, help="retention horizon in days")
+@click.option("--as-of", type=click.DateTime(formats=["%Y-%m-%d"]), default=None, help="reference day (default: today, UTC)")
+def retention(keep_days: int, as_of) -> None:
+    """Drop the measurement partitions older than the retention horizon (never row-by-row DELETE)."""
+    from datetime import datetime, timezone
+
+    from transforms.partitions import apply_retention
+
+    day = as_of.date() if as_of else datetime.now(timezone.utc).date()
+    dropped = apply_retention(database.ensure_database(), keep_days, day)
+    click.echo("\n".join(dropped) if dropped else f"nothing older than {keep_days} days before {day}")

@@ -1,0 +1,32 @@
+"""``kidjamo ingest``: the HTTP ingestion service in front of the landing zone."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+
+@click.group("ingest")
+def command() -> None:
+    """The ingestion service: POST /v1/vitals -> landing (see docs/ingestion.md)."""
+
+
+@command.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="address to listen on")
+@click.option("--port", default=8000, show_default=True, type=int, help="TCP port")
+@click.option("--state-dir", type=click.Path(file_okay=False), default=None, help="group-commit journal [default: $KIDJAMO_HOME/ingest]")
+@click.option("--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"]))
+def serve(host: str, port: int, state_dir: str | None, log_level: str) -> None:
+    """Serve the ingestion API with uvicorn (one process; put TLS in the reverse proxy in front)."""
+    import uvicorn
+
+    from ingestion.service import create_app
+    from kidjamo.warehouse.database import ensure_database
+    from kidjamo.settings import get_settings
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = get_settings()
+    app = create_app(settings, ensure_database(settings), state_dir=state_dir)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False, loop="uvloop", http="httptools",
+                timeout_graceful_shutdown=10)
