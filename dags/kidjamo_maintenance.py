@@ -145,10 +145,11 @@ the Great Expectations Data Docs site from the gates' latest validation results 
 def kidjamo_maintenance_hourly():
     @task(doc_md="Refreshes the heavier analytics materialized views concurrently.")
     def refresh_heavy_views() -> dict:
-        from kidjamo.settings import get_settings
+        from kidjamo.warehouse.database import pseudonym_key_for
         from transforms.views import refresh_views
 
-        return refresh_views(kidjamo_database_url(), heavy=True, pseudonym_key=get_settings().pseudonym_key)
+        url = kidjamo_database_url()
+        return refresh_views(url, heavy=True, pseudonym_key=pseudonym_key_for(url))
 
     @task(doc_md="Rebuilds the Great Expectations Data Docs site under `$KIDJAMO_HOME/gx` from the gates' latest validation results.")
     def build_data_docs() -> dict:

@@ -1,8 +1,11 @@
 """The ingestion service: authenticated, rate-limited, idempotent and durable HTTP intake into landing.
 
-``POST /v1/vitals`` takes one reading or a list of up to 10 (the payload of docs/ingestion.md). A request is
-checked in this order, cheapest first: content type (415), size (413), device credential (401),
-JSON and batch shape (422), the device's rate (429 with Retry-After), that every reading is the
+``POST /v1/vitals`` takes one reading or a list of up to 10 (the payload of docs/ingestion.md). A
+request is checked in this order, cheapest first: content type (415), declared size (413), a device
+id known to the in-memory credential store (401, before the body is read and without a query), the
+body (413 while reading, 408 when it is slower than ``ingest_body_timeout_s``), the device's API key
+or signature (401; failures of all clients together are rate-limited: 429), JSON and batch shape
+(422), the device's rate (429 with Retry-After), that every reading is the
 authenticated device's own and for its patient (403), then each reading's fields. Readings with
 field errors are reported per reading; if no reading is valid the answer is 422. Valid readings
 are handed to the group-commit :class:`~ingestion.landing_writer.LandingWriter`, and the answer,
@@ -32,7 +35,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-import psycopg
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel
@@ -40,7 +42,7 @@ from starlette.routing import Route
 
 from ingestion.auth import AuthError, CredentialStore, ReplayGuard, verify_request
 from ingestion.landing_writer import FlushStats, LandingWriter
-from kidjamo.warehouse.database import connect, database_url as configured_database_url
+from kidjamo.warehouse.database import database_url as configured_database_url
 from kidjamo.settings import Settings, get_settings
 from kidjamo.lake.partitions import layer_prefix
 from kidjamo.lake.storage import Lake
@@ -305,7 +307,7 @@ _REQUEST_BODY = {
         {"name": "X-Api-Key", "in": "header", "required": False, "schema": {"type": "string"}, "description": "the device secret"},
         {"name": "X-Timestamp", "in": "header", "required": False, "schema": {"type": "integer"}, "description": "unix seconds (signed requests)"},
         {"name": "X-Signature", "in": "header", "required": False, "schema": {"type": "string"},
-         "description": "hex HMAC-SHA256 of '<X-Timestamp>.<body>' keyed with sha256(secret)"},
+         "description": "hex HMAC-SHA256 of '<X-Timestamp>.<body>' keyed with the device's signing key (docs/ingestion.md)"},
     ],
 }
 
@@ -329,6 +331,8 @@ class IngestionService:
         )
         self.replay_guard = ReplayGuard(settings.ingest_signature_tolerance_s)
         self.rate_limiter = RateLimiter(settings.ingest_rate_per_device, settings.ingest_burst_per_device)
+        # One bucket for every failed authentication, whoever sends it: a flood of guesses gets 429s.
+        self.auth_failures = RateLimiter(settings.ingest_auth_failure_rate, settings.ingest_auth_failure_burst)
         self.credentials: CredentialStore | None = None
         self._background: set[asyncio.Task] = set()
         self.rules = default_rules()
@@ -343,13 +347,13 @@ class IngestionService:
     async def start(self) -> None:
         recovered = await asyncio.to_thread(self.writer.recover)
         log.info("ingestion service: %d idempotency keys recovered from the journal", recovered)
-        self.credentials = CredentialStore(self.database_url, self.settings.ingest_credential_cache_s)
-        try:
-            await asyncio.to_thread(self.credentials.refresh)
-        except Exception:  # the database may come up later; /readyz says so meanwhile
-            log.exception("could not load device credentials")
+        loop = asyncio.get_running_loop()
+        self.credentials = CredentialStore(
+            self.database_url, self.settings.ingest_credential_cache_s, pool_size=self.settings.ingest_db_pool_size,
+            on_erasure=lambda devices: asyncio.run_coroutine_threadsafe(self._erase_devices(devices), loop))
+        self.credentials.start_listening()  # loads every credential; the database may come up later (/readyz says so)
+        await asyncio.to_thread(self.credentials.listening.wait, 10.0)
         await self.writer.start()
-        self._spawn(self._refresh_credentials_forever())
 
     async def stop(self) -> None:
         await self.writer.stop()
@@ -357,25 +361,30 @@ class IngestionService:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
         self._fast_path_executor.shutdown(wait=False, cancel_futures=True)
+        if self.credentials is not None:
+            await asyncio.to_thread(self.credentials.close)
 
     def _spawn(self, coroutine) -> None:
         task = asyncio.create_task(coroutine)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _refresh_credentials_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.credentials.refresh_s)
-            try:
-                await asyncio.to_thread(self.credentials.refresh)
-            except Exception:
-                log.exception("could not refresh device credentials")
+    async def _erase_devices(self, device_ids: list[str]) -> None:
+        """An erasure was notified: the writer forgets the patient's readings (parts, memory, journal)."""
+        try:
+            erased = await self.writer.erase_devices_soon(device_ids)
+            log.warning("erasure: %d reading(s) of %d device(s) erased from the writer", erased, len(device_ids))
+        except Exception:
+            log.exception("erasure notified but the writer could not erase its parts; the erasure's verification will find them")
 
-    async def credential_for(self, device_id: str):
-        cached = self.credentials.cached(device_id)
-        if cached is not False:
-            return cached
-        return await asyncio.to_thread(self.credentials.get, device_id)
+    def _auth_refused(self, error: AuthError, now: float) -> OrjsonResponse:
+        """401 (or 403), unless failures from all clients together are above their rate: then 429."""
+        wait = self.auth_failures.take("*", 1, now)
+        if wait > 0:
+            retry_after = max(1, math.ceil(wait))
+            return OrjsonResponse({"detail": f"too many failed authentications; retry in {retry_after} s"}, status_code=429,
+                                  headers={"Retry-After": str(retry_after)})
+        return _error(error.status, error.detail, authenticate=error.status == 401)
 
     # --- the fast path ---------------------------------------------------------------------------
     def send_to_fast_path(self, readings: list[dict], received_at: datetime, started: float) -> None:
@@ -414,34 +423,32 @@ class IngestionService:
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > settings.ingest_max_body_bytes:
             return _error(413, f"body of {declared} bytes is above the limit of {settings.ingest_max_body_bytes} bytes")
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > settings.ingest_max_body_bytes:
-                return _error(413, f"body is above the limit of {settings.ingest_max_body_bytes} bytes")
-        body = bytes(body)
-
+        now = time.time()
         device_id = request.headers.get("x-device-id")
         if not device_id:
-            return _error(401, "missing X-Device-Id header", authenticate=True)
-        now = time.time()
-        try:
-            credential = await self.credential_for(device_id)
-            try:
-                verify_request(credential, request.headers, body, replay_guard=self.replay_guard, now=now)
-            except AuthError:
-                # The cached credential may predate a rotation or registration: look once more.
-                reloaded = await asyncio.to_thread(self.credentials.reload, device_id, now) if credential is not None else False
-                if reloaded is False:
-                    raise
-                credential = reloaded
-                verify_request(credential, request.headers, body, replay_guard=self.replay_guard, now=now)
-        except AuthError as error:
-            return _error(error.status, error.detail, authenticate=error.status == 401)
-        except psycopg.Error as error:  # credentials cannot be checked: nothing is stored, the sensor retries
-            log.error("device credential lookup failed: %s", error)
+            return self._auth_refused(AuthError(401, "missing X-Device-Id header"), now)
+        if not self.credentials.loaded.is_set():  # credentials cannot be checked: nothing is stored, the sensor retries
             return OrjsonResponse({"detail": "device credentials are unavailable (database); retry later"}, status_code=503,
                                   headers={"Retry-After": "5"})
+        # Memory only: an unknown device is refused before its body is read and without a query.
+        credential = self.credentials.get(device_id)
+        if credential is None:
+            return self._auth_refused(AuthError(401, f"device {device_id[:MAX_ID_LENGTH]!r} is unknown, inactive or revoked"), now)
+        body = bytearray()
+        try:
+            async with asyncio.timeout(settings.ingest_body_timeout_s):
+                async for chunk in request.stream():
+                    body += chunk
+                    if len(body) > settings.ingest_max_body_bytes:
+                        return _error(413, f"body is above the limit of {settings.ingest_max_body_bytes} bytes")
+        except TimeoutError:
+            return OrjsonResponse({"detail": f"the body did not arrive within {settings.ingest_body_timeout_s:g} s"}, status_code=408,
+                                  headers={"Connection": "close"})
+        body = bytes(body)
+        try:
+            verify_request(credential, request.headers, body, replay_guard=self.replay_guard, now=now)
+        except AuthError as error:
+            return self._auth_refused(error, now)
 
         try:
             document = orjson.loads(body)  # refuses NaN and Infinity, which JSON does not have
@@ -519,15 +526,16 @@ class IngestionService:
         except Exception as error:
             checks["landing"] = f"unreachable: {type(error).__name__}: {error}"
         try:
-            await asyncio.wait_for(asyncio.to_thread(_ping_database, self.database_url), timeout=3)
+            await asyncio.wait_for(asyncio.to_thread(_ping_database, self.credentials.pool), timeout=3)
             checks["database"] = "ok"
         except Exception as error:
             checks["database"] = f"unreachable: {type(error).__name__}: {error}"
+        checks["credentials"] = "ok" if self.credentials.listening.is_set() else "not listening for credential changes"
         return all(value == "ok" for value in checks.values()), checks
 
 
-def _ping_database(url: str) -> None:
-    with connect(url, application_name="kidjamo-ingest-ready") as connection:
+def _ping_database(pool) -> None:
+    with pool.connection(timeout=3) as connection:
         connection.execute("SELECT 1")
 
 

@@ -28,11 +28,12 @@ from ingestion.to_raw import landing_to_raw
 from kidjamo.jsonable import jsonable
 from kidjamo.lake.manifest import read_manifest
 from kidjamo.lake.partitions import minutes_between, read_partitions, write_partitions
-from kidjamo.warehouse.database import connect
+from kidjamo.warehouse.database import connect, pseudonym_key_for
 from kidjamo.settings import Settings, get_settings
 from kidjamo.lake.storage import Lake
 from transforms.clinical.rules import RuleSet, default_rules
 from transforms.bronze import raw_to_bronze
+from transforms.rights import pipeline_run_guard
 from transforms.gold import silver_to_gold
 from kidjamo.lake.schema import BRONZE, QUARANTINE, SILVER
 
@@ -74,8 +75,14 @@ class Interval:
     @classmethod
     def for_task(cls, start: datetime, end: datetime, *, lake: Lake, database_url: str, run_id: str,
                  settings: Settings | None = None, rules: RuleSet | None = None) -> "Interval":
-        """The context of a task, with the configured settings and rules unless given."""
-        return cls(start, end, lake, database_url, run_id, settings or get_settings(), rules or default_rules())
+        """The context of a task, with the configured settings and rules unless given.
+
+        Refuses to start against a database that is not the embedded one with a weak pseudonym key
+        (:meth:`kidjamo.settings.Settings.checked_pseudonym_key`).
+        """
+        settings = settings or get_settings()
+        pseudonym_key_for(database_url, settings)
+        return cls(start, end, lake, database_url, run_id, settings, rules or default_rules())
 
     @cached_property
     def registry(self) -> pd.DataFrame:
@@ -148,13 +155,18 @@ def record_step(interval: Interval, step: str, status: str, counts: dict, starte
 
 
 def _recorded(step: str):
-    """Time a step and record its counts (or its failure) in kidjamo.pipeline_runs."""
+    """Time a step and record its counts (or its failure) in kidjamo.pipeline_runs.
+
+    Each step holds the erasure guard (shared): an erasure in progress holds it back, and waits for
+    it, so no step reads a file before an erasure rewrites it and writes it back after.
+    """
 
     def decorate(function):
         def run(interval: Interval) -> dict:
             started = time.perf_counter()
             try:
-                counts = function(interval)
+                with pipeline_run_guard(interval.database_url):
+                    counts = function(interval)
             except Exception as error:
                 record_step(interval, step, "failed", {"error": f"{type(error).__name__}: {error}"[:2000]}, started)
                 raise

@@ -85,3 +85,38 @@ def clinician_teams(conn: psycopg.Connection, login: str) -> list[str]:
     """The care teams ``login`` is mapped to, sorted."""
     return [row[0] for row in conn.execute(
         "SELECT care_team FROM kidjamo.care_team_members WHERE role_name = %s ORDER BY 1", (login,))]
+
+
+# --- component logins -----------------------------------------------------------------------------
+#: component -> (login role, the group role whose rights it gets). The authenticator (the care web
+#: app's login) has no group: it reaches a clinician only by SET ROLE.
+COMPONENT_LOGINS = {
+    "ingest": ("kidjamo_svc_ingest", "kidjamo_ingest"),
+    "pipeline": ("kidjamo_svc_pipeline", "kidjamo_pipeline"),
+    "analyst": ("kidjamo_svc_analyst", "kidjamo_analyst"),
+    "care": (AUTHENTICATOR, None),
+}
+
+
+def provision_component_logins(conn: psycopg.Connection, passwords: dict[str, str]) -> list[str]:
+    """Create (or update) the login role of each component in ``passwords`` ({component: password}).
+
+    Each login gets LOGIN, its password (as a SCRAM verifier), membership of its group role and
+    nothing else (NOSUPERUSER, NOCREATEROLE, NOCREATEDB, NOBYPASSRLS). Run after the migrations
+    (which create the group roles), on the owner's connection; the caller commits. Returns the logins.
+    """
+    unknown = sorted(set(passwords) - set(COMPONENT_LOGINS))
+    if unknown:
+        raise ValueError(f"unknown component(s) {unknown}; expected some of {sorted(COMPONENT_LOGINS)}")
+    provisioned = []
+    for component, password in sorted(passwords.items()):
+        login, group = COMPONENT_LOGINS[component]
+        role = sql.Identifier(login)
+        if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (login,)).fetchone() is None:
+            conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(role))
+        conn.execute(sql.SQL("ALTER ROLE {} LOGIN NOSUPERUSER NOCREATEROLE NOCREATEDB NOBYPASSRLS PASSWORD {}").format(
+            role, sql.Literal(scram_verifier(password))))
+        if group is not None:
+            conn.execute(sql.SQL("GRANT {} TO {}").format(sql.Identifier(group), role))
+        provisioned.append(login)
+    return provisioned

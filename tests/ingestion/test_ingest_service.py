@@ -272,7 +272,7 @@ def test_an_unwritable_landing_zone_gets_503_and_not_ready(start_service, post, 
 def test_health_and_readiness(service):
     assert httpx.get(f"{service.url}/healthz").json() == {"status": "ok"}
     ready = httpx.get(f"{service.url}/readyz")
-    assert ready.status_code == 200 and ready.json() == {"status": "ready", "landing": "ok", "database": "ok"}
+    assert ready.status_code == 200 and ready.json() == {"status": "ready", "landing": "ok", "database": "ok", "credentials": "ok"}
 
 
 def test_metrics_count_requests_readings_and_latency(service, post, new_reading, fleet, secrets):

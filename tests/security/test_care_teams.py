@@ -156,9 +156,13 @@ def test_add_clinician_refuses_reserved_privileged_or_malformed_logins(care_url,
         add_clinician(connection, login, ["team-a"])
 
 
-def test_a_clinician_password_is_stored_as_a_scram_verifier_never_in_clear(care_url):
+def test_a_clinician_password_is_stored_as_a_scram_verifier_and_checked(care_url):
     with clinicians(care_url, {"sec_erin": ["team-b"]}):
         with psycopg.connect(care_url) as connection:
             add_clinician(connection, "sec_erin", ["team-b"], password="correct horse battery staple")
             stored = connection.execute("SELECT rolpassword FROM pg_authid WHERE rolname = 'sec_erin'").fetchone()[0]
         assert stored.startswith("SCRAM-SHA-256$4096:") and "horse" not in stored
+        with psycopg.connect(login_url(care_url, "sec_erin", "correct horse battery staple")) as connection:
+            assert visible_patients(connection)["patients"] == ["patient-002"]
+        with pytest.raises(psycopg.OperationalError, match="password authentication failed"):
+            psycopg.connect(login_url(care_url, "sec_erin", "wrong horse"))

@@ -163,9 +163,9 @@ def test_audit_records_who_when_before_and_after(loaded_url):
         connection.execute("UPDATE kidjamo.patients SET baseline_spo2 = 93 WHERE patient_id = 'patient-001'")
     with psycopg.connect(loaded_url) as connection:
         row = connection.execute(
-            "SELECT login_role, acting_role, actor, before ->> 'baseline_spo2', after ->> 'baseline_spo2', occurred_at IS NOT NULL"
+            "SELECT login_role, acting_role, actor, on_behalf_of, before ->> 'baseline_spo2', after ->> 'baseline_spo2', occurred_at IS NOT NULL"
             " FROM kidjamo.audit_log WHERE action = 'UPDATE' AND table_name = 'kidjamo.patients'").fetchone()
-    assert row == ("postgres", "kidjamo_pipeline", "nurse.jane", "96", "93", True)
+    assert row == ("postgres", "kidjamo_pipeline", "postgres", "nurse.jane", "96", "93", True)
 
 
 def test_audit_records_alert_changes_and_pipeline_runs(loaded_url):
@@ -192,6 +192,6 @@ def test_a_clinician_acknowledgement_is_audited_under_their_role(loaded_url):
     with as_role(loaded_url, "wh_loaded_a", **{"kidjamo.actor": "dr.house"}) as connection:
         connection.execute("UPDATE kidjamo.alerts SET status = 'acknowledged', acknowledged_by = 'dr.house', acknowledged_at = now()")
     with psycopg.connect(loaded_url) as connection:
-        row = connection.execute("SELECT acting_role, actor, before ->> 'status', after ->> 'status' FROM kidjamo.audit_log"
+        row = connection.execute("SELECT acting_role, on_behalf_of, before ->> 'status', after ->> 'status' FROM kidjamo.audit_log"
                                  " WHERE table_name = 'kidjamo.alerts' AND action = 'UPDATE'").fetchone()
     assert row == ("wh_loaded_a", "dr.house", "open", "acknowledged")

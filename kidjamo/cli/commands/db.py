@@ -51,17 +51,27 @@ def status() -> None:
 
 
 @command.command()
-def url() -> None:
+@click.option("--as", "component", type=click.Choice(database.COMPONENTS), default=None,
+              help="the URL of a component's own login role (default: the owner's)")
+def url(component: str | None) -> None:
     """Print the libpq URL of the database (psql and SQLAlchemy accept it)."""
-    click.echo(database.database_url())
+    click.echo(database.component_url(component) if component else database.database_url())
 
 
 @command.command()
 def migrate() -> None:
-    """Apply the schema migrations in sql/ (safe to run again)."""
+    """Apply the schema migrations in sql/ and create the components' login roles (safe to run again).
+
+    Embedded: each component's login gets a random password (kept in $KIDJAMO_HOME/pg/passwords.json).
+    External: the logins whose password is in KIDJAMO_<COMPONENT>_DB_PASSWORD (ingest, pipeline,
+    analyst, care) are created or get that password.
+    """
     url_ = database.ensure_database()
     applied = migrations.migrate(url_)
     click.echo(f"schema at revision {migrations.current_revision(url_)}" + (f" (applied {', '.join(applied)})" if applied else " (up to date)"))
+    logins = database.ensure_component_logins() + database.provision_logins_from_environment(url_)
+    if logins:
+        click.echo(f"login roles ready: {', '.join(logins)}")
 
 
 @command.command(context_settings={"ignore_unknown_options": True})
@@ -85,7 +95,8 @@ def refresh(heavy: bool) -> None:
     """Refresh the analytics materialized views CONCURRENTLY (readers are never blocked)."""
     from transforms.views import refresh_views
 
-    result = refresh_views(database.ensure_database(), heavy=heavy, pseudonym_key=get_settings().pseudonym_key)
+    url_ = database.ensure_database()
+    result = refresh_views(url_, heavy=heavy, pseudonym_key=database.pseudonym_key_for(url_))
     for view, seconds in result["views"].items():
         click.echo(f"analytics.{view}: {seconds:.3f} s")
 

@@ -19,14 +19,16 @@ def command() -> None:
 @click.option("--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"]))
 def serve(host: str, port: int, state_dir: str | None, log_level: str) -> None:
     """Serve the ingestion API with uvicorn (one process; put TLS in the reverse proxy in front)."""
-    import uvicorn
-
+    from ingestion.http_server import serve as serve_http
     from ingestion.service import create_app
-    from kidjamo.warehouse.database import ensure_database
+    from kidjamo.warehouse.database import component_url, ensure_component_logins, ensure_database
     from kidjamo.settings import get_settings
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = get_settings()
-    app = create_app(settings, ensure_database(settings), state_dir=state_dir)
-    uvicorn.run(app, host=host, port=port, log_level=log_level, access_log=False, loop="uvloop", http="httptools",
-                timeout_graceful_shutdown=10)
+    ensure_database(settings)
+    ensure_component_logins(settings)
+    # The service connects as its own login (kidjamo_ingest rights: credentials and the fast path), never as the owner.
+    app = create_app(settings, component_url("ingest", settings), state_dir=state_dir)
+    serve_http(app, host=host, port=port, log_level=log_level, header_timeout_s=settings.ingest_header_timeout_s,
+               limit_concurrency=settings.ingest_limit_concurrency)

@@ -92,8 +92,11 @@ def command(minutes: int | None, patients: int, ui_port: int, ingest_port: int, 
     try:
         url = database.ensure_database(settings)
         migrations.migrate(url)
-        click.echo(f"PostgreSQL        {url}")
-        env = {**os.environ, **airflow_environment(settings, api_port=ui_port), "AIRFLOW_CONN_KIDJAMO_POSTGRES": url,
+        database.ensure_component_logins(settings)
+        click.echo(f"PostgreSQL        {database.embedded_server(settings).root if settings.uses_embedded_database else 'external'}")
+        # Airflow's tasks connect as the pipeline's own login, not as the owner.
+        env = {**os.environ, **airflow_environment(settings, api_port=ui_port),
+               "AIRFLOW_CONN_KIDJAMO_POSTGRES": database.component_url("pipeline", settings),
                "KIDJAMO_HOME": str(settings.home),
                "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}  # standalone starts `airflow` by name
         subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
