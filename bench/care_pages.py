@@ -54,6 +54,23 @@ def prepare_ward(url: str, ward: int, alerts: int, at) -> None:
         provision_clinician(connection, NURSE, [WARD], PASSWORD)
 
 
+def app_login(url: str) -> str:
+    """The app's own login (kidjamo_authenticator) on the benchmark's database, with a fresh password."""
+    import secrets
+
+    from psycopg import sql
+    from psycopg.conninfo import make_conninfo
+
+    from kidjamo.warehouse.database import connect
+    from kidjamo.warehouse.roles import AUTHENTICATOR, scram_verifier
+
+    password = secrets.token_urlsafe(24)
+    with connect(url, application_name="bench-care") as connection:
+        connection.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(AUTHENTICATOR),
+                                                                       sql.Literal(scram_verifier(password))))
+    return make_conninfo(url, user=AUTHENTICATOR, password=password)
+
+
 def measure(url: str, now, repeat: int, ward: int) -> dict:
     from fastapi.testclient import TestClient
 
@@ -61,7 +78,7 @@ def measure(url: str, now, repeat: int, ward: int) -> dict:
     from kidjamo.settings import Settings
 
     settings = Settings(database_url=url, care_cookie_secure=False)
-    client = TestClient(create_app(url, settings, clock=lambda: now))
+    client = TestClient(create_app(app_login(url), settings, clock=lambda: now))
     token = client.get("/login").cookies["kidjamo_care_login"]
     response = client.post("/login", data={"login": NURSE, "password": PASSWORD, "csrf_token": token}, follow_redirects=False)
     assert response.status_code == 303, response.text

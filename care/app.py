@@ -41,10 +41,11 @@ SECURITY_HEADERS = {
 }
 
 
-def create_app(database_url: str, settings: Settings | None = None, *, clock=now_utc) -> FastAPI:
-    """The care-team app for the warehouse at ``database_url`` (the owner's URL; the app connects as the authenticator)."""
+def create_app(app_url: str, settings: Settings | None = None, *, clock=now_utc) -> FastAPI:
+    """The care-team app, logging in to the warehouse with ``app_url``: the URL of ``kidjamo_authenticator``
+    (``kidjamo.warehouse.database.component_url("care")``), never the owner's."""
     settings = settings or get_settings()
-    gate = Gatekeeper(database_url, settings)
+    gate = Gatekeeper(app_url, settings)
     rules = default_rules()
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     app = FastAPI(title="Kidjamo care team", docs_url=None, redoc_url=None, openapi_url=None)

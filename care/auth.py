@@ -21,11 +21,10 @@ import psycopg
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from psycopg import sql
-from psycopg.conninfo import make_conninfo
 
 from kidjamo.warehouse.database import libpq_url
 from kidjamo.settings import Settings
-from kidjamo.warehouse.roles import AUTHENTICATOR, add_clinician
+from kidjamo.warehouse.roles import add_clinician
 
 PASSWORD_HASHER = PasswordHasher()  # argon2id with the library's (RFC 9106 low-memory) parameters
 LOGIN_WINDOW = timedelta(minutes=15)
@@ -50,13 +49,6 @@ class Clinician:
     login: str
     csrf_token: str
     session_hash: bytes
-
-
-def authenticator_url(database_url: str, settings: Settings) -> str:
-    """The app's own login: ``KIDJAMO_CARE_DATABASE_URL``, else the database URL as ``kidjamo_authenticator``."""
-    if settings.care_database_url:
-        return libpq_url(settings.care_database_url)
-    return make_conninfo(libpq_url(database_url), user=AUTHENTICATOR, password="")
 
 
 def provision_clinician(connection: psycopg.Connection, login: str, teams: list[str], password: str) -> None:
@@ -86,8 +78,8 @@ def audit(connection: psycopg.Connection, action: str, detail: dict, patient_id:
 class Gatekeeper:
     """Logins, sessions and per-request clinician connections of one care-team app."""
 
-    def __init__(self, database_url: str, settings: Settings):
-        self.url = authenticator_url(database_url, settings)
+    def __init__(self, app_url: str, settings: Settings):
+        self.url = libpq_url(app_url)
         self.settings = settings
 
     @contextmanager

@@ -83,7 +83,6 @@ class Settings(BaseSettings):
     sns_endpoint_url: str | None = Field(default=None, description="SNS-compatible endpoint (moto_server, LocalStack)")
 
     # Care-team web app (care/, docs/care-team.md).
-    care_database_url: str | None = Field(default=None, description="the app's login (kidjamo_authenticator); unset = the database URL with that user")
     care_host: str = Field(default="127.0.0.1", description="address `kidjamo care serve` listens on")
     care_port: int = Field(default=8090, description="port of `kidjamo care serve`")
     care_cookie_secure: bool = Field(default=True, description="Secure cookies (turn off only for plain http beyond loopback)")

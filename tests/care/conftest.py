@@ -23,11 +23,14 @@ from ingestion.simulator.payloads import write_landing
 from kidjamo.settings import Settings
 from kidjamo.lake.storage import Lake
 from transforms.pipeline import process_interval
+from kidjamo.warehouse.roles import AUTHENTICATOR
+from tests.security.support import login_url, set_test_password
 from transforms.registry import import_registry
 
 TEAMS = ["team-a", "team-a", "team-b", "team-b"]
 PASSWORD = "correct horse battery"
 CLINICIANS = {"care_alice": ["team-a"], "care_bob": ["team-b"]}
+PSEUDONYM_KEY = "care-tests-pseudonym-key-0123456789abcdef"  # >= 32 bytes, as with any external database
 
 
 @dataclass
@@ -35,6 +38,7 @@ class CareWard:
     """A warehouse with four patients (two per team) and the minutes already run through the pipeline."""
 
     url: str
+    app_url: str  # the app's own login: kidjamo_authenticator
     lake: Lake
     fleet: Fleet
     settings: Settings
@@ -79,12 +83,14 @@ def ward(postgres_server, tmp_path_factory, request) -> CareWard:
     with migrated_database(postgres_server, name) as url:
         fleet = Fleet.generate(len(TEAMS), seed=7)
         fleet.care_teams[:] = TEAMS
-        import_registry(fleet.write_registry_csv(home / "registry.csv"), url, pseudonym_key="test-key")
+        import_registry(fleet.write_registry_csv(home / "registry.csv"), url, pseudonym_key=PSEUDONYM_KEY)
         with psycopg.connect(url) as connection:
             for login, teams in CLINICIANS.items():
                 provision_clinician(connection, login, teams, PASSWORD)
-        settings = Settings(home=home, database_url=url, care_cookie_secure=False, care_refresh_seconds=1.0)
-        ward = CareWard(url, Lake(f"file://{home / 'lake'}"), fleet, settings, datetime(2000, 1, 1, tzinfo=timezone.utc))
+            set_test_password(connection, AUTHENTICATOR)
+        settings = Settings(home=home, database_url=url, pseudonym_key=PSEUDONYM_KEY, care_cookie_secure=False,
+                            care_refresh_seconds=1.0)
+        ward = CareWard(url, login_url(url, AUTHENTICATOR), Lake(f"file://{home / 'lake'}"), fleet, settings, datetime(2000, 1, 1, tzinfo=timezone.utc))
         ward.run_minute(history_minutes=90)  # an hour and a half of history: trends and charts
         try:
             yield ward
@@ -119,7 +125,7 @@ class Served:
 
 @pytest.fixture(scope="module")
 def care_app(ward):
-    served = Served(create_app(ward.url, ward.settings), free_port()).start()
+    served = Served(create_app(ward.app_url, ward.settings), free_port()).start()
     yield served
     served.stop()
 

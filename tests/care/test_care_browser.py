@@ -33,7 +33,7 @@ WIDTHS = {"phone": 390, "desk": 1280}
 def secure_app(ward):
     """The app with Secure cookies, as deployed: Chromium keeps them on http://127.0.0.1 (a secure context)."""
     settings = ward.settings.model_copy(update={"care_cookie_secure": True, "care_refresh_seconds": 2.0})
-    served = Served(create_app(ward.url, settings), free_port()).start()
+    served = Served(create_app(ward.app_url, settings), free_port()).start()
     yield served
     served.stop()
 
@@ -61,7 +61,8 @@ def open_session(browser, base_url: str, login: str, *, language: str = "fr", wi
 
 
 def kidjamo_cli(ward, *args: str) -> str:
-    environment = {**os.environ, "KIDJAMO_DATABASE_URL": ward.url, "KIDJAMO_HOME": str(ward.settings.home)}
+    environment = {**os.environ, "KIDJAMO_DATABASE_URL": ward.url, "KIDJAMO_HOME": str(ward.settings.home),
+                   "KIDJAMO_PSEUDONYM_KEY": ward.settings.pseudonym_key}
     result = subprocess.run([str(Path(sys.executable).parent / "kidjamo"), *args], env=environment, capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 0, result.stderr

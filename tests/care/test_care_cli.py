@@ -1,4 +1,4 @@
-"""The care team's commands: ``kidjamo clinicians add``, ``kidjamo alerts escalate``, ``kidjamo care app-password``,
+"""The care team's commands: ``kidjamo clinicians add``, ``kidjamo alerts escalate``, ``make run``'s demo clinician,
 and the app's place in the compose file."""
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ KIDJAMO = str(Path(sys.executable).parent / "kidjamo")
 
 
 def cli(ward, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
-    environment = {**os.environ, "KIDJAMO_DATABASE_URL": ward.url, "KIDJAMO_HOME": str(ward.settings.home)}
+    environment = {**os.environ, "KIDJAMO_DATABASE_URL": ward.url, "KIDJAMO_HOME": str(ward.settings.home),
+                   "KIDJAMO_PSEUDONYM_KEY": ward.settings.pseudonym_key}
     return subprocess.run([KIDJAMO, *args], env=environment, input=stdin, capture_output=True, text=True, timeout=120)
 
 
@@ -70,14 +71,6 @@ def test_alerts_escalate_from_the_cli_sends_the_next_tier(ward):
     events = ward.query("SELECT audience, actor, details ->> 'note' FROM kidjamo.alert_events WHERE alert_id = %s"
                         " AND event_type = 'escalation_notice' ORDER BY event_id DESC LIMIT 1", (alert_id,))
     assert events[0][1:] == ("dr.house", "call the registrar")
-
-
-def test_care_app_password_stores_only_a_scram_verifier(ward):
-    result = cli(ward, "care", "app-password", stdin="a-long-app-password-0123\n")
-    assert result.returncode == 0, result.stderr
-    (verifier,) = ward.query("SELECT rolpassword FROM pg_authid WHERE rolname = 'kidjamo_authenticator'")[0]
-    assert verifier.startswith("SCRAM-SHA-256$")
-    assert cli(ward, "care", "app-password", stdin="change-me\n").returncode != 0
 
 
 def test_the_compose_care_service_never_gets_the_owners_url():

@@ -179,7 +179,7 @@ def test_session_cookies_are_httponly_and_samesite_and_secure_when_configured(wa
     from care.app import create_app
     from fastapi.testclient import TestClient
 
-    secure = TestClient(create_app(ward.url, ward.settings.model_copy(update={"care_cookie_secure": True})),
+    secure = TestClient(create_app(ward.app_url, ward.settings.model_copy(update={"care_cookie_secure": True})),
                         base_url="https://care.example")
     assert "Secure" in secure.get("/login").headers["set-cookie"]
 

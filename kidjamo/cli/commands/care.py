@@ -21,33 +21,15 @@ def serve(host: str | None, port: int | None, log_level: str) -> None:
     import uvicorn
 
     from care.app import create_app
-    from kidjamo.warehouse.database import ensure_database
     from kidjamo.settings import get_settings
+    from kidjamo.warehouse.database import component_url, ensure_database
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = get_settings()
-    # With its own login URL the app needs nothing else (compose: it never sees the owner's URL).
-    app = create_app(settings.care_database_url or ensure_database(settings), settings)
+    if settings.uses_embedded_database:
+        ensure_database(settings)
+    # Its own login (kidjamo_authenticator): the app never holds the owner's URL.
+    app = create_app(component_url("care", settings), settings)
     uvicorn.run(app, host=host or settings.care_host, port=port or settings.care_port, log_level=log_level,
                 access_log=False, timeout_graceful_shutdown=5)
 
-
-@command.command("app-password")
-def app_password() -> None:
-    """Set the password of the app's database login (kidjamo_authenticator), read from standard input.
-
-    Run as the database owner (``kidjamo db migrate``'s URL); the clear text never reaches the
-    server, only its SCRAM verifier.
-    """
-    from psycopg import sql
-
-    from kidjamo.warehouse import database
-    from kidjamo.warehouse.roles import AUTHENTICATOR, scram_verifier
-
-    password = click.get_text_stream("stdin").readline().rstrip("\n")
-    if len(password) < 16:
-        raise click.ClickException("the app's database password must have at least 16 characters")
-    with database.connect(database.database_url(), application_name="kidjamo-cli") as connection:
-        connection.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(AUTHENTICATOR),
-                                                                       sql.Literal(scram_verifier(password))))
-    click.echo(f"password of {AUTHENTICATOR} set")
