@@ -92,6 +92,15 @@ class Settings(BaseSettings):
     openlineage_url: str | None = Field(default=None, description="OpenLineage HTTP endpoint, e.g. Marquez http://marquez:5000 (transport http)")
     openlineage_namespace: str = Field(default="kidjamo", description="OpenLineage namespace of the Kidjamo jobs")
 
+    # Care-team web app (care/, docs/care-team.md).
+    care_host: str = Field(default="127.0.0.1", description="address `kidjamo care serve` listens on")
+    care_port: int = Field(default=8090, description="port of `kidjamo care serve`")
+    care_cookie_secure: bool = Field(default=True, description="Secure cookies (turn off only for plain http beyond loopback)")
+    care_session_minutes: float = Field(default=720.0, description="a care-team session expires this long after login")
+    care_login_max_failures: int = Field(default=5, description="failed logins per login name in 15 minutes before refusing")
+    care_login_max_client_failures: int = Field(default=20, description="failed logins per client address in 15 minutes")
+    care_refresh_seconds: float = Field(default=5.0, description="how often the board and alert queue poll for changes")
+
     @field_validator("home")
     @classmethod
     def _absolute_home(cls, home: Path) -> Path:
