@@ -3,7 +3,7 @@
 from kidjamo.warehouse.migrations import run_sql_file
 
 revision = "0013"
-down_revision = "0008"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
