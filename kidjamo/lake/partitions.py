@@ -7,9 +7,6 @@ Every layer (landing included) is laid out the same way:
 
 from __future__ import annotations
 
-import posixpath
-import re
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -74,34 +71,3 @@ def read_partitions(lake: Lake, layer: str, start: datetime, end: datetime, file
     """Concatenate ``file_name`` of every arrival-minute partition of [start, end) of a layer."""
     paths = [partition_path(layer, minute, file_name) for minute in minutes_between(start, end)]
     return lake.read_parquet([p for p in paths if lake.exists(p)], schema)
-
-
-@dataclass(frozen=True)
-class LandingBacklog:
-    """What waits in landing: ready files (not in progress), their bytes, and the oldest arrival minute."""
-
-    files: int
-    bytes: int
-    minutes: int
-    oldest_minute: datetime | None
-    oldest_age_s: float  # seconds since the oldest waiting arrival minute began; 0 when nothing waits
-
-
-_LANDING_PARTITION = re.compile(r"dt=(\d{4}-\d{2}-\d{2})/hh=(\d{2})/mm=(\d{2})/")
-
-
-def landing_backlog(lake: Lake, now: datetime) -> LandingBacklog:
-    """Files waiting in landing at ``now`` (in-progress ``_``/``.`` names excluded), for monitoring.
-
-    Landing files are removed once copied to raw, so whatever is here has not been processed; a
-    healthy pipeline keeps only the current and previous arrival minutes.
-    """
-    ready = [f for f in lake.list_files(layer_prefix("landing")) if not posixpath.basename(f.path).startswith(("_", "."))]
-    minutes = set()
-    for lake_file in ready:
-        match = _LANDING_PARTITION.search(lake_file.path)
-        if match:
-            minutes.add(datetime.fromisoformat(f"{match[1]}T{match[2]}:{match[3]}:00+00:00"))
-    oldest = min(minutes) if minutes else None
-    age = max(0.0, (now - oldest).total_seconds()) if oldest else 0.0
-    return LandingBacklog(len(ready), sum(f.size for f in ready), len(minutes), oldest, age)

@@ -27,7 +27,7 @@ from prometheus_client.registry import Collector
 
 from kidjamo.warehouse.database import libpq_url
 from kidjamo.logs import get_logger
-from kidjamo.lake.partitions import landing_backlog
+from kidjamo.lake.landing import landing_backlog
 from kidjamo.lake.storage import Lake
 
 log = get_logger("kidjamo.exporter")
@@ -268,8 +268,11 @@ class PipelineCollector(Collector):
         yield GaugeMetricFamily("kidjamo_landing_backlog_minutes", "Arrival minutes with files waiting in landing.",
                                 value=backlog.minutes)
         yield GaugeMetricFamily("kidjamo_landing_oldest_age_seconds",
-                                "Seconds since the oldest arrival minute waiting in landing began; 0 when none waits.",
+                                "Seconds since the oldest arrival minute waiting in landing ended; 0 when none waits.",
                                 value=backlog.oldest_age_s)
+        yield GaugeMetricFamily("kidjamo_landing_unpublished_parts",
+                                "In-progress ingestion parts of ended minutes (a writer that cannot publish).",
+                                value=backlog.unpublished_parts)
         if not lake.is_s3:
             usage = shutil.disk_usage(lake.local_path(""))
             yield GaugeMetricFamily("kidjamo_lake_disk_free_bytes", "Free bytes on the lake's (landing's) file system.",

@@ -15,7 +15,8 @@ from ingestion.simulator.fleet import Fleet
 from ingestion.simulator.payloads import write_landing
 from kidjamo.warehouse.embedded_pg import free_port
 from kidjamo.ops.exporter import ExporterConfig, registry_for, serve
-from kidjamo.lake.partitions import landing_backlog, minute_partition
+from kidjamo.lake.landing import landing_backlog
+from kidjamo.lake.partitions import minute_partition
 from kidjamo.lake.storage import Lake
 from transforms.pipeline import process_interval
 from transforms.registry import import_registry
@@ -85,7 +86,8 @@ def test_landing_backlog_counts_waiting_files_and_the_oldest_minute_but_not_file
     backlog = landing_backlog(lake, now)
     assert (backlog.files, backlog.minutes, backlog.bytes) == (3, 2, 9)
     assert backlog.oldest_minute == datetime(2026, 11, 27, 15, 15, tzinfo=timezone.utc)
-    assert backlog.oldest_age_s == 25 * 60 + 20
+    assert backlog.oldest_age_s == 24 * 60 + 20  # since 15:15 ended
+    assert backlog.unpublished_parts == 1
 
 
 def test_an_unreachable_warehouse_is_reported_not_raised(postgres_server, lake: Lake):
