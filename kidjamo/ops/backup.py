@@ -222,10 +222,14 @@ def base_backup(database_url: str, settings: Settings, *, now: datetime | None =
     _own(root, user)
     bin_dir = _bin_dir(settings)
     clock = time.perf_counter()
-    _run([str(bin_dir / "pg_basebackup"), "--pgdata", str(target), "--format", "tar", "--gzip", "--compress", "1",
-          "--wal-method", "stream", "--checkpoint", "fast", "--label", f"kidjamo {backup_id}", "--no-password",
-          "--dbname", libpq_url(database_url)], user=user)
-    _run([str(bin_dir / "pg_verifybackup"), "--no-parse-wal", str(target)], user=user)
+    try:
+        _run([str(bin_dir / "pg_basebackup"), "--pgdata", str(target), "--format", "tar", "--gzip", "--compress", "1",
+              "--wal-method", "stream", "--checkpoint", "fast", "--label", f"kidjamo {backup_id}", "--no-password",
+              "--dbname", libpq_url(database_url)], user=user)
+        _run([str(bin_dir / "pg_verifybackup"), "--no-parse-wal", str(target)], user=user)
+    except BaseException:
+        shutil.rmtree(target, ignore_errors=True)  # a half-written backup must not look like one (nor block a retry)
+        raise
     finished = started + timedelta(seconds=time.perf_counter() - clock)
     size = sum(path.stat().st_size for path in target.iterdir())
     (target / BACKUP_INFO).write_text(json.dumps(
@@ -360,6 +364,7 @@ def apply_retention(settings: Settings, now: datetime) -> list[str]:
     (``pg_archivecleanup``; ``barman-cloud-backup-delete`` with a recovery window on S3).
     """
     days = settings.backup_retention_days
+    now = datetime.fromtimestamp(now.timestamp(), tz=timezone.utc)  # a plain UTC instant (Airflow passes pendulum's)
     url = backup_url(settings)
     if _is_s3(url):
         before = {backup.backup_id for backup in list_backups(settings)}

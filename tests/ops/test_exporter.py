@@ -13,10 +13,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from ingestion.simulator.fleet import Fleet
 from ingestion.simulator.payloads import write_landing
-from kidjamo.warehouse.embedded_pg import free_port
-from kidjamo.ops.exporter import ExporterConfig, registry_for, serve
 from kidjamo.lake.partitions import landing_backlog, minute_partition
 from kidjamo.lake.storage import Lake
+from kidjamo.ops.exporter import ExporterConfig, registry_for, serve
+from kidjamo.warehouse.embedded_pg import free_port
 from transforms.pipeline import process_interval
 from transforms.registry import import_registry
 
