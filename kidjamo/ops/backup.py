@@ -378,9 +378,10 @@ def apply_retention(settings: Settings, now: datetime) -> list[str]:
     for backup_id in deleted:
         shutil.rmtree(_local_root(url) / "base" / backup_id)
     kept = [backup for backup in backups if backup.backup_id not in deleted]
-    if kept:
+    wal_dir = _local_root(url) / "wal"
+    if kept and wal_dir.is_dir():  # no folder: WAL is not archived here (archive-wal never ran), nothing to trim
         oldest_needed = wal_start_segment(Path(kept[0].location))
-        _run([str(_bin_dir(settings) / "pg_archivecleanup"), str(_local_root(url) / "wal"), oldest_needed],
+        _run([str(_bin_dir(settings) / "pg_archivecleanup"), str(wal_dir), oldest_needed],
              user=_tool_user(settings))
     log.info("backup retention applied", retention_days=days, deleted=len(deleted), kept=len(kept))
     return deleted
