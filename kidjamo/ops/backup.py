@@ -345,6 +345,40 @@ def restore(settings: Settings, target_time: datetime, directory: Path, *, port:
     return server
 
 
+# --- high availability: a streaming standby ----------------------------------------------------------
+def create_standby(primary_url: str, settings: Settings, directory: Path, *, port: int | None = None) -> EmbeddedPostgres:
+    """A streaming standby of ``primary_url`` in a new ``directory`` (``pg_basebackup -R``), started and replaying.
+
+    It follows the primary through a physical replication slot (``kidjamo_standby``), read-only,
+    until :func:`promote` makes it the primary (failover).
+    """
+    directory = Path(directory).resolve()
+    data_dir = directory / "data"
+    if data_dir.exists() and any(data_dir.iterdir()):
+        raise BackupError(f"{data_dir} is not empty: a standby needs a new directory")
+    directory.mkdir(parents=True, exist_ok=True)
+    user = _tool_user(settings)
+    _own(directory, user)
+    _run([str(_bin_dir(settings) / "pg_basebackup"), "--pgdata", str(data_dir), "--write-recovery-conf",
+          "--wal-method", "stream", "--checkpoint", "fast", "--create-slot", "--slot", "kidjamo_standby",
+          "--no-password", "--dbname", libpq_url(primary_url)], user=user)
+    port = port or free_port()
+    auto_conf = data_dir / "postgresql.auto.conf"
+    kept = [line for line in auto_conf.read_text().splitlines() if not line.startswith(("port ", "port="))]
+    auto_conf.write_text("\n".join([*kept, f"port = {port}"]) + "\n")
+    server = EmbeddedPostgres(directory, bin_dir=settings.pg_bin_dir, port=port)
+    server.start()
+    return server
+
+
+def promote(server: EmbeddedPostgres, timeout_s: float = 60) -> str:
+    """Failover: make a standby the primary (``pg_ctl promote``); return its URL once it accepts writes."""
+    user = SYSTEM_USER if os.geteuid() == 0 else None
+    _run([str(server.bin_dir / "pg_ctl"), "promote", "-w", "-D", str(server.data_dir)], user=user)
+    _wait_promoted(server.url(), timeout_s)
+    return server.url()
+
+
 def _wait_promoted(url: str, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
