@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> dict:
     from kidjamo.warehouse.embedded_pg import EmbeddedPostgres, free_port
     from kidjamo.ops.exporter import ExporterConfig, registry_for, serve
     from kidjamo.lake.partitions import minute_partition
-from kidjamo.lake.storage import Lake
+    from kidjamo.lake.storage import Lake
 
     workdir = tempfile.mkdtemp(prefix="kidjamo-bench-metrics-")
     server = EmbeddedPostgres(os.path.join(workdir, "pg"))

@@ -56,7 +56,7 @@ if not structlog.is_configured():  # Airflow configures structlog in its task pr
 def configure_logging(component: str, level: str | int = "INFO", *, stream: IO[str] | None = None) -> None:
     """Send every log record of this process to ``stream`` (stderr) as one JSON object per line.
 
-    ``component`` names the process (``ingest``, ``pipeline``, ``metrics``…) and is added to every line.
+    ``component`` names the process (``ingestion``, ``pipeline``, ``metrics``…) and is added to every line.
     """
     level_number = logging.getLevelName(level.upper()) if isinstance(level, str) else level
     if not isinstance(level_number, int):

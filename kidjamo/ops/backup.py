@@ -222,10 +222,14 @@ def base_backup(database_url: str, settings: Settings, *, now: datetime | None =
     _own(root, user)
     bin_dir = _bin_dir(settings)
     clock = time.perf_counter()
-    _run([str(bin_dir / "pg_basebackup"), "--pgdata", str(target), "--format", "tar", "--gzip", "--compress", "1",
-          "--wal-method", "stream", "--checkpoint", "fast", "--label", f"kidjamo {backup_id}", "--no-password",
-          "--dbname", libpq_url(database_url)], user=user)
-    _run([str(bin_dir / "pg_verifybackup"), "--no-parse-wal", str(target)], user=user)
+    try:
+        _run([str(bin_dir / "pg_basebackup"), "--pgdata", str(target), "--format", "tar", "--gzip", "--compress", "1",
+              "--wal-method", "stream", "--checkpoint", "fast", "--label", f"kidjamo {backup_id}", "--no-password",
+              "--dbname", libpq_url(database_url)], user=user)
+        _run([str(bin_dir / "pg_verifybackup"), "--no-parse-wal", str(target)], user=user)
+    except BaseException:
+        shutil.rmtree(target, ignore_errors=True)  # a half-written backup must not look like one (nor block a retry)
+        raise
     finished = started + timedelta(seconds=time.perf_counter() - clock)
     size = sum(path.stat().st_size for path in target.iterdir())
     (target / BACKUP_INFO).write_text(json.dumps(
@@ -341,6 +345,40 @@ def restore(settings: Settings, target_time: datetime, directory: Path, *, port:
     return server
 
 
+# --- high availability: a streaming standby ----------------------------------------------------------
+def create_standby(primary_url: str, settings: Settings, directory: Path, *, port: int | None = None) -> EmbeddedPostgres:
+    """A streaming standby of ``primary_url`` in a new ``directory`` (``pg_basebackup -R``), started and replaying.
+
+    It follows the primary through a physical replication slot (``kidjamo_standby``), read-only,
+    until :func:`promote` makes it the primary (failover).
+    """
+    directory = Path(directory).resolve()
+    data_dir = directory / "data"
+    if data_dir.exists() and any(data_dir.iterdir()):
+        raise BackupError(f"{data_dir} is not empty: a standby needs a new directory")
+    directory.mkdir(parents=True, exist_ok=True)
+    user = _tool_user(settings)
+    _own(directory, user)
+    _run([str(_bin_dir(settings) / "pg_basebackup"), "--pgdata", str(data_dir), "--write-recovery-conf",
+          "--wal-method", "stream", "--checkpoint", "fast", "--create-slot", "--slot", "kidjamo_standby",
+          "--no-password", "--dbname", libpq_url(primary_url)], user=user)
+    port = port or free_port()
+    auto_conf = data_dir / "postgresql.auto.conf"
+    kept = [line for line in auto_conf.read_text().splitlines() if not line.startswith(("port ", "port="))]
+    auto_conf.write_text("\n".join([*kept, f"port = {port}"]) + "\n")
+    server = EmbeddedPostgres(directory, bin_dir=settings.pg_bin_dir, port=port)
+    server.start()
+    return server
+
+
+def promote(server: EmbeddedPostgres, timeout_s: float = 60) -> str:
+    """Failover: make a standby the primary (``pg_ctl promote``); return its URL once it accepts writes."""
+    user = SYSTEM_USER if os.geteuid() == 0 else None
+    _run([str(server.bin_dir / "pg_ctl"), "promote", "-w", "-D", str(server.data_dir)], user=user)
+    _wait_promoted(server.url(), timeout_s)
+    return server.url()
+
+
 def _wait_promoted(url: str, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -360,6 +398,7 @@ def apply_retention(settings: Settings, now: datetime) -> list[str]:
     (``pg_archivecleanup``; ``barman-cloud-backup-delete`` with a recovery window on S3).
     """
     days = settings.backup_retention_days
+    now = datetime.fromtimestamp(now.timestamp(), tz=timezone.utc)  # a plain UTC instant (Airflow passes pendulum's)
     url = backup_url(settings)
     if _is_s3(url):
         before = {backup.backup_id for backup in list_backups(settings)}
@@ -373,9 +412,10 @@ def apply_retention(settings: Settings, now: datetime) -> list[str]:
     for backup_id in deleted:
         shutil.rmtree(_local_root(url) / "base" / backup_id)
     kept = [backup for backup in backups if backup.backup_id not in deleted]
-    if kept:
+    wal_dir = _local_root(url) / "wal"
+    if kept and wal_dir.is_dir():  # no folder: WAL is not archived here (archive-wal never ran), nothing to trim
         oldest_needed = wal_start_segment(Path(kept[0].location))
-        _run([str(_bin_dir(settings) / "pg_archivecleanup"), str(_local_root(url) / "wal"), oldest_needed],
+        _run([str(_bin_dir(settings) / "pg_archivecleanup"), str(wal_dir), oldest_needed],
              user=_tool_user(settings))
     log.info("backup retention applied", retention_days=days, deleted=len(deleted), kept=len(kept))
     return deleted

@@ -117,9 +117,10 @@ class EmbeddedPostgres:
         self._ensure_database()
         return self.url()
 
-    def stop(self) -> None:
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the server; ``mode="immediate"`` is a crash (no checkpoint; recovery at the next start)."""
         if self.is_running():
-            self._run("pg_ctl", ["-D", str(self.data_dir), "-m", "fast", "-w", "stop"])
+            self._run("pg_ctl", ["-D", str(self.data_dir), "-m", mode, "-w", "stop"])
 
     def destroy(self) -> None:
         self.stop()

@@ -26,8 +26,8 @@ import yaml
 
 from ingestion.simulator.fleet import Fleet, provision_fleet
 from ingestion.simulator.payloads import write_landing
-from kidjamo.warehouse.embedded_pg import free_port
 from kidjamo.lake.storage import Lake
+from kidjamo.warehouse.embedded_pg import free_port
 from tests.ingestion.conftest import KIDJAMO, ServiceProcess
 from transforms.pipeline import process_interval
 
@@ -75,22 +75,22 @@ def _process_minute(lake: Lake, database_url: str, fleet: Fleet, arrival: dateti
     process_interval(arrival, arrival + timedelta(minutes=1), lake=lake, database_url=database_url, run_id=run_id)
 
 
-def _start(command: list[str], log: Path) -> subprocess.Popen:
-    return subprocess.Popen(command, stdout=open(log, "wb"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            start_new_session=True)
-
-
-def _wait_http(url: str, process: subprocess.Popen, log: Path) -> None:
+def _serve(name: str, command: list[str], ready_url: str, folder: Path, processes: list, env: dict | None = None) -> None:
+    """Start ``command`` (log in ``folder/<name>.log``), add it to ``processes``, wait until ``ready_url`` answers 200."""
+    log = folder / f"{name}.log"
+    process = subprocess.Popen(command, env=env, stdout=open(log, "wb"), stderr=subprocess.STDOUT,
+                               stdin=subprocess.DEVNULL, start_new_session=True)
+    processes.append(process)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        assert process.poll() is None, f"{url}: process exited: {log.read_text()[-2000:]}"
+        assert process.poll() is None, f"{name} exited: {log.read_text()[-2000:]}"
         try:
-            if httpx.get(url, timeout=2).status_code == 200:
+            if httpx.get(ready_url, timeout=2).status_code == 200:
                 return
         except httpx.TransportError:
             pass
         time.sleep(0.3)
-    raise AssertionError(f"{url} did not answer within 60 s: {log.read_text()[-2000:]}")
+    raise AssertionError(f"{name} did not answer {ready_url} within 60 s: {log.read_text()[-2000:]}")
 
 
 @pytest.fixture
@@ -107,11 +107,8 @@ def monitored_pipeline(fresh_database_url: str, lake: Lake, tmp_path: Path):
         environment.update(KIDJAMO_HOME=str(tmp_path), KIDJAMO_DATABASE_URL=fresh_database_url,
                            KIDJAMO_LAKE_URL=lake.root_url)
         exporter_port = free_port()
-        exporter = subprocess.Popen([KIDJAMO, "metrics", "serve", "--port", str(exporter_port)], env=environment,
-                                    stdout=open(tmp_path / "exporter.log", "wb"), stderr=subprocess.STDOUT,
-                                    start_new_session=True)
-        processes.append(exporter)
-        _wait_http(f"http://127.0.0.1:{exporter_port}/metrics", exporter, tmp_path / "exporter.log")
+        _serve("exporter", [KIDJAMO, "metrics", "serve", "--port", str(exporter_port)],
+               f"http://127.0.0.1:{exporter_port}/metrics", tmp_path, processes, env=environment)
 
         alertmanager_config = yaml.safe_load((DEPLOY / "alertmanager" / "alertmanager.yml").read_text())
         alertmanager_config["route"].update(group_wait="1s", group_interval="1s", repeat_interval="1m")
@@ -121,11 +118,10 @@ def monitored_pipeline(fresh_database_url: str, lake: Lake, tmp_path: Path):
             hook["url"] = receiver.url
         (tmp_path / "alertmanager.yml").write_text(yaml.safe_dump(alertmanager_config))
         alertmanager_port = free_port()
-        processes.append(_start([ALERTMANAGER, f"--config.file={tmp_path / 'alertmanager.yml'}",
-                                 f"--storage.path={tmp_path / 'alertmanager'}",
-                                 f"--web.listen-address=127.0.0.1:{alertmanager_port}", "--cluster.listen-address="],
-                                tmp_path / "alertmanager.log"))
-        _wait_http(f"http://127.0.0.1:{alertmanager_port}/-/ready", processes[-1], tmp_path / "alertmanager.log")
+        _serve("alertmanager", [ALERTMANAGER, f"--config.file={tmp_path / 'alertmanager.yml'}",
+                                f"--storage.path={tmp_path / 'alertmanager'}",
+                                f"--web.listen-address=127.0.0.1:{alertmanager_port}", "--cluster.listen-address="],
+               f"http://127.0.0.1:{alertmanager_port}/-/ready", tmp_path, processes)
 
         prometheus_config = {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
@@ -138,11 +134,10 @@ def monitored_pipeline(fresh_database_url: str, lake: Lake, tmp_path: Path):
         }
         (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(prometheus_config))
         prometheus_port = free_port()
-        processes.append(_start([PROMETHEUS, f"--config.file={tmp_path / 'prometheus.yml'}",
-                                 f"--storage.tsdb.path={tmp_path / 'prometheus'}",
-                                 f"--web.listen-address=127.0.0.1:{prometheus_port}", "--rules.alert.resend-delay=1s"],
-                                tmp_path / "prometheus.log"))
-        _wait_http(f"http://127.0.0.1:{prometheus_port}/-/ready", processes[-1], tmp_path / "prometheus.log")
+        _serve("prometheus", [PROMETHEUS, f"--config.file={tmp_path / 'prometheus.yml'}",
+                              f"--storage.tsdb.path={tmp_path / 'prometheus'}",
+                              f"--web.listen-address=127.0.0.1:{prometheus_port}", "--rules.alert.resend-delay=1s"],
+               f"http://127.0.0.1:{prometheus_port}/-/ready", tmp_path, processes)
         yield receiver, lake, fleet, fresh_database_url, f"http://127.0.0.1:{prometheus_port}"
     finally:
         for process in reversed(processes):

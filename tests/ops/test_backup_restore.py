@@ -9,23 +9,19 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from ingestion.simulator.fleet import Fleet
-from ingestion.simulator.payloads import write_landing
+from kidjamo.lake.storage import Lake
+from kidjamo.ops.backup import (BackupError, apply_retention, base_backup, list_backups, restore, table_fingerprints,
+                                wal_receiver_command, wal_start_segment)
+from kidjamo.settings import Settings
 from kidjamo.warehouse import migrations
 from kidjamo.warehouse.embedded_pg import EmbeddedPostgres
-from kidjamo.ops.backup import (BackupError, apply_retention, base_backup, list_backups, restore, table_fingerprints,
-                                wait_until_archived, wal_receiver_command, wal_start_segment)
-from kidjamo.settings import Settings
-from kidjamo.lake.partitions import minute_partition
-from kidjamo.lake.storage import Lake
-from transforms.pipeline import process_interval
+from tests.ops.pitr_scenario import backup_then_mistake
 from transforms.registry import import_registry
 
 pytestmark = pytest.mark.slow
@@ -64,29 +60,9 @@ def live_warehouse(workdir: Path):
         server.stop()
 
 
-def _process_minute(lake: Lake, url: str, fleet: Fleet, arrival: datetime) -> None:
-    write_landing(lake, arrival, fleet.readings(arrival - timedelta(minutes=1), arrival), name="sensors")
-    lake.write_bytes(f"landing/vitals/{minute_partition(arrival)}/broken.ndjson", b"{not json\n")  # a quarantine row
-    process_interval(arrival, arrival + timedelta(minutes=1), lake=lake, database_url=url, run_id=f"pitr-{arrival:%H%M}")
-
-
 def test_restore_to_a_point_in_time_recovers_every_table_as_it_was(live_warehouse, workdir: Path):
     settings, url, lake, fleet = live_warehouse
-    first = datetime.now(timezone.utc).replace(second=0, microsecond=0) - timedelta(minutes=10)
-    _process_minute(lake, url, fleet, first)
-    taken = base_backup(url, settings)
-    assert taken.backup_id in [backup.backup_id for backup in list_backups(settings)]
-
-    _process_minute(lake, url, fleet, first + timedelta(minutes=1))
-    with psycopg.connect(url) as connection:
-        target_time = connection.execute("SELECT clock_timestamp()").fetchone()[0]
-    at_target = table_fingerprints(url)
-    time.sleep(1.0)  # later commits carry later timestamps than T
-    _process_minute(lake, url, fleet, first + timedelta(minutes=2))
-    with psycopg.connect(url) as connection:
-        connection.execute("DROP TABLE kidjamo.quarantine")  # the mistake
-    wait_until_archived(url, settings)
-    assert "kidjamo.quarantine" not in table_fingerprints(url)
+    target_time, at_target = backup_then_mistake(settings, url, lake, fleet)
 
     restored = restore(settings, target_time, workdir / "restored")
     try:
@@ -94,7 +70,6 @@ def test_restore_to_a_point_in_time_recovers_every_table_as_it_was(live_warehous
     finally:
         restored.stop()
     assert at_target["kidjamo.measurements"][0] == 2 * 2 * len(fleet.device_ids)  # two minutes, 2 readings each
-    assert at_target["kidjamo.quarantine"][0] == 2
     assert recovered == at_target
 
 

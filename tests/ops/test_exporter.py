@@ -13,11 +13,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from ingestion.simulator.fleet import Fleet
 from ingestion.simulator.payloads import write_landing
-from kidjamo.warehouse.embedded_pg import free_port
-from kidjamo.ops.exporter import ExporterConfig, registry_for, serve
 from kidjamo.lake.landing import landing_backlog
 from kidjamo.lake.partitions import minute_partition
 from kidjamo.lake.storage import Lake
+from kidjamo.ops.exporter import ExporterConfig, registry_for, serve
+from kidjamo.warehouse.embedded_pg import free_port
 from transforms.pipeline import process_interval
 from transforms.registry import import_registry
 
@@ -32,19 +32,22 @@ def _samples(config: ExporterConfig, now: datetime) -> dict[tuple, float]:
             for family in text_string_to_metric_families(text) for s in family.samples}
 
 
-@pytest.fixture
-def processed_minute(fresh_database_url: str, lake: Lake, tmp_path):
+@pytest.fixture(scope="module")
+def processed_minute(postgres_server, tmp_path_factory):
     """One minute of a fleet (a hypoxic patient, one unparseable line) through every pipeline step."""
+    from tests.databases import migrated_database
+
+    folder = tmp_path_factory.mktemp("exporter")
+    lake = Lake(f"file://{folder / 'lake'}")
     arrival = datetime.now(timezone.utc).replace(second=0, microsecond=0) - timedelta(minutes=2)
     fleet = Fleet.generate(PATIENTS, seed=3)
-    import_registry(fleet.write_registry_csv(tmp_path / "registry.csv"), fresh_database_url, pseudonym_key="test-key")
-    readings = fleet.readings(arrival - timedelta(minutes=1), arrival, hypoxia_patient=True)
-    write_landing(lake, arrival, readings, name="sensors")
-    lake.write_bytes(f"landing/vitals/{minute_partition(arrival)}/broken.ndjson", b"{not json\n")
-    process_interval(arrival, arrival + timedelta(minutes=1), lake=lake, database_url=fresh_database_url,
-                     run_id="exporter-test")
-    config = ExporterConfig(fresh_database_url, lake, ESCALATION)
-    return config, arrival, len(readings)
+    with migrated_database(postgres_server, "exporter_minute") as url:
+        import_registry(fleet.write_registry_csv(folder / "registry.csv"), url, pseudonym_key="test-key")
+        readings = fleet.readings(arrival - timedelta(minutes=1), arrival, hypoxia_patient=True)
+        write_landing(lake, arrival, readings, name="sensors")
+        lake.write_bytes(f"landing/vitals/{minute_partition(arrival)}/broken.ndjson", b"{not json\n")
+        process_interval(arrival, arrival + timedelta(minutes=1), lake=lake, database_url=url, run_id="exporter-test")
+        yield ExporterConfig(url, lake, ESCALATION), arrival, len(readings)
 
 
 def test_exporter_reports_freshness_layers_quarantine_gates_and_alerts(processed_minute):

@@ -197,3 +197,30 @@ def restore(target_time: str, directory: str, port: int | None, stop: bool) -> N
     click.echo(f"restored to {target_time}: {server.url()}  (data in {server.data_dir})")
     if stop:
         server.stop()
+
+
+@command.command()
+@click.option("--to", "directory", required=True, type=click.Path(file_okay=False), help="a NEW folder for the standby")
+@click.option("--port", type=int, default=None, help="its TCP port [default: a free one]")
+def standby(directory: str, port: int | None) -> None:
+    """Create and start a streaming standby of the warehouse (pg_basebackup -R, replication slot kidjamo_standby)."""
+    from pathlib import Path
+
+    from kidjamo.ops.backup import create_standby
+
+    settings = get_settings()
+    server = create_standby(database.database_url(settings), settings, Path(directory), port=port)
+    click.echo(f"standby replaying at {server.url()} (data in {server.data_dir}); `kidjamo db promote --data {directory}` fails over")
+
+
+@command.command()
+@click.option("--data", "directory", required=True, type=click.Path(exists=True, file_okay=False), help="the standby's folder")
+def promote(directory: str) -> None:
+    """Failover: promote the standby under DIRECTORY to primary; then point KIDJAMO_DATABASE_URL / kidjamo_postgres at it."""
+    from pathlib import Path
+
+    from kidjamo.ops.backup import promote as promote_standby
+    from kidjamo.warehouse.embedded_pg import EmbeddedPostgres
+
+    settings = get_settings()
+    click.echo(f"promoted: {promote_standby(EmbeddedPostgres(Path(directory), bin_dir=settings.pg_bin_dir))}")
