@@ -22,6 +22,7 @@ COPY --chown=airflow:0 ingestion /opt/kidjamo/ingestion
 COPY --chown=airflow:0 transforms /opt/kidjamo/transforms
 COPY --chown=airflow:0 expectations /opt/kidjamo/expectations
 COPY --chown=airflow:0 plugins /opt/kidjamo/plugins
+COPY --chown=airflow:0 care /opt/kidjamo/care
 COPY --chown=airflow:0 sql /opt/kidjamo/sql
 COPY --chown=airflow:0 dags /opt/kidjamo/dags
 RUN pip install --no-cache-dir --no-deps --no-build-isolation -e /opt/kidjamo

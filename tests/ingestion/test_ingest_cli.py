@@ -19,7 +19,9 @@ def cli(ingest_database, tmp_path):
 
     def run(*args: str):
         result = runner.invoke(main, list(args), env={"KIDJAMO_HOME": str(tmp_path / "home"), "KIDJAMO_DATABASE_URL": ingest_database,
-                                                      "KIDJAMO_LAKE_URL": f"file://{tmp_path / 'lake'}"}, catch_exceptions=False)
+                                                      "KIDJAMO_LAKE_URL": f"file://{tmp_path / 'lake'}",
+                                                      # another KIDJAMO_HOME: the database is external, so a real key
+                                                      "KIDJAMO_PSEUDONYM_KEY": "ingest-cli-test-pseudonym-key-0123456789"}, catch_exceptions=False)
         return result
 
     return run
