@@ -104,9 +104,9 @@ def ward_board(connection, *, now: datetime, silent_minutes: float = 5.0, rules:
     frame = pd.DataFrame(patients)
     # Partial PEWS (heart and breathing rates against the age band) for children, NEWS2 for adults.
     bands = frame["age_band"].astype("string")
-    pews = (scores.heart_rate_pews_band(frame["heart_rate"].astype("float64"), bands, rules)["pews_band_score"]
+    pews = (scores.heart_rate_pews_band(frame["heart_rate"].astype("float64"), bands, rules)["pews_subscore"]
             .astype("Float64").fillna(0)
-            + scores.respiratory_rate_pews_band(frame["respiratory_rate"].astype("float64"), bands, rules)["pews_band_score"]
+            + scores.respiratory_rate_pews_band(frame["respiratory_rate"].astype("float64"), bands, rules)["pews_subscore"]
             .astype("Float64").fillna(0))
     adult = frame["age_years"].astype("float64").fillna(0).to_numpy() >= ADULT_YEARS
     news2 = frame["news2_partial"].astype("float64").to_numpy()
@@ -243,9 +243,11 @@ def thresholds(latest: dict | None, rules: RuleSet | None = None) -> dict[str, l
     lines["spo2"].append((rules["hypoxia_severe"].id, rules["hypoxia_severe"].thresholds.spo2_below))
     infant = latest is not None and latest.get("age_years") is not None and \
         latest["age_years"] < rules["fever_infant"].thresholds.age_below_years
-    fever = rules["fever_infant"].thresholds.temperature_at_least if infant else rules["fever"].thresholds.temperature_above
+    fever = rules["fever_infant"].thresholds.temperature_at_least if infant else rules["fever"].thresholds.temperature_at_least
     lines["temperature"].append(("fever_infant" if infant else "fever", fever))
-    lines["temperature"].append((rules["hypothermia"].id, rules["hypothermia"].thresholds.temperature_at_most))
+    cold = rules["hypothermia"].thresholds
+    young_infant = latest is not None and latest.get("age_years") is not None and latest["age_years"] < cold.infant_age_below_years
+    lines["temperature"].append((rules["hypothermia"].id, cold.infant_temperature_below if young_infant else cold.temperature_at_most))
     lines["pain_scale"].append((rules["pain_severe"].id, rules["pain_severe"].thresholds.pain_at_least))
     lines["hydration_pct"].append((rules["dehydration"].id, rules["dehydration"].thresholds.hydration_below))
     if latest is None:
