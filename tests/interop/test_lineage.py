@@ -5,8 +5,10 @@ with the lake layers and warehouse tables it read and wrote, to the file transpo
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 
@@ -15,6 +17,7 @@ from ingestion.simulator.payloads import write_landing
 from kidjamo.settings import get_settings
 from kidjamo.lake.storage import Lake
 from plugins.lineage import STEP_LINEAGE
+from tests.databases import migrated_database
 from tests.layers.helpers import ARRIVAL
 from transforms.registry import import_registry
 
@@ -23,29 +26,41 @@ pytestmark = pytest.mark.slow
 RUN_AFTER = ARRIVAL + timedelta(minutes=1)
 
 
+@dataclass(frozen=True)
+class LineageRun:
+    events: list[dict]
+    lake_root: Path
+    database_url: str
+
+
 @pytest.fixture(scope="module")
-def lineage_events(airflow_home, migrated_url, tmp_path_factory) -> list[dict]:
-    """The OpenLineage events of one kidjamo_vitals run over a landed minute."""
+def lineage_run(airflow_home, postgres_server, tmp_path_factory) -> LineageRun:
+    """The OpenLineage events of one kidjamo_vitals run over a landed minute, on its own warehouse and lake."""
     from airflow.dag_processing.dagbag import DagBag
 
     from kidjamo.cli.airflow_env import DAGS_FOLDER
 
-    fleet = Fleet.generate(3, seed=21)
-    import_registry(fleet.write_registry_csv(tmp_path_factory.mktemp("registry") / "registry.csv"), migrated_url, pseudonym_key="test-key")
-    write_landing(Lake.from_settings(), ARRIVAL, fleet.readings(ARRIVAL - timedelta(minutes=1), ARRIVAL), name="lineage")
-    lineage_file = get_settings().lineage_file
-    already = lineage_file.read_text().count("\n") if lineage_file.exists() else 0
-    run = DagBag(dag_folder=str(DAGS_FOLDER)).dags["kidjamo_vitals"].test(logical_date=RUN_AFTER)
-    assert run.state == "success"
-    events = [json.loads(line) for line in lineage_file.read_text().splitlines()[already:] if line.strip()]
-    return [event for event in events if event["job"]["name"].startswith("kidjamo_vitals.")]
+    lake_root = tmp_path_factory.mktemp("lineage") / "lake"
+    with migrated_database(postgres_server, "lineage") as url, pytest.MonkeyPatch.context() as environment:
+        environment.setenv("AIRFLOW_CONN_KIDJAMO_POSTGRES", url)
+        environment.setenv("KIDJAMO_LAKE_URL", f"file://{lake_root}")
+        fleet = Fleet.generate(3, seed=21)
+        import_registry(fleet.write_registry_csv(tmp_path_factory.mktemp("registry") / "registry.csv"), url, pseudonym_key="test-key")
+        write_landing(Lake.from_settings(), ARRIVAL, fleet.readings(ARRIVAL - timedelta(minutes=1), ARRIVAL), name="lineage")
+        lineage_file = get_settings().lineage_file
+        already = lineage_file.read_text().count("\n") if lineage_file.exists() else 0
+        run = DagBag(dag_folder=str(DAGS_FOLDER)).dags["kidjamo_vitals"].test(logical_date=RUN_AFTER)
+        assert run.state == "success"
+        events = [json.loads(line) for line in lineage_file.read_text().splitlines()[already:] if line.strip()]
+        yield LineageRun([e for e in events if e["job"]["name"].startswith("kidjamo_vitals.")], lake_root, url)
 
 
 def _datasets(event: dict, side: str) -> set[tuple[str, str]]:
     return {(dataset["namespace"], dataset["name"]) for dataset in event.get(side, [])}
 
 
-def test_every_task_of_the_run_emits_a_start_and_a_complete_event(lineage_events):
+def test_every_task_of_the_run_emits_a_start_and_a_complete_event(lineage_run):
+    lineage_events = lineage_run.events
     tasks = {event["job"]["name"].removeprefix("kidjamo_vitals.") for event in lineage_events}
     assert tasks == {"raw.to_raw", "bronze.to_bronze", "bronze.gate_bronze", "silver.to_silver", "silver.gate_silver",
                      "gold.to_gold", "warehouse.load", "warehouse.refresh_views", "alerts.raise_alerts"}
@@ -55,13 +70,11 @@ def test_every_task_of_the_run_emits_a_start_and_a_complete_event(lineage_events
     assert {event["job"]["namespace"] for event in lineage_events} == {"kidjamo"}
 
 
-def test_task_events_name_the_lake_layers_and_warehouse_tables_they_read_and_write(lineage_events, migrated_url):
-    lake_root = Path(Lake.from_settings().local_path(""))
-    from urllib.parse import urlparse
-
-    database = urlparse(migrated_url)
+def test_task_events_name_the_lake_layers_and_warehouse_tables_they_read_and_write(lineage_run):
+    lake_root = lineage_run.lake_root
+    database = urlparse(lineage_run.database_url)
     warehouse = f"postgres://{database.hostname}:{database.port}"
-    completes = {event["job"]["name"].rsplit(".", 1)[-1]: event for event in lineage_events if event["eventType"] == "COMPLETE"}
+    completes = {event["job"]["name"].rsplit(".", 1)[-1]: event for event in lineage_run.events if event["eventType"] == "COMPLETE"}
 
     assert _datasets(completes["to_raw"], "inputs") == {("file", str(lake_root / "landing/vitals"))}
     assert _datasets(completes["to_raw"], "outputs") == {("file", str(lake_root / "raw/vitals"))}
