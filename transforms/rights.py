@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 
 from kidjamo.warehouse.audit import record_audit_event, set_actor
 from kidjamo.warehouse.database import connect
+from kidjamo.warehouse.locks import PartitionLocks
 from kidjamo.lake.storage import Lake
 from kidjamo.lake.records import decompress, is_landing_file, split_records
 from transforms.views import refresh_views
@@ -215,8 +216,12 @@ def export_patient(patient_id: str, *, database_url: str, lake: Lake, destinatio
 
 
 # --- right of erasure ----------------------------------------------------------------------------
-def _erase_from_lake(lake: Lake, patient_id: str, device_ids: list[str]) -> dict:
-    """Rewrite every lake file holding the patient's data without it; return what changed."""
+def _erase_from_lake(lake: Lake, patient_id: str, device_ids: list[str], locks: PartitionLocks) -> dict:
+    """Rewrite every lake file holding the patient's data without it; return what changed.
+
+    Each raw manifest is updated under its partition's lock, so a run copying landing files into the
+    same partition meanwhile keeps its entries (kidjamo.warehouse.locks).
+    """
     device_set = set(device_ids)
     result = {"record_files_rewritten": 0, "records_erased": 0, "parquet_files_rewritten": 0, "parquet_rows_erased": 0}
     manifests: dict[str, dict] = {}
@@ -245,13 +250,14 @@ def _erase_from_lake(lake: Lake, patient_id: str, device_ids: list[str]) -> dict
                 "size": len(new_data), "sha256": hashlib.sha256(new_data).hexdigest()}
     for directory, changed in manifests.items():
         manifest_path = f"{directory}/_manifest.json"
-        if not lake.exists(manifest_path):
-            continue
-        document = json.loads(lake.read_bytes(manifest_path))
-        for entry in document.get("files", []):
-            if entry.get("name") in changed:
-                entry.update(changed[entry["name"]], erased_records=True)
-        lake.write_bytes(manifest_path, json.dumps(document, indent=1).encode())
+        with locks.hold(directory):
+            if not lake.exists(manifest_path):
+                continue
+            document = json.loads(lake.read_bytes(manifest_path))
+            for entry in document.get("files", []):
+                if entry.get("name") in changed:
+                    entry.update(changed[entry["name"]], erased_records=True)
+            lake.write_bytes(manifest_path, json.dumps(document, indent=1).encode())
     for path in _lake_parquet_files(lake):
         table = lake.read_parquet([path])
         mask = _parquet_mask(table, patient_id, device_ids)
@@ -275,7 +281,8 @@ def erase_patient(patient_id: str, *, database_url: str, lake: Lake, pseudonym_k
     """
     with connect(database_url, application_name="kidjamo-erase") as connection:
         device_ids = patient_devices(connection, patient_id)
-    lake_counts = _erase_from_lake(lake, patient_id, device_ids)
+    with PartitionLocks(database_url) as locks:
+        lake_counts = _erase_from_lake(lake, patient_id, device_ids, locks)
     deleted: dict[str, int] = {}
     with connect(database_url, application_name="kidjamo-erase") as connection:
         set_actor(connection, actor)
