@@ -59,6 +59,11 @@ def _context():
     return context
 
 
+def warm_up() -> None:
+    """Import Great Expectations and build its context now (a process that forks tasks calls it once)."""
+    _context()
+
+
 @lru_cache(maxsize=8)
 def _batch_definition(asset_name: str):
     context = _context()

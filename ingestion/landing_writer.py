@@ -110,6 +110,46 @@ def _partition_stamp(path: str) -> str:
     return f"{day.replace('-', '')}T{hour}{minute}"
 
 
+ERASED_LINE = b'{"erased":true}\n'
+
+
+def _device_of(line: bytes) -> str | None:
+    """The device id of one NDJSON reading line (None when it has none or is not JSON)."""
+    try:
+        document = json.loads(line)
+    except ValueError:
+        return None
+    return document.get("device_id") if isinstance(document, dict) else None
+
+
+def _key_device(key: str) -> str:
+    """``d:<device>|<instant>`` or ``m:<device>|<message id>`` -> device."""
+    return key[2:].split("|", 1)[0]
+
+
+def redact_journal_segment(segment: Path, devices: set[str]) -> None:
+    """Rewrite one journal segment (atomically) without the idempotency keys of ``devices`` (erasure)."""
+    lines = segment.read_text().splitlines()
+    redacted = []
+    for line in lines:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            redacted.append(line)
+            continue
+        if isinstance(entry, dict) and "keys" in entry:
+            entry["keys"] = [key for key in entry["keys"] if _key_device(key) not in devices]
+            line = json.dumps(entry, separators=(",", ":"))
+        redacted.append(line)
+    if redacted != lines:
+        temporary = segment.with_name("." + segment.name + ".tmp")
+        with temporary.open("w") as handle:
+            handle.write("".join(line + "\n" for line in redacted))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, segment)
+
+
 class RecentKeys:
     """Idempotency keys of the last ``window_s`` seconds, in one set per minute: expiring is O(1)."""
 
@@ -129,6 +169,11 @@ class RecentKeys:
 
     def __len__(self) -> int:
         return sum(len(keys) for _, keys in self._buckets)
+
+    def discard_if(self, predicate) -> None:
+        """Forget every key for which ``predicate(key)`` is true."""
+        for _, keys in self._buckets:
+            keys.difference_update([key for key in keys if predicate(key)])
 
     def forget_before(self, horizon: float) -> None:
         while self._buckets and self._buckets[0][0] + self.bucket_s <= horizon:
@@ -191,6 +236,7 @@ class LandingWriter:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="landing-writer")
         self._publisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="landing-publisher")
         self._publishing: set[asyncio.Future] = set()
+        self._erased_devices: set[str] = set()  # readings of these devices are never written again (erasure)
 
     # --- recovery ----------------------------------------------------------------------------------
     def recover(self) -> int:
@@ -287,6 +333,14 @@ class LandingWriter:
         self._publisher.shutdown(wait=True)
 
     # --- requests ----------------------------------------------------------------------------------
+    def unpublished_parts(self) -> int:
+        """Durable parts waiting to be merged into their minute's landing file (the journal backlog)."""
+        return sum(len(parts) for parts in list(self._parts.values()))
+
+    def waiting_readings(self) -> int:
+        """Readings handed in but not yet durable (their requests are still waiting)."""
+        return len(self._batch.lines)
+
     def is_known(self, keys: tuple[str, ...]) -> bool:
         return any(key in self._seen or key in self._pending for key in keys)
 
@@ -320,6 +374,46 @@ class LandingWriter:
         if waits:
             await asyncio.gather(*(asyncio.shield(wait) for wait in waits))
         return outcomes
+
+    # --- erasure -----------------------------------------------------------------------------------
+    def erase_devices(self, device_ids: list[str]) -> int:
+        """Erasure of a patient: their readings leave this writer's memory, unpublished parts and journal.
+
+        Called when an erasure is notified, on the flush thread (:meth:`erase_devices_soon`). Readings of these devices become
+        ``{"erased":true}`` tombstones in the unpublished parts, in memory and in the lake alike (the
+        positions stay, as the erasure does elsewhere), are dropped from batches not yet written, and
+        their idempotency keys leave memory and the journal. Returns how many readings were erased.
+        """
+        devices = set(device_ids)
+        self._erased_devices |= devices
+        erased = 0
+        kept_lines, kept_keys = [], []
+        for line in self._batch.lines:
+            if _device_of(line) in devices:
+                erased += 1
+            else:
+                kept_lines.append(line)
+        self._batch.lines[:] = kept_lines
+        kept_keys = [key for key in self._batch.keys if _key_device(key) not in devices]
+        self._batch.keys[:] = kept_keys
+        for parts in list(self._parts.values()):  # snapshot: the flush thread may add a minute meanwhile
+            for index, (part, data) in enumerate(list(parts)):
+                lines = data.splitlines(keepends=True)
+                marked = [ERASED_LINE if _device_of(line) in devices else line for line in lines]
+                if marked != lines:
+                    erased += sum(1 for a, b in zip(lines, marked) if a is not b)
+                    new_data = b"".join(marked)
+                    parts[index] = (part, new_data)
+                    if self.lake.exists(part):
+                        self.lake.write_bytes(part, new_data)
+        self._seen.discard_if(lambda key: _key_device(key) in devices)
+        for segment in sorted(self.journal_dir.glob("journal-*.log")):
+            redact_journal_segment(segment, devices)
+        return erased
+
+    async def erase_devices_soon(self, device_ids: list[str]) -> int:
+        """:meth:`erase_devices` on the flush thread, so that it never interleaves with a part being written."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self.erase_devices, device_ids)
 
     # --- flushing and publishing -------------------------------------------------------------------
     async def _flush_loop(self) -> None:
@@ -414,6 +508,9 @@ class LandingWriter:
 
     def _write(self, lines: list[bytes], keys: list[str]) -> str:
         """Write one part durably (journal intent, atomic write, journal commit); return its lake path."""
+        if self._erased_devices:  # a batch accepted just before its device's erasure was notified
+            lines = [ERASED_LINE if _device_of(line) in self._erased_devices else line for line in lines]
+            keys = [key for key in keys if _key_device(key) not in self._erased_devices]
         now = self.clock()
         minute = _arrival_minute(now)
         self._sequence += 1

@@ -230,6 +230,17 @@ def _parse(records: _RawRecords) -> tuple[pa.Table, list, int]:
 
 
 # --- checks --------------------------------------------------------------------------------------
+def outside_timestamp_window(measured_at: pd.Series, arrival_minute: pd.Series, lateness: timedelta,
+                             future_tolerance: timedelta) -> tuple[np.ndarray, np.ndarray]:
+    """(future, too_late) per reading: measured more than ``future_tolerance`` after the end of its
+    arrival minute, or more than ``lateness`` before it. The ingestion fast path applies the same window."""
+    ahead = (measured_at - (arrival_minute + pd.Timedelta(minutes=1))).to_numpy()
+    behind = (arrival_minute - measured_at).to_numpy()
+    future = ~pd.isna(ahead) & (ahead > np.timedelta64(future_tolerance))
+    too_late = ~pd.isna(behind) & (behind > np.timedelta64(lateness))
+    return future, too_late
+
+
 def _check(frame: pd.DataFrame, parse_errors: list, non_finite: dict[str, np.ndarray], control: dict[str, np.ndarray],
            registry: pd.DataFrame, lateness: timedelta, future_tolerance: timedelta) -> tuple[np.ndarray, np.ndarray, list[str | None]]:
     """First failing reason per row (or None), its field, and a detail; vectorized except for details."""
@@ -284,11 +295,10 @@ def _check(frame: pd.DataFrame, parse_errors: list, non_finite: dict[str, np.nda
              lambda i, p=path, v=values, lo=low, hi=high: f"{p}: {v[i]:g} is outside the plausible range {lo:g} to {hi:g}")
 
     arrival = pd.to_datetime(frame["arrival_minute"], utc=True)
-    ahead = (measured_at - (arrival + pd.Timedelta(minutes=1))).to_numpy()
-    behind = (arrival - measured_at).to_numpy()
-    flag(~pd.isna(ahead) & (ahead > np.timedelta64(future_tolerance)), reasons.FUTURE_TIMESTAMP, "timestamp",
+    future, too_late = outside_timestamp_window(measured_at, arrival, lateness, future_tolerance)
+    flag(future, reasons.FUTURE_TIMESTAMP, "timestamp",
          lambda i: f"timestamp: {timestamp.iloc[i]} is more than {future_tolerance} after the file arrived ({arrival.iloc[i]:%Y-%m-%dT%H:%MZ})")
-    flag(~pd.isna(behind) & (behind > np.timedelta64(lateness)), reasons.TOO_LATE, "timestamp",
+    flag(too_late, reasons.TOO_LATE, "timestamp",
          lambda i: f"timestamp: {timestamp.iloc[i]} is older than the lateness limit ({lateness}) at arrival {arrival.iloc[i]:%Y-%m-%dT%H:%MZ}")
 
     # Registry lookups in Arrow: the position of each device in the registry, then its patient and status.

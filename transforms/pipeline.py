@@ -15,7 +15,6 @@ module reads the settings or the rules file by itself.
 from __future__ import annotations
 
 import json
-import logging
 import time
 from dataclasses import dataclass, replace
 from functools import cached_property
@@ -29,16 +28,18 @@ from ingestion.to_raw import landing_to_raw
 from kidjamo.jsonable import jsonable
 from kidjamo.lake.manifest import read_manifest
 from kidjamo.lake.partitions import minutes_between, read_partitions, write_partitions
-from kidjamo.warehouse.database import connect
+from kidjamo.logs import get_logger, log_context
+from kidjamo.warehouse.database import connect, pseudonym_key_for
 from kidjamo.settings import Settings, get_settings
 from kidjamo.lake.storage import Lake
 from transforms.clinical.rules import RuleSet, default_rules
 from transforms.bronze import raw_to_bronze
+from transforms.rights import pipeline_run_guard
 from transforms.gold import silver_to_gold
 from kidjamo.lake.reasons import DEVICE_FLOODING, GATE_REJECTED
 from kidjamo.lake.schema import BRONZE, QUARANTINE, SILVER
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 GATE_REJECTED_SCHEMA = pa.schema(
     [("raw_file", pa.string()), ("record_index", pa.int32()), ("detail", pa.string()),
@@ -82,8 +83,14 @@ class Interval:
     def for_task(cls, start: datetime, end: datetime, *, lake: Lake, database_url: str, run_id: str,
                  settings: Settings | None = None, rules: RuleSet | None = None,
                  drain_landing_backlog: bool = False) -> "Interval":
-        """The context of a task, with the configured settings and rules unless given."""
-        return cls(start, end, lake, database_url, run_id, settings or get_settings(), rules or default_rules(),
+        """The context of a task, with the configured settings and rules unless given.
+
+        Refuses to start against a database that is not the embedded one with a weak pseudonym key
+        (:meth:`kidjamo.settings.Settings.checked_pseudonym_key`).
+        """
+        settings = settings or get_settings()
+        pseudonym_key_for(database_url, settings)
+        return cls(start, end, lake, database_url, run_id, settings, rules or default_rules(),
                    drain_landing_backlog)
 
     @cached_property
@@ -157,18 +164,27 @@ def record_step(interval: Interval, step: str, status: str, counts: dict, starte
 
 
 def _recorded(step: str):
-    """Time a step and record its counts (or its failure) in kidjamo.pipeline_runs."""
+    """Time a step and record its counts (or its failure) in kidjamo.pipeline_runs.
+
+    Each step holds the erasure guard (shared): an erasure in progress holds it back, and waits for
+    it, so no step reads a file before an erasure rewrites it and writes it back after.
+    """
 
     def decorate(function):
         def run(interval: Interval) -> dict:
             started = time.perf_counter()
-            try:
-                counts = function(interval)
-            except Exception as error:
-                record_step(interval, step, "failed", {"error": f"{type(error).__name__}: {error}"[:2000]}, started)
-                raise
-            counts = record_step(interval, step, "success", counts, started)
-            log.info("%s %s..%s: %s", step, interval.start, interval.end, counts)
+            with log_context(run_id=interval.run_id, step=step, arrival_minute=interval.start.isoformat(),
+                             interval_end=interval.end.isoformat()):
+                log.debug("step started")
+                try:
+                    with pipeline_run_guard(interval.database_url):
+                        counts = function(interval)
+                except Exception as error:
+                    record_step(interval, step, "failed", {"error": f"{type(error).__name__}: {error}"[:2000]}, started)
+                    log.error("step failed", error=type(error).__name__, duration_s=round(time.perf_counter() - started, 3))
+                    raise
+                counts = record_step(interval, step, "success", counts, started)
+                log.info("step finished", counts=counts, duration_s=counts["duration_s"])
             return counts
 
         run.__name__ = function.__name__
@@ -430,9 +446,10 @@ def process_interval(start: datetime, end: datetime, *, lake: Lake, database_url
         chunk_end = min(chunk_start + chunk, whole.end)
         part = replace(whole, start=chunk_start, end=chunk_end, run_id=f"{run_id}#{chunk_start:%Y%m%dT%H%M}",
                        drain_landing_backlog=drain_landing_backlog and chunk_start == whole.start)
-        for step in STEPS:
-            name = step.__name__.removeprefix("step_")
-            totals[name] = _add_counts(totals.get(name, {}), step(part))
+        with log_context(chunk=f"{chunk_start:%Y%m%dT%H%M}"):
+            for step in STEPS:
+                name = step.__name__.removeprefix("step_")
+                totals[name] = _add_counts(totals.get(name, {}), step(part))
         chunk_start = chunk_end
     return totals
 

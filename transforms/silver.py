@@ -58,6 +58,9 @@ def loaded_readings(database_url: str, bronze: pa.Table) -> pd.DataFrame:
 
     A row loaded from the same raw record is the same reading replayed, so it is not returned. The
     batch's keys and lineage go to a temporary table by COPY (vectorized CSV), then one indexed join.
+    Only rows measured no later than their device's latest loaded reading (``kidjamo.device_status``,
+    kept by every load) can already be in the warehouse: in an ordinary minute that is none, so the
+    index is probed for late or replayed readings only, not once per reading.
     Columns: the bronze row's key and lineage, and ``loaded_raw_file``/``loaded_record_index``.
     """
     if bronze.num_rows == 0:
@@ -68,8 +71,12 @@ def loaded_readings(database_url: str, bronze: pa.Table) -> pd.DataFrame:
         stage(connection, "batch_keys", "device_id text, measured_at timestamptz, raw_file text, record_index integer", keys)
         rows = connection.execute(
             """
+            WITH maybe_loaded AS MATERIALIZED (
+                SELECT k.* FROM batch_keys AS k LEFT JOIN kidjamo.device_status AS s USING (device_id)
+                WHERE s.device_id IS NULL OR k.measured_at <= s.last_measured_at
+            )
             SELECT k.device_id, k.measured_at, k.raw_file, k.record_index, m.raw_file, m.record_index
-            FROM batch_keys AS k
+            FROM maybe_loaded AS k
             JOIN kidjamo.measurements AS m ON m.device_id = k.device_id AND m.measured_at = k.measured_at
             WHERE m.measured_at BETWEEN %s AND %s
               AND (m.raw_file, m.record_index) IS DISTINCT FROM (k.raw_file, k.record_index)
@@ -121,7 +128,7 @@ def bronze_to_silver(
         ],
         ignore_index=True,
     )
-    silver = _enrich(kept, registry, baselines, late_after, rules)
+    silver = enrich_readings(kept, registry, baselines, late_after, rules)
     return SilverResult(
         silver=pa.Table.from_pandas(silver[SILVER.names], schema=SILVER, preserve_index=False),
         rejected=pa.Table.from_pandas(rejected[QUARANTINE.names], schema=QUARANTINE, preserve_index=False),
@@ -136,8 +143,12 @@ def _record_key(raw_file: pd.Series, record_index: pd.Series) -> pd.Series:
     return raw_file.astype("string") + "#" + record_index.astype("string")
 
 
-def _enrich(kept: pd.DataFrame, registry: pd.DataFrame, baselines: pd.DataFrame, late_after: timedelta,
-            rules: RuleSet) -> pd.DataFrame:
+def enrich_readings(kept: pd.DataFrame, registry: pd.DataFrame, baselines: pd.DataFrame, late_after: timedelta,
+                    rules: RuleSet) -> pd.DataFrame:
+    """Readings joined with the registry and baselines, with age, scores, indices, quality flags and delay.
+
+    The silver step and the ingestion fast path enrich alike, so the rules see the same columns.
+    """
     patients = registry.drop_duplicates("device_id")[["device_id", "birth_date", "genotype", "care_team"]].astype(
         {"device_id": "string"}
     )
@@ -150,7 +161,7 @@ def _enrich(kept: pd.DataFrame, registry: pd.DataFrame, baselines: pd.DataFrame,
     frame["news2_max_parameter"] = news2["news2_max_parameter"]
     heat = scores.heat_index_c(frame["ambient_temp"], frame["ambient_humidity"])
     frame["heat_index_c"] = heat["heat_index_c"]
-    frame["heat_index_is_lower_bound"] = heat["heat_index_is_lower_bound"]
+    frame["heat_index_is_lower_bound"] = heat["heat_index_unknown"]
     frame["physiological_strain_index"] = scores.physiological_strain_index(
         frame["temperature"], frame["heart_rate"], frame["temperature_baseline"], frame["heart_rate_baseline"]
     )

@@ -34,6 +34,7 @@ class LandingBacklog:
 
     files: int
     bytes: int
+    minutes: int  # arrival minutes with files waiting
     oldest_minute: datetime | None  # the arrival minute of the oldest waiting file
     oldest_age_s: float  # seconds since that minute ended (0 when nothing waits)
     unpublished_parts: int  # in-progress files (``_…``) of ended minutes: a writer that cannot publish
@@ -48,6 +49,7 @@ def landing_backlog(lake: Lake, now: datetime) -> LandingBacklog:
     current = now.astimezone(timezone.utc).replace(second=0, microsecond=0)
     files = size = parts = 0
     oldest: datetime | None = None
+    minutes: set[datetime] = set()
     for lake_file in lake.list_files(layer_prefix("landing")):
         minute = partition_minute(lake_file.path)
         name = posixpath.basename(lake_file.path)
@@ -56,8 +58,9 @@ def landing_backlog(lake: Lake, now: datetime) -> LandingBacklog:
         if is_landing_file(name):
             files += 1
             size += lake_file.size
+            minutes.add(minute)
             oldest = minute if oldest is None else min(oldest, minute)
         elif is_in_progress(name) and not name.startswith("."):
             parts += 1
     age = max((now - (oldest + timedelta(minutes=1))).total_seconds(), 0.0) if oldest is not None else 0.0
-    return LandingBacklog(files, size, oldest, age, parts)
+    return LandingBacklog(files, size, len(minutes), oldest, age, parts)

@@ -3,7 +3,7 @@
 from kidjamo.warehouse.migrations import run_sql_file
 
 revision = "0009"
-down_revision = "0006"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 

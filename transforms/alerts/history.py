@@ -17,8 +17,13 @@ HISTORY_COLUMNS = ["device_id", "patient_id", "measured_at", "spo2", "heart_rate
 
 
 def _history_lookback(rules: RuleSet) -> timedelta:
-    # Flatline needs its window; three consecutive pain readings need a minute at a 30 s cadence.
+    # Flatline needs its window (and a minute of slack).
     return timedelta(minutes=rules["sensor_flatline"].thresholds.minutes + 1)
+
+
+def _pain_lookback(rules: RuleSet) -> timedelta:
+    # Severe pain counts readings within its window; flatline's window is read for the same device too.
+    return max(timedelta(minutes=rules["pain_severe"].thresholds.window_minutes), _history_lookback(rules))
 
 
 def read_history(connection, silver: pd.DataFrame, rules: RuleSet) -> pd.DataFrame:
@@ -27,7 +32,10 @@ def read_history(connection, silver: pd.DataFrame, rules: RuleSet) -> pd.DataFra
     For each device of the batch, the look-back window before its first batch reading is read
     only when it can matter: its previous reading has the same SpO2 or heart rate as its first
     batch reading (a flatline may have started before the batch), or the batch shows severe pain
-    (the consecutive-readings rule). One index probe per device decides; at a 30 s cadence this
+    (the pain window's rule). The previous reading comes from the alert step's per-device
+    state (``kidjamo.device_last_seen``: latest measured_at, SpO2 and heart rate), one join for the
+    whole batch; only devices without state, or whose batch does not follow their state (late
+    readings, a re-run), take an index probe into ``kidjamo.measurements``. At a 30 s cadence this
     keeps the read small however much history is stored.
     """
     if silver.empty:
@@ -37,7 +45,8 @@ def read_history(connection, silver: pd.DataFrame, rules: RuleSet) -> pd.DataFra
     pain_threshold = rules["pain_severe"].thresholds.pain_at_least
     pain = pd.to_numeric(silver["pain_scale"], errors="coerce") if "pain_scale" in silver else pd.Series(np.nan, index=silver.index)
     painful = set(silver.loc[(pain >= pain_threshold).fillna(False), "device_id"])
-    since = first["measured_at"] - _history_lookback(rules)
+    lookback = np.where(first["device_id"].isin(painful), _pain_lookback(rules), _history_lookback(rules))
+    since = first["measured_at"] - pd.to_timedelta(lookback).to_numpy()
 
     def floats(column: str) -> pa.Array:
         values = pd.to_numeric(first[column], errors="coerce") if column in first else pd.Series(np.nan, index=first.index)
@@ -54,11 +63,15 @@ def read_history(connection, silver: pd.DataFrame, rules: RuleSet) -> pd.DataFra
     history = copy_out(connection, """
         WITH needed AS (
             SELECT b.device_id, b.since, b.until FROM history_batch AS b
-            WHERE b.painful OR EXISTS (
-                SELECT 1 FROM (SELECT p.spo2, p.heart_rate FROM kidjamo.measurements AS p
-                               WHERE p.device_id = b.device_id AND p.measured_at >= b.since AND p.measured_at < b.until
-                               ORDER BY p.measured_at DESC LIMIT 1) AS previous
-                WHERE previous.spo2 = b.spo2 OR previous.heart_rate = b.heart_rate)
+            LEFT JOIN kidjamo.device_last_seen AS s ON s.device_id = b.device_id
+            WHERE b.painful
+               OR (s.last_measured_at >= b.since AND s.last_measured_at < b.until
+                   AND (s.last_spo2 = b.spo2 OR s.last_heart_rate = b.heart_rate))
+               OR ((s.device_id IS NULL OR s.last_measured_at >= b.until) AND EXISTS (
+                   SELECT 1 FROM (SELECT p.spo2, p.heart_rate FROM kidjamo.measurements AS p
+                                  WHERE p.device_id = b.device_id AND p.measured_at >= b.since AND p.measured_at < b.until
+                                  ORDER BY p.measured_at DESC LIMIT 1) AS previous
+                   WHERE previous.spo2 = b.spo2 OR previous.heart_rate = b.heart_rate))
         )
         SELECT m.device_id, m.patient_id, m.measured_at, m.spo2, m.heart_rate, m.pain_scale, m.age_years
         FROM needed AS n
@@ -89,17 +102,28 @@ def silver_frame(silver: pa.Table | pd.DataFrame) -> pd.DataFrame:
 def update_last_seen(connection, frame: pd.DataFrame) -> int:
     if frame.empty:
         return 0
-    latest = frame.groupby("device_id", sort=False).agg(patient_id=("patient_id", "first"), last=("measured_at", "max"))
-    stage(connection, "last_seen_batch", "device_id text, patient_id text, last_measured_at timestamptz", pa.table({
-        "device_id": arrow_strings(latest.index), "patient_id": arrow_strings(latest["patient_id"]),
-        "last_measured_at": arrow_times(latest["last"])}))
+    # The latest reading of each device (its SpO2 and heart rate are the state read_history uses).
+    latest = frame.sort_values("measured_at", kind="stable").drop_duplicates("device_id", keep="last")
+
+    def floats(column: str) -> pa.Array:
+        values = pd.to_numeric(latest[column], errors="coerce") if column in latest else pd.Series(np.nan, index=latest.index)
+        return pa.array(values.astype("float64").to_numpy(), pa.float64(), from_pandas=True)
+
+    stage(connection, "last_seen_batch", "device_id text, patient_id text, last_measured_at timestamptz,"
+                                         " last_spo2 real, last_heart_rate real", pa.table({
+        "device_id": arrow_strings(latest["device_id"]), "patient_id": arrow_strings(latest["patient_id"]),
+        "last_measured_at": arrow_times(latest["measured_at"]), "last_spo2": floats("spo2"),
+        "last_heart_rate": floats("heart_rate")}))
     connection.execute(
         """
-        INSERT INTO kidjamo.device_last_seen AS s (device_id, patient_id, last_measured_at)
-        SELECT device_id, patient_id, last_measured_at FROM last_seen_batch
+        INSERT INTO kidjamo.device_last_seen AS s (device_id, patient_id, last_measured_at, last_spo2, last_heart_rate)
+        SELECT device_id, patient_id, last_measured_at, last_spo2, last_heart_rate FROM last_seen_batch
         ON CONFLICT (device_id) DO UPDATE SET
             last_measured_at = GREATEST(s.last_measured_at, excluded.last_measured_at),
             patient_id = CASE WHEN excluded.last_measured_at >= s.last_measured_at THEN excluded.patient_id ELSE s.patient_id END,
+            last_spo2 = CASE WHEN excluded.last_measured_at >= s.last_measured_at THEN excluded.last_spo2 ELSE s.last_spo2 END,
+            last_heart_rate = CASE WHEN excluded.last_measured_at >= s.last_measured_at
+                                   THEN excluded.last_heart_rate ELSE s.last_heart_rate END,
             updated_at = now()
         """
     )
@@ -114,23 +138,25 @@ def silent_device_candidates(connection, as_of: datetime, rules: RuleSet) -> tup
         """
         SELECT d.device_id, d.patient_id, s.last_measured_at,
                EXISTS (SELECT 1 FROM kidjamo.alerts AS a WHERE a.patient_id = d.patient_id AND a.status <> 'resolved'
-                       AND a.severity = 'critical' AND a.rule_id <> 'sensor_silent') AS has_open_critical
+                       AND kidjamo.severity_rank(a.severity) >= kidjamo.severity_rank(%(open_at_least)s)
+                       AND a.rule_id <> 'sensor_silent') AS has_open_alert
         FROM kidjamo.devices AS d JOIN kidjamo.device_last_seen AS s USING (device_id)
         WHERE d.active AND s.last_measured_at < %(silent_since)s AND s.last_measured_at >= %(lookback)s
         """,
-        {"silent_since": as_of - timedelta(minutes=t.silent_minutes), "lookback": as_of - timedelta(hours=t.lookback_hours)},
+        {"silent_since": as_of - timedelta(minutes=t.silent_minutes), "lookback": as_of - timedelta(hours=t.lookback_hours),
+         "open_at_least": t.open_alert_at_least},
     ).fetchall()
     if not rows:
         return pd.DataFrame(columns=CANDIDATE_COLUMNS), pd.DataFrame(columns=["patient_id", "rule_id", "device_id", "measured_at"])
     rule = rules["sensor_silent"]
     records, matches = [], []
-    for device_id, patient_id, last_seen, has_critical in rows:
+    for device_id, patient_id, last_seen, has_open_alert in rows:
         silent_minutes = (as_of - last_seen).total_seconds() / 60
-        severity = t.with_open_critical_severity if has_critical else rule.severity
+        severity = t.with_open_alert_severity if has_open_alert else rule.severity
         evidence = evidence_record(
             rule, rules,
             values={"last_reading_at": last_seen.isoformat(), "silent_minutes": round(silent_minutes, 1),
-                    "patient_has_open_critical_alert": has_critical},
+                    "patient_has_open_alert": bool(has_open_alert)},
             thresholds=t.model_dump(), baseline={}, device_id=device_id, measured_at=last_seen.isoformat(),
             is_late=False, delay_seconds=0.0,
         )
