@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from functools import cached_property
 from datetime import datetime, timedelta, timezone
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -249,8 +250,8 @@ def _flooding(interval: Interval, frame: pd.DataFrame, rejected: pd.DataFrame) -
     gate_bad = frame.set_index(["raw_file", "record_index"]).index.isin(rejected.set_index(["raw_file", "record_index"]).index)
     flooding = flooding_devices(
         pd.concat([frame["device_id"], quarantine["device_id"]], ignore_index=True),
-        pd.Series([*gate_bad, *([True] * len(quarantine))]),
-        pd.concat([pd.Series([GATE_REJECTED] * len(frame)), quarantine["reason"]], ignore_index=True),
+        pd.Series(np.concatenate([gate_bad, np.ones(len(quarantine), dtype=bool)])),
+        pd.concat([pd.Series(GATE_REJECTED, index=range(len(frame))), quarantine["reason"]], ignore_index=True),
         max_bad_share=interval.settings.max_bad_share, min_bad=interval.settings.flood_min_bad,
     )
     taken = frame[frame["device_id"].isin(flooding["device_id"]).to_numpy() & ~gate_bad]

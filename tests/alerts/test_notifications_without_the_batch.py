@@ -14,6 +14,7 @@ from kidjamo.lake.partitions import minute_partition
 from kidjamo.lake.storage import Lake
 from tests.layers.helpers import land, payload
 from transforms.alerts.fast_path import raise_fast_path_alert
+from kidjamo.settings import get_settings
 from transforms.clinical.rules import default_rules
 from transforms.pipeline import Interval, step_gate_bronze, step_to_bronze, step_to_raw
 
@@ -65,7 +66,7 @@ def test_a_fast_path_alert_is_notified_and_escalated_while_the_bronze_gate_fails
         step_gate_bronze(interval)
 
     # ... while the ingestion service had already raised the critical alert on the fast path.
-    alert_id = raise_fast_path_alert(registered, reading, received_at=now, rules=default_rules())
+    alert_id = raise_fast_path_alert(registered, reading, received_at=now, rules=default_rules(), settings=get_settings())
     assert alert_id is not None
     assert _notifications(registered, alert_id) == [("opened", "care_team", "pending")]
 

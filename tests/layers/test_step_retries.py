@@ -107,3 +107,28 @@ def test_the_silver_gate_rerun_alone_after_it_succeeded_keeps_its_rejections(min
     gate_silver = next(step for step in STEPS if step.__name__ == "step_gate_silver")
     gate_silver(Interval.for_task(ARRIVAL, NEXT, lake=lake, database_url=url, run_id="run-1"))  # a cleared task, run again
     assert check_accounting(interval) == first and first["rejected"] >= 1
+
+
+def test_the_load_killed_between_its_two_transactions_and_retried_loses_nothing(minute, monkeypatch):
+    import transforms.load
+
+    lake, url, records = minute
+    load_quarantine = transforms.load.load_quarantine
+    calls = []
+
+    def dies_the_first_time(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise SimulatedCrash()  # measurements are committed, quarantine is not
+        return load_quarantine(*args, **kwargs)
+
+    monkeypatch.setattr(transforms.load, "load_quarantine", dies_the_first_time)
+    interval = Interval.for_task(ARRIVAL, NEXT, lake=lake, database_url=url, run_id="run-1")
+    for step in STEPS:
+        if step.__name__ == "step_load":
+            with pytest.raises(SimulatedCrash):
+                step(interval)
+        step(interval)  # the retry (and every other step once)
+    accounting = check_accounting(interval)
+    assert len(calls) == 2
+    assert _warehouse_counts(url) == (accounting["silver"], records - accounting["silver"])
