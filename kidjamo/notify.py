@@ -174,8 +174,9 @@ def publish_sns(topic_arn: str, document: dict, *, subject: str, delivery_id: st
 
 
 #: What the log channel writes of a notification: logs are shipped to places care data must not go,
-#: so no patient identifier, evidence or vital value — the alert id leads to them in the warehouse.
-LOGGED_FIELDS = ("kind", "event_id", "event_key", "event_type", "audience", "event_at", "alert_id", "care_team",
+#: so no patient identifier, evidence or vital value — the alert id and the analytics pseudonym lead
+#: to them in the warehouse.
+LOGGED_FIELDS = ("kind", "event_id", "event_key", "event_type", "audience", "event_at", "alert_id", "patient_pseudonym", "care_team",
                  "rule_id", "rule_version", "severity", "status", "title", "reading_count", "is_late")
 
 

@@ -46,7 +46,7 @@ def logged_minute(postgres_server, tmp_path_factory):
         minutes = sorted({_minute(f.path) for f in lake.list_files("landing/vitals")})
         environment = {name: value for name, value in os.environ.items() if not name.startswith("KIDJAMO_")}
         environment.update(KIDJAMO_HOME=str(home), KIDJAMO_DATABASE_URL=url, KIDJAMO_LAKE_URL=lake.root_url,
-                           KIDJAMO_LOG_LEVEL="DEBUG", KIDJAMO_NOTIFY_CHANNELS="log", KIDJAMO_NOTIFY_MIN_SEVERITY="info")
+                           KIDJAMO_LOG_LEVEL="DEBUG", KIDJAMO_PSEUDONYM_KEY=os.environ["KIDJAMO_PSEUDONYM_KEY"], KIDJAMO_NOTIFY_CHANNELS="log", KIDJAMO_NOTIFY_MIN_SEVERITY="info")
         pipeline = subprocess.run(
             [KIDJAMO, "pipeline", "run", "--start", minutes[0].isoformat(),
              "--end", (minutes[-1] + timedelta(minutes=1)).isoformat(), "--run-id", "log-privacy"],

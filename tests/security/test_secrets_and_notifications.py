@@ -74,7 +74,8 @@ def test_the_registry_import_command_refuses_the_default_key_with_a_database_url
     registry.write_text("patient_id,birth_date,sex,genotype,device_id,care_team,baseline_spo2\n"
                         "sec-p1,2015-03-02,F,HbSS,sec-d1,team-a,96\n")
     result = CliRunner().invoke(main, ["patients", "import", str(registry)],
-                                env={"KIDJAMO_HOME": str(tmp_path / "home"), "KIDJAMO_DATABASE_URL": migrated_url})
+                                env={"KIDJAMO_HOME": str(tmp_path / "home"), "KIDJAMO_DATABASE_URL": migrated_url,
+                                     "KIDJAMO_PSEUDONYM_KEY": None})
     assert result.exit_code != 0 and "KIDJAMO_PSEUDONYM_KEY is the public default" in result.output
     with psycopg.connect(migrated_url) as connection:
         assert connection.execute("SELECT count(*) FROM kidjamo.patients WHERE patient_id = 'sec-p1'").fetchone()[0] == 0
