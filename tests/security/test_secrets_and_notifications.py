@@ -140,6 +140,9 @@ def test_the_log_channel_writes_no_patient_or_device_identifier(alerts_db, tmp_p
     logged = "\n".join(record.getMessage() for record in caplog.records if record.name == "kidjamo.notify")
     assert "kidjamo notification" in logged and '"alert_id"' in logged
     assert "patient-Zq81" not in logged and "device-Xw42" not in logged
+    with psycopg.connect(alerts_db) as connection:
+        pseudonym = connection.execute("SELECT pseudonym FROM kidjamo.pseudonyms WHERE identifier = 'patient-Zq81'").fetchone()[0]
+    assert pseudonym in logged
 
 
 def test_the_sns_subject_names_the_alert_not_the_patient(alerts_db, tmp_path, monkeypatch):
