@@ -242,10 +242,11 @@ class CredentialStore:
         self.loaded = threading.Event()  # set by the first complete load: until then no id can be called unknown
 
     def close(self) -> None:
+        """Stop listening and close the pool, quickly: a stopping service must not outlast its grace period."""
         self._stop.set()
         if self._listener is not None:
-            self._listener.join(timeout=5)
-        self.pool.close()
+            self._listener.join(timeout=1.0)  # a daemon thread: it ends with the process anyway
+        self.pool.close(timeout=1.0)
 
     def refresh(self) -> int:
         """Reload every credential (one query); return how many there are."""

@@ -8,9 +8,11 @@ Webhooks carry ``X-Kidjamo-Timestamp`` and ``X-Kidjamo-Signature: sha256=hex(HMA
 "<timestamp>." + body))``: a receiver checks both with :func:`verify_webhook` and refuses a
 timestamp outside its replay window. Patient data never leaves over plain http except to a loopback
 address, and with an external (production) database a webhook is never sent unsigned. The log
-channel and SNS subjects carry no patient identifier: the alert id and the patient's pseudonym. Targets depend on the audience: the care team, the escalation
-channel (critical alert unacknowledged after 5 minutes) and the second tier (after 15 minutes);
-an unset escalation target falls back to the tier below it.
+channel and SNS subjects carry no patient identifier: the alert id (SNS FIFO groups: the pseudonym).
+
+Targets depend on the audience: the care team, the escalation channel (critical alert
+unacknowledged after 5 minutes) and the second tier (after 15 minutes); an unset escalation target
+falls back to the tier below it.
 """
 
 from __future__ import annotations

@@ -59,7 +59,8 @@ CREATE POLICY clinician_care_team ON kidjamo.alerts TO kidjamo_clinician
 
 -- ------------------------------------------------------------------------------------------------
 -- The ingestion service's role: device credentials (nobody else reads them) and the critical fast
--- path (open or update an alert, attach its reading, record its event and notifications).
+-- path (read the registry and baselines, open or update an alert, attach its reading, record its
+-- event and notifications).
 DO $$
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'kidjamo_ingest') THEN
@@ -72,7 +73,9 @@ BEGIN
 END;
 $$;
 GRANT USAGE ON SCHEMA kidjamo TO kidjamo_ingest;
-GRANT SELECT (patient_id) ON kidjamo.patients TO kidjamo_ingest;
+-- The fast path judges a reading with the patient's age, genotype and baselines (age-aware rules).
+GRANT SELECT (patient_id, birth_date, sex, genotype, care_team, baseline_spo2) ON kidjamo.patients TO kidjamo_ingest;
+GRANT SELECT ON kidjamo.patient_baselines TO kidjamo_ingest;
 GRANT SELECT (device_id, patient_id, active) ON kidjamo.devices TO kidjamo_ingest;
 GRANT SELECT, INSERT, UPDATE ON kidjamo.alerts, kidjamo.alert_readings TO kidjamo_ingest;
 GRANT SELECT, INSERT ON kidjamo.alert_events, kidjamo.notifications TO kidjamo_ingest;

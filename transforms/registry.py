@@ -178,8 +178,9 @@ def load_registry(database_url: str) -> pd.DataFrame:
     Columns: ``device_id, patient_id, birth_date`` (datetime64), ``sex, genotype, care_team,
     baseline_spo2`` (float, NaN when unknown), ``device_active`` (bool). One row per device.
     """
+    # A read under the connecting login's own rights: the pipeline's, or the ingestion service's for
+    # its fast path (kidjamo_ingest reads these columns, and may not SET ROLE kidjamo_pipeline).
     with connect(database_url, application_name="kidjamo-registry") as connection:
-        connection.execute(f"SET LOCAL ROLE {PIPELINE_ROLE}")
         with connection.cursor() as cursor:
             buffer = io.BytesIO()
             with cursor.copy(

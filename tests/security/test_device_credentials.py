@@ -47,12 +47,13 @@ def test_no_component_rewrites_device_credentials(credentials_url, login, statem
         connection.execute(statement)
 
 
-def test_the_ingest_role_reads_credentials_but_not_patient_identity(credentials_url):
+def test_the_ingest_role_reads_credentials_and_the_fast_paths_registry_but_no_readings(credentials_url):
     url, _ = credentials_url
     with psycopg.connect(login_url(url, "sec_cred_ingest")) as connection:
         assert connection.execute("SELECT count(*) FROM kidjamo.device_credentials").fetchone()[0] == 1
+        assert connection.execute("SELECT birth_date, genotype FROM kidjamo.patients").fetchall()  # age-aware fast path
         with pytest.raises(Denied):
-            connection.execute("SELECT birth_date FROM kidjamo.patients")
+            connection.execute("SELECT * FROM kidjamo.measurements")
 
 
 def test_nothing_stored_is_the_secret_or_its_plain_hash(credentials_url):
