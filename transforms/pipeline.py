@@ -310,7 +310,8 @@ def step_alerts(interval: Interval) -> dict:
 
     silver = interval.read("silver", "part-0.parquet", SILVER)
     result = raise_alerts(interval.database_url, silver, interval_start=interval.start, interval_end=interval.end,
-                          run_id=interval.run_id, rules=interval.rules, settings=interval.settings)
+                          run_id=interval.run_id, rules=interval.rules, settings=interval.settings,
+                          quarantine=interval.read("quarantine", "bronze.parquet", QUARANTINE))
     candidates = result.pop("candidates", None)
     if candidates is not None:
         interval.write("gold", "alert_candidates.parquet", _candidates_table(candidates, interval))
