@@ -32,7 +32,7 @@ from kidjamo.warehouse.database import connect
 from kidjamo.settings import Settings, get_settings
 from kidjamo.lake.storage import Lake
 from transforms.clinical.rules import RuleSet, default_rules
-from transforms.bronze import raw_to_bronze
+from transforms.bronze import FIELD_QUARANTINE_FILE, raw_to_bronze
 from transforms.gold import silver_to_gold
 from kidjamo.lake.schema import BRONZE, QUARANTINE, SILVER
 
@@ -292,7 +292,8 @@ def step_load(interval: Interval) -> dict:
 
     silver = interval.read("silver", "part-0.parquet", SILVER)
     quarantine = pa.concat_tables(
-        [interval.read("quarantine", name, QUARANTINE) for name in ("bronze.parquet", "silver.parquet", "silver_gate.parquet")]
+        [interval.read("quarantine", name, QUARANTINE)
+         for name in ("bronze.parquet", FIELD_QUARANTINE_FILE, "silver.parquet", "silver_gate.parquet")]
     ).combine_chunks()
     return {
         # The hourly rollup is recomputed by the hourly maintenance (flush_hourly_rollup), not per minute.
@@ -311,7 +312,8 @@ def step_alerts(interval: Interval) -> dict:
     silver = interval.read("silver", "part-0.parquet", SILVER)
     result = raise_alerts(interval.database_url, silver, interval_start=interval.start, interval_end=interval.end,
                           run_id=interval.run_id, rules=interval.rules, settings=interval.settings,
-                          quarantine=interval.read("quarantine", "bronze.parquet", QUARANTINE))
+                          quarantine=pa.concat_tables([interval.read("quarantine", name, QUARANTINE)
+                                                       for name in ("bronze.parquet", FIELD_QUARANTINE_FILE)]))
     candidates = result.pop("candidates", None)
     if candidates is not None:
         interval.write("gold", "alert_candidates.parquet", _candidates_table(candidates, interval))
