@@ -3,7 +3,8 @@
 import importlib
 import sys
 
-BENCHMARKS = ["bench.pipeline_minute", "bench.reprocess_day", "bench.airflow_minute", "bench.warehouse_refresh", "bench.ingestion_load"]
+BENCHMARKS = ["bench.floor", "bench.pipeline_minute", "bench.reprocess_day", "bench.airflow_minute", "bench.alert_latency",
+              "bench.warehouse_refresh", "bench.ingestion_load", "bench.metrics_scrape", "bench.backup_restore", "bench.care_pages"]
 
 if __name__ == "__main__":
     for name in BENCHMARKS:

@@ -57,6 +57,11 @@ def run_in_fresh_home(module: str, args: list[str]) -> dict:
             subprocess.run([sys.executable, "-m", "kidjamo.cli", "db", "stop"], env=environment, capture_output=True)
 
 
+def load_average() -> str:
+    """The 1, 5 and 15-minute load averages, printed beside every figure (the machine is shared)."""
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
 def child_or_parent(module: str, description: str, argv: list[str] | None, options: dict[str, int], child,
                     report) -> dict | None:
     """A benchmark's command line: integer ``--<option>``s (defaults in ``options``) and the hidden ``--child``.

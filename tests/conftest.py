@@ -19,6 +19,9 @@ from kidjamo.lake.storage import Lake
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 for variable in [name for name in os.environ if name.startswith("KIDJAMO_") and not name.startswith("KIDJAMO_TEST_")]:
     del os.environ[variable]
+# Many tests give Settings a home of their own, with no embedded server in it, so their database
+# counts as external: a pseudonym key strong enough for that (the refusal's own tests unset it).
+os.environ["KIDJAMO_PSEUDONYM_KEY"] = "kidjamo-test-suite-pseudonym-key-0123456789"
 
 
 def pytest_configure(config: pytest.Config) -> None:

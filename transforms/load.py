@@ -47,8 +47,14 @@ def load_measurements(database_url: str, silver: pa.Table, run_id: str, *, defer
     if silver.num_rows == 0:
         return empty
     batch = silver.select([name for name in MEASUREMENT_COLUMNS if name != "run_id"])
+    # In primary-key order, the index insertions walk the b-trees page by page instead of at
+    # random (~40 % less server CPU for a 200,000-row minute, bench/pipeline_minute.py).
+    batch = batch.sort_by([("device_id", "ascending"), ("measured_at", "ascending")])
     batch = batch.append_column("run_id", pa.array([run_id] * batch.num_rows, pa.string()))
     with connect(database_url, application_name="kidjamo-load") as connection:
+        # The staging table of a large minute does not fit PostgreSQL's default 8 MB of temporary
+        # buffers (set before the session's first temporary table, or it has no effect).
+        connection.execute("SET temp_buffers = '256MB'")
         connection.execute(f"SET LOCAL ROLE {PIPELINE_ROLE}")
         connection.execute("SET LOCAL work_mem = '64MB'")  # the hourly medians sort in memory
         if defer_rollup:  # held until commit: a concurrent flush waits for these readings (sql/0004)

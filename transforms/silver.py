@@ -58,6 +58,9 @@ def loaded_readings(database_url: str, bronze: pa.Table) -> pd.DataFrame:
 
     A row loaded from the same raw record is the same reading replayed, so it is not returned. The
     batch's keys and lineage go to a temporary table by COPY (vectorized CSV), then one indexed join.
+    Only rows measured no later than their device's latest loaded reading (``kidjamo.device_status``,
+    kept by every load) can already be in the warehouse: in an ordinary minute that is none, so the
+    index is probed for late or replayed readings only, not once per reading.
     Columns: the bronze row's key and lineage, and ``loaded_raw_file``/``loaded_record_index``.
     """
     if bronze.num_rows == 0:
@@ -68,8 +71,12 @@ def loaded_readings(database_url: str, bronze: pa.Table) -> pd.DataFrame:
         stage(connection, "batch_keys", "device_id text, measured_at timestamptz, raw_file text, record_index integer", keys)
         rows = connection.execute(
             """
+            WITH maybe_loaded AS MATERIALIZED (
+                SELECT k.* FROM batch_keys AS k LEFT JOIN kidjamo.device_status AS s USING (device_id)
+                WHERE s.device_id IS NULL OR k.measured_at <= s.last_measured_at
+            )
             SELECT k.device_id, k.measured_at, k.raw_file, k.record_index, m.raw_file, m.record_index
-            FROM batch_keys AS k
+            FROM maybe_loaded AS k
             JOIN kidjamo.measurements AS m ON m.device_id = k.device_id AND m.measured_at = k.measured_at
             WHERE m.measured_at BETWEEN %s AND %s
               AND (m.raw_file, m.record_index) IS DISTINCT FROM (k.raw_file, k.record_index)
@@ -115,7 +122,8 @@ def bronze_to_silver(
     original_of = _original_readings(candidates, earlier, duplicate_rows)
     rejected = pd.concat(
         [
-            _quarantine_rows(frame[is_rejected.to_numpy()], reasons.GATE_REJECTED, _gate_details(gate_rejected), run_id),
+            _quarantine_rows(frame[is_rejected.to_numpy()], _gate_reasons(gate_rejected, frame[is_rejected.to_numpy()]),
+                             _gate_details(gate_rejected), run_id),
             _quarantine_rows(duplicate_rows, reasons.DUPLICATE, original_of, run_id),
         ],
         ignore_index=True,
@@ -166,6 +174,15 @@ def enrich_readings(kept: pd.DataFrame, registry: pd.DataFrame, baselines: pd.Da
     return frame
 
 
+def _gate_reasons(gate_rejected: pa.Table, rows: pd.DataFrame) -> list[str]:
+    """Each rejected row's reason code: the gate's own (``device_flooding``), else ``gate_rejected``."""
+    if "reason" not in gate_rejected.column_names:
+        return [reasons.GATE_REJECTED] * len(rows)
+    by_record = dict(zip(zip(gate_rejected.column("raw_file").to_pylist(), gate_rejected.column("record_index").to_pylist()),
+                         gate_rejected.column("reason").to_pylist()))
+    return [by_record.get((f, i)) or reasons.GATE_REJECTED for f, i in zip(rows["raw_file"], rows["record_index"])]
+
+
 def _gate_details(gate_rejected: pa.Table) -> dict[tuple[str, int], str]:
     return {
         (f, i): d
@@ -194,7 +211,8 @@ def _original_readings(candidates: pd.DataFrame, earlier: pd.DataFrame, duplicat
     return details
 
 
-def _quarantine_rows(rows: pd.DataFrame, reason: str, details: dict, run_id: str) -> pd.DataFrame:
+def _quarantine_rows(rows: pd.DataFrame, reason: str | list[str], details: dict, run_id: str) -> pd.DataFrame:
+    """QUARANTINE rows (layer ``silver``) for ``rows``; ``reason`` is one code, or one per row."""
     bronze_columns = [name for name in BRONZE.names if name != "ingested_at"]
     original = [
         json.dumps({k: json_scalar(v, timestamp_format="%Y-%m-%dT%H:%M:%S.%fZ") for k, v in record.items()},

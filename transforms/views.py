@@ -8,8 +8,9 @@ import time
 from kidjamo.warehouse.database import PIPELINE_ROLE, connect
 from kidjamo.warehouse.pseudonyms import ensure_pseudonyms
 
-#: Refreshed every minute: bounded by the fleet size and by days x reasons.
-LIGHT_VIEWS = ("device_health", "data_quality_daily")
+#: Refreshed every minute: bounded by days x reasons. (analytics.device_health is a live view over
+#: kidjamo.device_status, which every load keeps: nothing to refresh.)
+LIGHT_VIEWS = ("data_quality_daily",)
 #: Refreshed on the maintenance schedule: they grow with patients x hours or days of history.
 HEAVY_VIEWS = ("vitals_hourly", "patient_daily")
 
@@ -35,10 +36,11 @@ def flush_hourly_rollup(database_url: str, *, pairs_per_transaction: int = 20_00
 def refresh_views(database_url: str, *, pseudonym_key: str, heavy: bool = False) -> dict:
     """Refresh the analytics materialized views CONCURRENTLY (analysts keep reading meanwhile).
 
-    Every minute (``heavy=False``): ``device_health`` and ``data_quality_daily``, whose size does not
-    grow with history. On the maintenance schedule (``heavy=True``) also ``vitals_hourly`` and
-    ``patient_daily``, after the hourly rollup rows deferred loads left pending are recomputed
-    (:func:`flush_hourly_rollup`). New patients and devices first get their pseudonym. Returns
+    Every minute (``heavy=False``): ``data_quality_daily``, whose size does not grow with history.
+    On the maintenance schedule (``heavy=True``) also ``vitals_hourly`` and ``patient_daily``, after
+    the hourly rollup rows deferred loads left pending are recomputed (:func:`flush_hourly_rollup`).
+    New patients and devices first get their pseudonym (``analytics.device_health``, a live view,
+    needs them too). Returns
     ``{"pseudonyms_added": n, "views": {name: seconds}}`` (plus ``rollup_hours_recomputed`` when heavy).
     """
     timings: dict[str, float] = {}

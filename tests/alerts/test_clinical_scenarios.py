@@ -50,7 +50,8 @@ def night(postgres_server, tmp_path_factory):
                   "NOTIFY_MIN_SEVERITY": "high", "ALERT_QUIET_MINUTES": str(QUIET_MINUTES)}
         for name, value in values.items():
             env.setenv(f"KIDJAMO_{name}", value)
-        settings = Settings(home=home, notify_channels="webhook,log", webhook_url=webhook.url, webhook_secret="k",
+        # A key strong enough for any database: this home has no embedded server of its own.
+        settings = Settings(home=home, pseudonym_key="clinical-night-" + "k" * 32, notify_channels="webhook,log", webhook_url=webhook.url, webhook_secret="k",
                             notify_min_severity="high", alert_quiet_minutes=QUIET_MINUTES)
         fleet = Fleet.generate(10, seed=23, reference_date=date(2026, 11, 27))
         import_registry(fleet.write_registry_csv(home / "registry.csv"), url, pseudonym_key="test-key")

@@ -50,7 +50,8 @@ def test_an_opened_critical_alert_is_posted_once_as_signed_json(alerts_db, setti
     counts = deliver_notifications(alerts_db, now=END, settings=settings)
     assert counts["sent"] == 2  # webhook + log
     (request,) = webhook.requests
-    expected = "sha256=" + hmac.new(SECRET.encode(), request["body"], hashlib.sha256).hexdigest()
+    timestamp = request["headers"]["X-Kidjamo-Timestamp"]
+    expected = "sha256=" + hmac.new(SECRET.encode(), timestamp.encode() + b"." + request["body"], hashlib.sha256).hexdigest()
     assert request["headers"]["X-Kidjamo-Signature"] == expected
     assert request["path"] == "/care"
     document = request["json"]

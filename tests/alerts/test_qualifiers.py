@@ -19,7 +19,7 @@ def candidates(**values):
 
 def document(evidence: dict, event_type: str = "opened") -> dict:
     row = {"event_id": 1, "event_key": "1:opened", "event_type": event_type, "audience": "care_team", "event_at": T0,
-           "alert_id": 1, "patient_id": "p1", "care_team": "team-a", "rule_id": evidence["rule"]["id"],
+           "alert_id": 1, "patient_id": "p1", "patient_pseudonym": "ps-1", "care_team": "team-a", "rule_id": evidence["rule"]["id"],
            "rule_version": "1", "severity": "critical", "status": "open", "first_reading_at": T0, "last_reading_at": T0,
            "reading_count": 1, "is_late": False, "delay_seconds": 30.0, "evidence": evidence, "details": {}}
     return notification_document(row)

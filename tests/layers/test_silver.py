@@ -73,6 +73,24 @@ def test_warehouse_lookup_returns_other_records_only(lake, fresh_database_url):
     assert sorted(found["record_index"]) == [7, 8] and sorted(found["loaded_record_index"]) == [0, 1]
 
 
+def test_warehouse_lookup_finds_a_late_copy_older_than_the_device_latest_reading(lake, fresh_database_url):
+    from transforms.load import load_measurements
+    from transforms.registry import import_registry
+
+    registry_csv = lake.local_path("registry.csv")
+    with open(registry_csv, "w") as handle:
+        handle.write("patient_id,birth_date,sex,genotype,device_id,care_team,baseline_spo2\n")
+        handle.write("patient-1,2015-03-01,F,HbSS,device-1,team-a,\n")
+    import_registry(registry_csv, fresh_database_url, pseudonym_key="test-key")
+    bronze = _bronze(lake, [payload(1, timestamp="2026-11-27T15:30:00Z", message_id="a"),
+                            payload(1, timestamp="2026-11-27T15:30:30Z", message_id="b")])
+    load_measurements(fresh_database_url, _silver(bronze).silver, "r1")
+    late_copy = bronze.slice(0, 1).set_column(bronze.schema.get_field_index("record_index"), "record_index",
+                                              pa.array([9], pa.int32()))
+    found = loaded_readings(fresh_database_url, late_copy)
+    assert found[["record_index", "loaded_record_index"]].values.tolist() == [[9, 0]]
+
+
 def test_gate_rejected_rows_are_quarantined_with_the_gate_detail(lake):
     bronze = _bronze(lake, [payload(1), payload(2)])
     row = bronze.to_pylist()[1]

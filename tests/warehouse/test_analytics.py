@@ -53,7 +53,7 @@ def test_every_analytics_view_has_a_comment(fresh_database_url):
         SELECT c.relname, obj_description(c.oid, 'pg_class') FROM pg_class AS c
         JOIN pg_namespace AS n ON n.oid = c.relnamespace
         WHERE n.nspname = 'analytics' AND c.relkind IN ('v', 'm')""")
-    assert {name for name, _ in rows} >= set(LIGHT_VIEWS + HEAVY_VIEWS) | {"active_alerts", "patients_critical"}
+    assert {name for name, _ in rows} >= set(LIGHT_VIEWS + HEAVY_VIEWS) | {"device_health", "active_alerts", "patients_critical"}
     assert [name for name, comment in rows if not comment or "One row per" not in comment] == []
 
 
@@ -63,7 +63,7 @@ def test_every_materialized_view_has_a_unique_index_on_plain_columns(fresh_datab
         FROM pg_matviews AS m
         LEFT JOIN pg_index AS i ON i.indrelid = (quote_ident(m.schemaname) || '.' || quote_ident(m.matviewname))::regclass
         WHERE m.schemaname = 'analytics' GROUP BY 1""")
-    assert len(rows) == 4 and all(ok for _, ok in rows)
+    assert len(rows) == 3 and all(ok for _, ok in rows)
 
 
 def test_per_minute_refresh_leaves_the_heavy_views_to_maintenance(registered_url):
@@ -106,6 +106,17 @@ def test_two_refreshes_at_once_both_succeed(registered_url):
     for thread in threads:
         thread.join()
     assert errors == []
+
+
+def test_device_health_is_current_after_each_load_without_a_refresh(registered_url):
+    refresh_views(registered_url, pseudonym_key=KEY)  # pseudonyms only: no reading loaded yet
+    assert fetch(registered_url, "SELECT count(*) FROM analytics.device_health WHERE last_reading_at IS NOT NULL") == [(0,)]
+    load_hour(registered_url, spo2_values=(90.0, 92.0))
+    assert fetch(registered_url, "SELECT last_reading_at FROM analytics.device_health WHERE last_reading_at IS NOT NULL") \
+        == [(T0 + timedelta(seconds=30),)]
+    load_hour(registered_url, spo2_values=(90.0, 92.0, 99.0))
+    assert fetch(registered_url, "SELECT last_reading_at FROM analytics.device_health WHERE last_reading_at IS NOT NULL") \
+        == [(T0 + timedelta(minutes=1),)]
 
 
 def test_device_health_reports_battery_signal_and_silent_time(registered_url):

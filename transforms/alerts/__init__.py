@@ -8,5 +8,5 @@
   acknowledged alerts that persist;
 - :mod:`~transforms.alerts.delivery`: queued notifications sent and every attempt recorded;
 - :mod:`~transforms.alerts.fast_path`: a critical alert within seconds, from the ingestion service;
-- :mod:`~transforms.alerts.actions`: clinicians list, acknowledge and resolve alerts.
+- :mod:`~transforms.alerts.actions`: clinicians list, acknowledge, resolve and escalate alerts (CLI and care-team app).
 """

@@ -32,7 +32,10 @@ def read_history(connection, silver: pd.DataFrame, rules: RuleSet) -> pd.DataFra
     For each device of the batch, the look-back window before its first batch reading is read
     only when it can matter: its previous reading has the same SpO2 or heart rate as its first
     batch reading (a flatline may have started before the batch), or the batch shows severe pain
-    (the pain window's rule). One index probe per device decides; at a 30 s cadence this
+    (the pain window's rule). The previous reading comes from the alert step's per-device
+    state (``kidjamo.device_last_seen``: latest measured_at, SpO2 and heart rate), one join for the
+    whole batch; only devices without state, or whose batch does not follow their state (late
+    readings, a re-run), take an index probe into ``kidjamo.measurements``. At a 30 s cadence this
     keeps the read small however much history is stored.
     """
     if silver.empty:
@@ -60,11 +63,15 @@ def read_history(connection, silver: pd.DataFrame, rules: RuleSet) -> pd.DataFra
     history = copy_out(connection, """
         WITH needed AS (
             SELECT b.device_id, b.since, b.until FROM history_batch AS b
-            WHERE b.painful OR EXISTS (
-                SELECT 1 FROM (SELECT p.spo2, p.heart_rate FROM kidjamo.measurements AS p
-                               WHERE p.device_id = b.device_id AND p.measured_at >= b.since AND p.measured_at < b.until
-                               ORDER BY p.measured_at DESC LIMIT 1) AS previous
-                WHERE previous.spo2 = b.spo2 OR previous.heart_rate = b.heart_rate)
+            LEFT JOIN kidjamo.device_last_seen AS s ON s.device_id = b.device_id
+            WHERE b.painful
+               OR (s.last_measured_at >= b.since AND s.last_measured_at < b.until
+                   AND (s.last_spo2 = b.spo2 OR s.last_heart_rate = b.heart_rate))
+               OR ((s.device_id IS NULL OR s.last_measured_at >= b.until) AND EXISTS (
+                   SELECT 1 FROM (SELECT p.spo2, p.heart_rate FROM kidjamo.measurements AS p
+                                  WHERE p.device_id = b.device_id AND p.measured_at >= b.since AND p.measured_at < b.until
+                                  ORDER BY p.measured_at DESC LIMIT 1) AS previous
+                   WHERE previous.spo2 = b.spo2 OR previous.heart_rate = b.heart_rate))
         )
         SELECT m.device_id, m.patient_id, m.measured_at, m.spo2, m.heart_rate, m.pain_scale, m.age_years
         FROM needed AS n
@@ -95,17 +102,28 @@ def silver_frame(silver: pa.Table | pd.DataFrame) -> pd.DataFrame:
 def update_last_seen(connection, frame: pd.DataFrame) -> int:
     if frame.empty:
         return 0
-    latest = frame.groupby("device_id", sort=False).agg(patient_id=("patient_id", "first"), last=("measured_at", "max"))
-    stage(connection, "last_seen_batch", "device_id text, patient_id text, last_measured_at timestamptz", pa.table({
-        "device_id": arrow_strings(latest.index), "patient_id": arrow_strings(latest["patient_id"]),
-        "last_measured_at": arrow_times(latest["last"])}))
+    # The latest reading of each device (its SpO2 and heart rate are the state read_history uses).
+    latest = frame.sort_values("measured_at", kind="stable").drop_duplicates("device_id", keep="last")
+
+    def floats(column: str) -> pa.Array:
+        values = pd.to_numeric(latest[column], errors="coerce") if column in latest else pd.Series(np.nan, index=latest.index)
+        return pa.array(values.astype("float64").to_numpy(), pa.float64(), from_pandas=True)
+
+    stage(connection, "last_seen_batch", "device_id text, patient_id text, last_measured_at timestamptz,"
+                                         " last_spo2 real, last_heart_rate real", pa.table({
+        "device_id": arrow_strings(latest["device_id"]), "patient_id": arrow_strings(latest["patient_id"]),
+        "last_measured_at": arrow_times(latest["measured_at"]), "last_spo2": floats("spo2"),
+        "last_heart_rate": floats("heart_rate")}))
     connection.execute(
         """
-        INSERT INTO kidjamo.device_last_seen AS s (device_id, patient_id, last_measured_at)
-        SELECT device_id, patient_id, last_measured_at FROM last_seen_batch
+        INSERT INTO kidjamo.device_last_seen AS s (device_id, patient_id, last_measured_at, last_spo2, last_heart_rate)
+        SELECT device_id, patient_id, last_measured_at, last_spo2, last_heart_rate FROM last_seen_batch
         ON CONFLICT (device_id) DO UPDATE SET
             last_measured_at = GREATEST(s.last_measured_at, excluded.last_measured_at),
             patient_id = CASE WHEN excluded.last_measured_at >= s.last_measured_at THEN excluded.patient_id ELSE s.patient_id END,
+            last_spo2 = CASE WHEN excluded.last_measured_at >= s.last_measured_at THEN excluded.last_spo2 ELSE s.last_spo2 END,
+            last_heart_rate = CASE WHEN excluded.last_measured_at >= s.last_measured_at
+                                   THEN excluded.last_heart_rate ELSE s.last_heart_rate END,
             updated_at = now()
         """
     )
