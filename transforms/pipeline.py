@@ -246,11 +246,15 @@ def _flooding(interval: Interval, frame: pd.DataFrame, rejected: pd.DataFrame) -
     from expectations.gate import flooding_devices
 
     quarantine = interval.read("quarantine", "bronze.parquet", QUARANTINE).select(["device_id", "reason"]).to_pandas()
-    gate_bad = frame.set_index(["raw_file", "record_index"]).index.isin(rejected.set_index(["raw_file", "record_index"]).index)
+    keys = frame.set_index(["raw_file", "record_index"]).index
+    gate_bad = keys.isin(rejected.set_index(["raw_file", "record_index"]).index)
+    # A reading kept with a bad field emptied is a bad reading of its device too (a sensor sending SpO2 150).
+    fields = interval.read("quarantine", FIELD_QUARANTINE_FILE, QUARANTINE).to_pandas().set_index(["raw_file", "record_index"])
+    field_reason = pd.Series(fields["reason"].reindex(keys).to_numpy(), dtype=object)
     flooding = flooding_devices(
         pd.concat([frame["device_id"], quarantine["device_id"]], ignore_index=True),
-        pd.Series([*gate_bad, *([True] * len(quarantine))]),
-        pd.concat([pd.Series([GATE_REJECTED] * len(frame)), quarantine["reason"]], ignore_index=True),
+        pd.Series([*(gate_bad | field_reason.notna().to_numpy()), *([True] * len(quarantine))]),
+        pd.concat([field_reason.fillna(GATE_REJECTED), quarantine["reason"]], ignore_index=True),
         max_bad_share=interval.settings.max_bad_share, min_bad=interval.settings.flood_min_bad,
     )
     taken = frame[frame["device_id"].isin(flooding["device_id"]).to_numpy() & ~gate_bad]

@@ -21,6 +21,7 @@ from kidjamo.lake.storage import Lake
 from tests.layers.helpers import ARRIVAL, NEXT, payload, registry
 from tests.layers.test_silver import NOTHING_LOADED, _baselines
 from transforms.bronze import raw_to_bronze
+from transforms.clinical.rules import default_rules
 from transforms.pipeline import GATE_REJECTED_SCHEMA
 from transforms.silver import bronze_to_silver
 
@@ -72,7 +73,7 @@ def test_any_landing_bytes_end_in_silver_or_quarantine(files, fresh_database_url
         bronze = raw_to_bronze(lake, ARRIVAL, NEXT, run_id="fuzz", registry=registry(), ingested_at=NEXT)
         reg = registry()
         silver = bronze_to_silver(bronze.bronze, registry=reg, baselines=_baselines(reg), loaded=NOTHING_LOADED,
-                                  gate_rejected=GATE_REJECTED_SCHEMA.empty_table(), run_id="fuzz")
+                                  gate_rejected=GATE_REJECTED_SCHEMA.empty_table(), run_id="fuzz", rules=default_rules())
 
         placed = bronze.bronze.select(["raw_file", "record_index"]).to_pylist()
         placed += bronze.quarantine.select(["raw_file", "record_index"]).to_pylist()
