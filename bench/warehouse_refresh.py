@@ -88,7 +88,7 @@ def minute_batch(sensors: int, minute: datetime, rng: np.random.Generator) -> pa
         "genotype": np.full(n, "HbSS"), "care_team": np.char.add("team-", (sensor % 10).astype(str)), "spo2_baseline": np.full(n, 95.0),
         "heart_rate_baseline": pa.nulls(n, pa.float64()), "temperature_baseline": pa.nulls(n, pa.float64()),
         "hydration_baseline": pa.nulls(n, pa.float64()), "news2_partial": pa.nulls(n, pa.int16()), "news2_max_parameter": pa.nulls(n, pa.int16()),
-        "heat_index_c": np.full(n, 24.0), "heat_index_is_lower_bound": np.ones(n, bool), "physiological_strain_index": np.full(n, 1.5),
+        "heat_index_c": np.full(n, 24.0), "heat_index_unknown": np.ones(n, bool), "physiological_strain_index": np.full(n, 1.5),
         "spo2_low_confidence": np.zeros(n, bool), "low_battery": np.zeros(n, bool), "weak_signal": np.zeros(n, bool),
         "delay_seconds": np.full(n, 45.0), "is_late": np.zeros(n, bool),
     }

@@ -32,7 +32,8 @@ from kidjamo.lake.storage import Lake
 from kidjamo.warehouse.locks import PartitionLocks
 
 TOP_LEVEL_STRINGS = ("device_id", "patient_id", "timestamp", "message_id")
-REQUIRED = ("device_id", "patient_id", "timestamp", "vitals.spo2", "vitals.heart_rate", "vitals.temperature")
+# Only what identifies a reading is required: a reading without SpO2 still keeps its temperature.
+REQUIRED = ("device_id", "patient_id", "timestamp")
 INTEGER_FIELDS = {name for (section, name), spec in RANGES.items() if pa.types.is_integer(spec[0])}
 NUMERIC_FIELDS = {name: section for (section, name) in RANGES}  # flattened name -> payload section
 KNOWN_VITALS = set(VITALS) | set(OPTIONAL_VITALS)
@@ -58,6 +59,12 @@ _PARSE_OPTIONS = pajson.ParseOptions(explicit_schema=_PAYLOAD_SCHEMA, unexpected
 CANDIDATE_COLUMNS = [*TOP_LEVEL_STRINGS, *VITALS, *OPTIONAL_VITALS, *METADATA, "firmware_version", "extra_fields"]
 
 
+#: Quarantine rows of readings kept in bronze with a bad field emptied (they do not count as
+#: quarantined records in the accounting: the reading itself reached bronze).
+FIELD_LAYER = "bronze_field"
+FIELD_QUARANTINE_FILE = "bronze_fields.parquet"
+
+
 @dataclass
 class BronzeResult:
     bronze: pa.Table
@@ -65,6 +72,7 @@ class BronzeResult:
     records: int
     fast_path_records: int = 0
     counts_by_reason: dict[str, int] = field(default_factory=dict)
+    field_quarantine: pa.Table | None = None
 
     def counts(self) -> dict:
         return {
@@ -74,6 +82,7 @@ class BronzeResult:
             "quarantined_by_reason": self.counts_by_reason,
             "extra_fields": int(pc.sum(self.bronze["extra_fields"]).as_py() or 0) if self.bronze.num_rows else 0,
             "fast_path_records": self.fast_path_records,
+            "readings_with_emptied_fields": self.field_quarantine.num_rows if self.field_quarantine is not None else 0,
         }
 
 
@@ -138,13 +147,17 @@ def _count_unknown_fields(table: pa.Table, vitals: pa.StructArray, metadata: pa.
     return extra
 
 
-def _slow_parse(lines: list[bytes]) -> tuple[pa.Table, list[tuple[str, str | None, str] | None]]:
-    """Record by record, for files Arrow cannot type. Returns the candidate columns and parse errors."""
+def _slow_parse(lines: list[bytes]) -> tuple[pa.Table, list]:
+    """Record by record, for files Arrow cannot type. Returns the candidate columns and parse errors.
+
+    A parse error is a (reason, field, detail) tuple for a record that cannot be kept, or a list of
+    such tuples for fields emptied in a record that is kept (a number field holding another type).
+    """
     values: dict[str, list] = {name: [] for name in CANDIDATE_COLUMNS}
-    errors: list[tuple[str, str | None, str] | None] = []
+    errors: list = []
     for line in lines:
         row, error = _parse_record(line)
-        errors.append(error)
+        errors.append(error if error is not None or row is None else row.pop("field_errors", None))
         for name in CANDIDATE_COLUMNS:
             values[name].append(row.get(name) if row is not None and error is None else None)
     types = {**{n: pa.string() for n in (*TOP_LEVEL_STRINGS, "firmware_version")}, "extra_fields": pa.int16()}
@@ -182,7 +195,9 @@ def _parse_record(line: bytes) -> tuple[dict | None, tuple[str, str | None, str]
                 row[name] = value
                 continue
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-                return None, (reasons.WRONG_TYPE, path, f"{path}: expected a number, got {_json_type(value)} {value!r}")
+                row.setdefault("field_errors", []).append(
+                    (reasons.WRONG_TYPE, path, f"{path}: expected a number, got {_json_type(value)} {value!r}"))
+                value = None
             row[name] = None if value is None else float(value)
     row["extra_fields"] = extra
     return row, None
@@ -242,12 +257,23 @@ def outside_timestamp_window(measured_at: pd.Series, arrival_minute: pd.Series, 
 
 
 def _check(frame: pd.DataFrame, parse_errors: list, non_finite: dict[str, np.ndarray], control: dict[str, np.ndarray],
-           registry: pd.DataFrame, lateness: timedelta, future_tolerance: timedelta) -> tuple[np.ndarray, np.ndarray, list[str | None]]:
-    """First failing reason per row (or None), its field, and a detail; vectorized except for details."""
+           registry: pd.DataFrame, lateness: timedelta, future_tolerance: timedelta,
+           ) -> tuple[np.ndarray, np.ndarray, list[str | None], dict]:
+    """First failing reason per row (or None), its field, and a detail; vectorized except for details.
+
+    A bad value of one field (wrong type, not finite, out of range) does not fail the row: it is
+    returned in the fourth value, {row: [(reason, field, detail), ...]}, for rows that are kept.
+    """
     rows = len(frame)
-    reason = np.array([e[0] if e else None for e in parse_errors], dtype=object) if rows else np.array([], dtype=object)
-    failed_field = np.array([e[1] if e else None for e in parse_errors], dtype=object) if rows else np.array([], dtype=object)
-    details: list[str | None] = [e[2] if e else None for e in parse_errors]
+    record_errors = [e if isinstance(e, tuple) else None for e in parse_errors]
+    reason = np.array([e[0] if e else None for e in record_errors], dtype=object) if rows else np.array([], dtype=object)
+    failed_field = np.array([e[1] if e else None for e in record_errors], dtype=object) if rows else np.array([], dtype=object)
+    details: list[str | None] = [e[2] if e else None for e in record_errors]
+    field_issues: dict[int, list[tuple[str, str, str]]] = {i: list(e) for i, e in enumerate(parse_errors) if isinstance(e, list)}
+
+    def field_flag(mask: np.ndarray, code: str, field_name: str, describe) -> None:
+        for index in np.flatnonzero(mask):
+            field_issues.setdefault(int(index), []).append((code, field_name, describe(index)))
 
     def flag(mask: np.ndarray, code: str, field_name: str, describe) -> None:
         fresh = mask & pd.isna(reason)
@@ -275,10 +301,10 @@ def _check(frame: pd.DataFrame, parse_errors: list, non_finite: dict[str, np.nda
         values = frame[name].to_numpy(dtype=float, na_value=np.nan)
         fractional = ~np.isnan(values) & (np.mod(values, 1) != 0)
         path = f"{NUMERIC_FIELDS[name]}.{name}"
-        flag(fractional, reasons.WRONG_TYPE, path, lambda i, p=path, v=values: f"{p}: expected an integer, got {v[i]:g}")
+        field_flag(fractional, reasons.WRONG_TYPE, path, lambda i, p=path, v=values: f"{p}: expected an integer, got {v[i]:g}")
     for name, not_finite in non_finite.items():
         path = f"{NUMERIC_FIELDS[name]}.{name}"
-        flag(not_finite, reasons.WRONG_TYPE, path, lambda i, p=path: f"{p}: expected a finite number, got NaN or Infinity")
+        field_flag(not_finite, reasons.WRONG_TYPE, path, lambda i, p=path: f"{p}: expected a finite number, got NaN or Infinity")
 
     timestamp = frame["timestamp"].astype("string")
     has_zone = timestamp.str.strip().str.contains(TIMEZONE_SUFFIX, regex=True).fillna(False).to_numpy(dtype=bool)
@@ -291,7 +317,7 @@ def _check(frame: pd.DataFrame, parse_errors: list, non_finite: dict[str, np.nda
         values = frame[name].to_numpy(dtype=float, na_value=np.nan)
         outside = ~np.isnan(values) & ((values < low) | (values > high))
         path = f"{section}.{name}"
-        flag(outside, reasons.OUT_OF_RANGE, path,
+        field_flag(outside, reasons.OUT_OF_RANGE, path,
              lambda i, p=path, v=values, lo=low, hi=high: f"{p}: {v[i]:g} is outside the plausible range {lo:g} to {hi:g}")
 
     arrival = pd.to_datetime(frame["arrival_minute"], utc=True)
@@ -314,7 +340,8 @@ def _check(frame: pd.DataFrame, parse_errors: list, non_finite: dict[str, np.nda
     flag(mismatch, reasons.DEVICE_PATIENT_MISMATCH, "patient_id",
          lambda i: f"patient_id: device {frame['device_id'].iloc[i]!r} belongs to {registered_patient[i].as_py()!r}, not {frame['patient_id'].iloc[i]!r}")
     frame["measured_at"] = measured_at
-    return reason, failed_field, details
+    kept_issues = {index: issues for index, issues in field_issues.items() if pd.isna(reason[index])}
+    return reason, failed_field, details, kept_issues
 
 
 def raw_to_bronze(
@@ -347,7 +374,9 @@ def raw_to_bronze(
         name: pc.fill_null(pc.match_substring_regex(candidates[name], CONTROL_CHARACTER_RE2), False).to_numpy(zero_copy_only=False)
         for name in TEXT_FIELDS
     }
-    reason, failed_field, details = _check(frame, parse_errors, non_finite, control, registry, lateness, future_tolerance)
+    reason, failed_field, details, field_issues = _check(frame, parse_errors, non_finite, control, registry, lateness,
+                                                         future_tolerance)
+    candidates = _empty_bad_fields(candidates, field_issues)
 
     record_hash = [hashlib.sha256(line).hexdigest() for line in records.lines]
     lineage = {
@@ -359,11 +388,42 @@ def raw_to_bronze(
     good = pd.isna(reason)
     bronze = _bronze_table(candidates, frame, lineage, good, ingested_at)
     quarantine = _quarantine_table(frame, lineage, ~good, reason, failed_field, details, records.lines, run_id)
+    field_quarantine = _field_quarantine_table(frame, lineage, field_issues, records.lines, run_id)
     counts_by_reason = {str(code): int(n) for code, n in zip(*np.unique(reason[~good].astype(str), return_counts=True))} if (~good).any() else {}
     if write:
         write_partitions(lake, "bronze", bronze, start, end, "part-0.parquet")
         write_partitions(lake, "quarantine", quarantine, start, end, "bronze.parquet")
-    return BronzeResult(bronze, quarantine, len(records.lines), fast, counts_by_reason)
+        write_partitions(lake, "quarantine", field_quarantine, start, end, FIELD_QUARANTINE_FILE)
+    return BronzeResult(bronze, quarantine, len(records.lines), fast, counts_by_reason, field_quarantine)
+
+
+def _empty_bad_fields(candidates: pa.Table, field_issues: dict) -> pa.Table:
+    """The candidates with every field listed in ``field_issues`` set to null (the reading itself is kept)."""
+    for name in NUMERIC_FIELDS:
+        path = f"{NUMERIC_FIELDS[name]}.{name}"
+        rows = [index for index, issues in field_issues.items() if any(field == path for _, field, _ in issues)]
+        if rows:
+            bad = np.zeros(candidates.num_rows, dtype=bool)
+            bad[rows] = True
+            column = candidates.column(name)
+            emptied = pc.if_else(pa.array(bad), pa.nulls(candidates.num_rows, column.type), column)
+            candidates = candidates.set_column(candidates.schema.get_field_index(name), name, emptied)
+    return candidates
+
+
+def _field_quarantine_table(frame, lineage, field_issues: dict, lines, run_id) -> pa.Table:
+    """One row per kept reading that lost fields: the first reason, every field, and what each held."""
+    rows = len(frame)
+    mask = np.zeros(rows, dtype=bool)
+    reason = np.full(rows, None, dtype=object)
+    failed_field = np.full(rows, None, dtype=object)
+    details: list[str | None] = [None] * rows
+    for index, issues in field_issues.items():
+        mask[index] = True
+        reason[index] = issues[0][0]
+        failed_field[index] = ", ".join(field for _, field, _ in issues)
+        details[index] = "; ".join(detail for _, _, detail in issues) + " (the reading is kept without this value)"
+    return _quarantine_table(frame, lineage, mask, reason, failed_field, details, lines, run_id, layer=FIELD_LAYER)
 
 
 def _bronze_table(candidates: pa.Table, frame: pd.DataFrame, lineage: dict, good: np.ndarray, ingested_at: datetime) -> pa.Table:
@@ -383,13 +443,13 @@ def _bronze_table(candidates: pa.Table, frame: pd.DataFrame, lineage: dict, good
     return pa.table(columns, schema=BRONZE)
 
 
-def _quarantine_table(frame, lineage, bad, reason, failed_field, details, lines, run_id) -> pa.Table:
+def _quarantine_table(frame, lineage, bad, reason, failed_field, details, lines, run_id, layer: str = "bronze") -> pa.Table:
     indices = np.flatnonzero(bad)
     measured = frame["measured_at"].iloc[indices]
     device = frame["device_id"].iloc[indices]
     return pa.table(
         {
-            "layer": pa.array(["bronze"] * len(indices), pa.string()),
+            "layer": pa.array([layer] * len(indices), pa.string()),
             "reason": pa.array(reason[indices].tolist(), pa.string()),
             "field": pa.array(failed_field[indices].tolist(), pa.string()),
             "detail": pa.array([details[i] for i in indices], pa.string()),

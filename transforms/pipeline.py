@@ -33,7 +33,7 @@ from kidjamo.warehouse.database import connect, pseudonym_key_for
 from kidjamo.settings import Settings, get_settings
 from kidjamo.lake.storage import Lake
 from transforms.clinical.rules import RuleSet, default_rules
-from transforms.bronze import raw_to_bronze
+from transforms.bronze import FIELD_QUARANTINE_FILE, raw_to_bronze
 from transforms.rights import pipeline_run_guard
 from transforms.gold import silver_to_gold
 from kidjamo.lake.reasons import DEVICE_FLOODING, GATE_REJECTED
@@ -247,11 +247,15 @@ def _flooding(interval: Interval, frame: pd.DataFrame, rejected: pd.DataFrame) -
     from expectations.gate import flooding_devices
 
     quarantine = interval.read("quarantine", "bronze.parquet", QUARANTINE).select(["device_id", "reason"]).to_pandas()
-    gate_bad = frame.set_index(["raw_file", "record_index"]).index.isin(rejected.set_index(["raw_file", "record_index"]).index)
+    keys = frame.set_index(["raw_file", "record_index"]).index
+    gate_bad = keys.isin(rejected.set_index(["raw_file", "record_index"]).index)
+    # A reading kept with a bad field emptied is a bad reading of its device too (a sensor sending SpO2 150).
+    fields = interval.read("quarantine", FIELD_QUARANTINE_FILE, QUARANTINE).to_pandas().set_index(["raw_file", "record_index"])
+    field_reason = pd.Series(fields["reason"].reindex(keys).to_numpy(), dtype=object)
     flooding = flooding_devices(
         pd.concat([frame["device_id"], quarantine["device_id"]], ignore_index=True),
-        pd.Series(np.concatenate([gate_bad, np.ones(len(quarantine), dtype=bool)])),
-        pd.concat([pd.Series(GATE_REJECTED, index=range(len(frame))), quarantine["reason"]], ignore_index=True),
+        pd.Series(np.concatenate([gate_bad | field_reason.notna().to_numpy(), np.ones(len(quarantine), dtype=bool)])),
+        pd.concat([field_reason.fillna(GATE_REJECTED), quarantine["reason"]], ignore_index=True),
         max_bad_share=interval.settings.max_bad_share, min_bad=interval.settings.flood_min_bad,
     )
     taken = frame[frame["device_id"].isin(flooding["device_id"]).to_numpy() & ~gate_bad]
@@ -372,7 +376,8 @@ def step_load(interval: Interval) -> dict:
 
     silver = interval.read("silver", "part-0.parquet", SILVER)
     quarantine = pa.concat_tables(
-        [interval.read("quarantine", name, QUARANTINE) for name in ("bronze.parquet", "silver.parquet", "silver_gate.parquet")]
+        [interval.read("quarantine", name, QUARANTINE)
+         for name in ("bronze.parquet", FIELD_QUARANTINE_FILE, "silver.parquet", "silver_gate.parquet")]
     ).combine_chunks()
     return {
         # The hourly rollup is recomputed by the hourly maintenance (flush_hourly_rollup), not per minute.
@@ -388,7 +393,9 @@ def step_alerts(interval: Interval) -> dict:
 
     silver = interval.read("silver", "part-0.parquet", SILVER)
     result = raise_alerts(interval.database_url, silver, interval_start=interval.start, interval_end=interval.end,
-                          run_id=interval.run_id, rules=interval.rules, settings=interval.settings)
+                          run_id=interval.run_id, rules=interval.rules, settings=interval.settings,
+                          quarantine=pa.concat_tables([interval.read("quarantine", name, QUARANTINE)
+                                                       for name in ("bronze.parquet", FIELD_QUARANTINE_FILE)]))
     candidates = result.pop("candidates", None)
     if candidates is not None:
         interval.write("gold", "alert_candidates.parquet", _candidates_table(candidates, interval))

@@ -161,7 +161,7 @@ def enrich_readings(kept: pd.DataFrame, registry: pd.DataFrame, baselines: pd.Da
     frame["news2_max_parameter"] = news2["news2_max_parameter"]
     heat = scores.heat_index_c(frame["ambient_temp"], frame["ambient_humidity"])
     frame["heat_index_c"] = heat["heat_index_c"]
-    frame["heat_index_is_lower_bound"] = heat["heat_index_unknown"]
+    frame["heat_index_unknown"] = heat["heat_index_unknown"]
     frame["physiological_strain_index"] = scores.physiological_strain_index(
         frame["temperature"], frame["heart_rate"], frame["temperature_baseline"], frame["heart_rate_baseline"]
     )

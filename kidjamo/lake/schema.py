@@ -90,8 +90,8 @@ SILVER = pa.schema(
         pa.field("hydration_baseline", pa.float64()),
         pa.field("news2_partial", pa.int16()),  # adults only, else null
         pa.field("news2_max_parameter", pa.int16()),  # the highest single-parameter score
-        pa.field("heat_index_c", pa.float64()),  # NOAA heat index; ambient temp when humidity is absent
-        pa.field("heat_index_is_lower_bound", pa.bool_()),
+        pa.field("heat_index_c", pa.float64()),  # NOAA heat index; null when humidity is absent (unknown)
+        pa.field("heat_index_unknown", pa.bool_()),  # no humidity measured: the heat index cannot be known
         pa.field("physiological_strain_index", pa.float64()),
         pa.field("spo2_low_confidence", pa.bool_(), nullable=False),  # SpO2 < 70 (ISO 80601-2-61)
         pa.field("low_battery", pa.bool_(), nullable=False),

@@ -1,4 +1,4 @@
-"""Clinical safety: normal_reading_at for resolution on a normal reading; the renotified event."""
+"""Clinical safety: normal_reading_at for resolution on a normal reading; the renotified event; heat_index_unknown."""
 
 from kidjamo.warehouse.migrations import run_sql_file
 

@@ -10,7 +10,7 @@ from transforms.clinical.rules import RULES_PATH, RuleFileError, load_rules, par
 CLINICAL_RULES = ["fever", "fever_infant", "fever_onset", "hypothermia", "hypoxia", "hypoxia_severe",
                   "hypoxia_emergency", "spo2_drop", "acs_pattern", "tachypnoea", "bradypnoea", "heart_rate", "pain_severe",
                   "voc_pattern", "news2", "dehydration", "heat_dehydration", "heat_exposure", "cold_exposure",
-                  "sensor_flatline", "sensor_battery", "sensor_silent"]
+                  "implausible_vital", "sensor_flatline", "sensor_battery", "sensor_silent"]
 
 
 @pytest.fixture
@@ -81,4 +81,5 @@ def test_a_rule_that_may_resolve_itself_must_name_the_parameters_of_a_normal_rea
 
 def test_fever_alerts_never_resolve_themselves():
     rules = load_rules()
-    assert [rule.id for rule in rules.rules.values() if not rule.auto_resolve] == ["fever", "fever_infant", "fever_onset"]
+    assert [rule.id for rule in rules.rules.values() if not rule.auto_resolve] == \
+        ["fever", "fever_infant", "fever_onset", "implausible_vital"]

@@ -29,11 +29,7 @@ def _only_quarantined(lake, line):
         ("{not json", "invalid_json", None, "not valid JSON"),
         ("[1, 2]", "not_an_object", None, "got an array"),
         (json.dumps({k: v for k, v in payload(2).items() if k != "timestamp"}), "missing_field", "timestamp", "required"),
-        (json.dumps(payload(2, vitals__spo2="low")), "wrong_type", "vitals.spo2", "expected a number, got a string"),
-        (json.dumps(payload(2, vitals__pain_scale=2.5)), "wrong_type", "vitals.pain_scale", "expected an integer"),
-        (json.dumps(payload(2, vitals__spo2=101)), "out_of_range", "vitals.spo2", "outside the plausible range 50 to 100"),
-        (json.dumps(payload(2, vitals__respiratory_rate=121)), "out_of_range", "vitals.respiratory_rate", "4 to 120"),
-        (json.dumps(payload(2, metadata__battery_level=-1)), "out_of_range", "metadata.battery_level", "0 to 100"),
+        (json.dumps(payload(2, device_id=7)), "wrong_type", "device_id", "expected a string, got a number"),
         (json.dumps(payload(2, timestamp="27/11/2026 15:30")), "bad_timestamp", "timestamp", "ISO-8601"),
         (json.dumps(payload(2, timestamp="2026-11-27T15:30:30")), "bad_timestamp", "timestamp", "time zone"),
         (json.dumps(payload(2, timestamp="2026-11-27T15:37:01Z")), "future_timestamp", "timestamp", "after the file arrived"),
@@ -48,6 +44,46 @@ def test_each_reason_code_names_the_field_and_what_was_expected(lake, line, reas
     assert detail_part in row["detail"]
     assert row["original_text"] == line
     assert row["raw_file"].endswith("batch.ndjson") and row["record_index"] == 1
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason", "field", "detail_part"),
+    [
+        (dict(vitals__spo2="low"), "wrong_type", "vitals.spo2", "expected a number, got a string"),
+        (dict(vitals__pain_scale=2.5), "wrong_type", "vitals.pain_scale", "expected an integer"),
+        (dict(vitals__spo2=101), "out_of_range", "vitals.spo2", "outside the plausible range 50 to 100"),
+        (dict(vitals__respiratory_rate=121), "out_of_range", "vitals.respiratory_rate", "4 to 120"),
+        (dict(metadata__battery_level=-1), "out_of_range", "metadata.battery_level", "0 to 100"),
+        (dict(vitals__ambient_temp=75), "out_of_range", "vitals.ambient_temp", "-40 to 60"),
+    ],
+)
+def test_one_bad_field_empties_that_field_and_keeps_the_reading(lake, changes, reason, field, detail_part):
+    line = json.dumps(payload(2, **changes))
+    result = _bronze(lake, [payload(1), line])
+    assert (result.bronze.num_rows, result.quarantine.num_rows) == (2, 0)
+    kept = result.bronze.to_pylist()[1]
+    assert kept[field.split(".")[1]] is None
+    assert (kept["temperature"], kept["heart_rate"]) == (36.8, 80.0)  # the valid vitals stay
+    (row,) = result.field_quarantine.to_pylist()
+    assert (row["layer"], row["reason"], row["field"]) == ("bronze_field", reason, field)
+    assert detail_part in row["detail"] and "the reading is kept" in row["detail"]
+    assert row["original_text"] == line and row["record_index"] == 1
+
+
+def test_two_bad_fields_are_one_quarantine_row_naming_both(lake):
+    result = _bronze(lake, [payload(1, vitals__spo2=30, metadata__signal_quality=140)])
+    (row,) = result.field_quarantine.to_pylist()
+    assert row["field"] == "vitals.spo2, metadata.signal_quality"
+    assert result.bronze.to_pylist()[0]["temperature"] == 36.8
+
+
+def test_a_reading_without_spo2_keeps_its_temperature(lake):
+    reading = payload(1)
+    del reading["vitals"]["spo2"]
+    result = _bronze(lake, [reading])
+    (kept,) = result.bronze.to_pylist()
+    assert kept["spo2"] is None and kept["temperature"] == 36.8
+    assert result.quarantine.num_rows == result.field_quarantine.num_rows == 0
 
 
 def test_a_reading_within_five_minutes_ahead_is_accepted(lake):

@@ -21,8 +21,8 @@ from kidjamo.lake.storage import Lake
 from tests.layers.helpers import ARRIVAL, NEXT, payload, registry
 from tests.layers.test_silver import NOTHING_LOADED, _baselines
 from transforms.bronze import raw_to_bronze
-from transforms.pipeline import GATE_REJECTED_SCHEMA
 from transforms.clinical.rules import default_rules
+from transforms.pipeline import GATE_REJECTED_SCHEMA
 from transforms.silver import bronze_to_silver
 
 RULES = default_rules()

@@ -80,7 +80,7 @@ def silver_batch(
         "news2_partial": [None] * n,
         "news2_max_parameter": [None] * n,
         "heat_index_c": [23.5] * n,
-        "heat_index_is_lower_bound": [True] * n,
+        "heat_index_unknown": [True] * n,
         "physiological_strain_index": [1.2] * n,
         "spo2_low_confidence": [False] * n,
         "low_battery": [False] * n,

@@ -53,7 +53,7 @@ def test_loaded_values_match_the_silver_row(registered_url):
     load_measurements(registered_url, silver_batch(readings(1), spo2=91.5), "run-1")
     with psycopg.connect(registered_url) as connection:
         row = connection.execute(
-            "SELECT spo2, pain_scale, raw_file, record_index, record_hash, arrival_minute, is_late, run_id, heat_index_is_lower_bound"
+            "SELECT spo2, pain_scale, raw_file, record_index, record_hash, arrival_minute, is_late, run_id, heat_index_unknown"
             " FROM kidjamo.measurements").fetchone()
     assert row == (91.5, 2, "raw/vitals/dt=2026-11-27/hh=15/mm=31/batch.ndjson", 0, f"{0:064x}",
                    datetime(2026, 11, 27, 15, 31, tzinfo=timezone.utc), False, "run-1", True)

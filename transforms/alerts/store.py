@@ -22,6 +22,7 @@ from kidjamo.warehouse.database import connect
 from transforms.alerts.evaluate import (CANDIDATE_COLUMNS, LINEAGE_IN_ALERT, NORMAL_COLUMNS, candidates_from_matches,
                                        match_and_clear)
 from transforms.alerts.history import read_history, silent_device_candidates, silver_frame, update_last_seen
+from transforms.alerts.implausible import implausible_candidates
 from transforms.clinical.rules import SEVERITY_RANK, RuleSet
 
 _UPSERT = """
@@ -300,8 +301,11 @@ def _auto_resolve(connection, as_of: datetime, run_id: str, rules: RuleSet, sett
 
 
 def raise_alerts(database_url: str, silver: pa.Table | pd.DataFrame, *, interval_start: datetime, interval_end: datetime,
-                 run_id: str, rules: RuleSet, settings: Settings) -> dict:
+                 run_id: str, rules: RuleSet, settings: Settings, quarantine: pa.Table | None = None) -> dict:
     """Evaluate the interval's silver readings and bring ``kidjamo.alerts`` up to date (idempotent).
+
+    ``quarantine`` (the interval's bronze quarantine) raises ``implausible_vital`` for vitals out of
+    their plausibility range: quarantined, but never silently.
 
     Returns counts (opened, updated, escalated, unchanged, resolved, silent, notifications_queued…)
     and ``candidates``: the DataFrame of :func:`evaluate_rules` plus silent-device candidates.
@@ -314,12 +318,14 @@ def raise_alerts(database_url: str, silver: pa.Table | pd.DataFrame, *, interval
         candidates = candidates_from_matches(matches, rules) if len(frame) else pd.DataFrame(columns=CANDIDATE_COLUMNS)
         devices_seen = update_last_seen(connection, frame)
         silent, silent_matches = silent_device_candidates(connection, interval_end, rules)
-        all_candidates = pd.concat([c for c in (candidates, silent) if len(c)], ignore_index=True) \
-            if len(candidates) or len(silent) else pd.DataFrame(columns=CANDIDATE_COLUMNS)
+        implausible, implausible_matches = implausible_candidates(connection, quarantine, rules)
+        all_candidates = pd.concat([c for c in (candidates, silent, implausible) if len(c)], ignore_index=True) \
+            if len(candidates) or len(silent) or len(implausible) else pd.DataFrame(columns=CANDIDATE_COLUMNS)
         match_keys = matches[["patient_id", "rule_id", "device_id", "measured_at", "raw_file", "record_index"]] \
             if len(matches) else pd.DataFrame(columns=["patient_id", "rule_id", "device_id", "measured_at"])
-        all_matches = pd.concat([m for m in (match_keys, silent_matches) if len(m)], ignore_index=True) \
-            if len(match_keys) or len(silent_matches) else match_keys
+        all_matches = pd.concat([m for m in (match_keys, silent_matches, implausible_matches) if len(m)],
+                                ignore_index=True) if len(match_keys) or len(silent_matches) or len(implausible_matches) \
+            else match_keys
         counts = upsert_candidates(connection, all_candidates, all_matches, at=interval_end, run_id=run_id,
                                     source="batch", settings=settings)
         counts["normal_readings"] = _record_normal_readings(connection, normals)

@@ -201,6 +201,10 @@ class FlatlineThresholds(_Strict):
     vitals: list[Literal["spo2", "heart_rate", "temperature", "respiratory_rate"]]
 
 
+class ImplausibleThresholds(_Strict):
+    vitals: list[Literal["spo2", "heart_rate", "temperature", "respiratory_rate"]]
+
+
 class BatteryThresholds(_Strict):
     battery_below: float
 
@@ -232,6 +236,7 @@ THRESHOLD_MODELS: dict[str, type[BaseModel]] = {
     "heat_dehydration": HeatDehydrationThresholds,
     "heat_exposure": HeatExposureThresholds,
     "cold_exposure": ColdThresholds,
+    "implausible_vital": ImplausibleThresholds,
     "sensor_flatline": FlatlineThresholds,
     "sensor_battery": BatteryThresholds,
     "sensor_silent": SilentThresholds,
