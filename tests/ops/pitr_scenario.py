@@ -42,7 +42,7 @@ def backup_then_mistake(settings: Settings, url: str, lake: Lake, fleet: Fleet) 
     time.sleep(1.0)  # later commits carry later timestamps than T
     process_minute(lake, url, fleet, first + timedelta(minutes=2))
     with psycopg.connect(url) as connection:
-        connection.execute(f"DROP TABLE {DROPPED_TABLE}")  # the mistake
+        connection.execute(f"DROP TABLE {DROPPED_TABLE} CASCADE")  # the mistake (its dependent views go too)
     wait_until_archived(url, settings)
     assert DROPPED_TABLE not in table_fingerprints(url)
     assert at_target[DROPPED_TABLE][0] == 2  # one unparseable line in each of the two minutes before T

@@ -71,7 +71,7 @@ def test_exporter_reports_freshness_layers_quarantine_gates_and_alerts(processed
     assert samples[("kidjamo_alerts_oldest_unacknowledged_critical_seconds", ())] > 0
     assert samples[("kidjamo_alerts_escalation_after_seconds", (("tier", "second_tier"),))] == 900
     assert samples[("kidjamo_pipeline_step_failures", (("step", "load"),))] == 0
-    assert samples[("kidjamo_views_refresh_seconds", (("view", "device_health"),))] > 0
+    assert samples[("kidjamo_views_refresh_seconds", (("view", "data_quality_daily"),))] > 0
     assert samples[("kidjamo_landing_backlog_files", ())] == 0
     assert samples[("kidjamo_lake_disk_size_bytes", ())] > samples[("kidjamo_lake_disk_free_bytes", ())] > 0
 
