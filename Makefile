@@ -17,13 +17,14 @@ help:
 venv: $(STAMP)
 
 # Re-install only when the pinned requirements or the project metadata change.
-$(STAMP): requirements.txt pyproject.toml
+$(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -r requirements-nodeps.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
 	@touch $(STAMP)
 
-# Debian packages the tests drive for real: Chromium (UI test) and PostgreSQL 15 (portability).
+# Debian packages the tests drive for real: Chromium (UI test), PostgreSQL 15 (portability), Prometheus and Alertmanager (system alerts).
 system-deps:
 	@bash .ci/system-deps
 

@@ -10,6 +10,7 @@ Daily at 02:00 UTC (an hour after the day closes, so the last minute runs of the
 | `recompute_baselines` | personal baselines: median of the last 7 days outside alert episodes | |
 | `compact_lake` | merges the per-minute Parquet files of closed days (bronze, quarantine, silver, gold) into one file per day; raw stays byte-exact | `kidjamo_compaction_lookback_days` (3) |
 | `clean_airflow_metadata` | `airflow db clean`: a minute schedule adds 1,440 runs a day to Airflow's database | `kidjamo_airflow_metadata_keep_days` (14) |
+| `backup_warehouse` | a base backup of the warehouse into `KIDJAMO_BACKUP_URL` (pg_basebackup, or barman-cloud-backup on S3), then the backup retention (README "Recovery") | `KIDJAMO_BACKUP_RETENTION_DAYS` (7) |
 | `report_sizes` | lake files and bytes per layer, database and table sizes (in the task's XCom and log) | |
 
 `airflow db clean` needs Airflow's metadata database, which Airflow 3 hides from task code: give it
@@ -109,6 +110,14 @@ def kidjamo_maintenance():
         print(result["output"])
         return {"clean_before": result["clean_before"], "command": result["command"]}
 
+    @task(execution_timeout=timedelta(hours=3),
+          doc_md="Base backup of the warehouse into KIDJAMO_BACKUP_URL, then the backup retention (kidjamo.ops.backup.nightly_backup).")
+    def backup_warehouse() -> dict:
+        from kidjamo.ops.backup import nightly_backup
+        from kidjamo.settings import get_settings
+
+        return nightly_backup(kidjamo_database_url(), get_settings(), _as_of())
+
     @task(trigger_rule="all_done", doc_md="Reports lake files and bytes per layer and database and table sizes.")
     def report_sizes() -> dict:
         from transforms.maintenance import database_sizes, lake_sizes
@@ -125,7 +134,7 @@ def kidjamo_maintenance():
     partitions = create_partitions_ahead()
     retention = apply_retention()
     partitions >> retention
-    [retention, recompute_baselines(), compact_lake(), clean_airflow_metadata()] >> report_sizes()
+    [retention, recompute_baselines(), compact_lake(), clean_airflow_metadata(), backup_warehouse()] >> report_sizes()
 
 
 @dag(
@@ -145,10 +154,11 @@ the Great Expectations Data Docs site from the gates' latest validation results 
 def kidjamo_maintenance_hourly():
     @task(doc_md="Refreshes the heavier analytics materialized views concurrently.")
     def refresh_heavy_views() -> dict:
-        from kidjamo.settings import get_settings
+        from kidjamo.warehouse.database import pseudonym_key_for
         from transforms.views import refresh_views
 
-        return refresh_views(kidjamo_database_url(), heavy=True, pseudonym_key=get_settings().pseudonym_key)
+        url = kidjamo_database_url()
+        return refresh_views(url, heavy=True, pseudonym_key=pseudonym_key_for(url))
 
     @task(doc_md="Rebuilds the Great Expectations Data Docs site under `$KIDJAMO_HOME/gx` from the gates' latest validation results.")
     def build_data_docs() -> dict:

@@ -7,15 +7,18 @@ kidjamo_vitals T` covers the minute that ends at T).
 
 | group | task | reads | writes | checks |
 |---|---|---|---|---|
-| raw | `to_raw` | `landing/vitals/dt=/hh=/mm=` | `raw/vitals/…` + `_manifest.json` | sha256 of every copy before the landing file is removed |
+| raw | `to_raw` | `landing/vitals/dt=/hh=/mm=` (and any earlier minute's leftovers) | `raw/vitals/…` + `_manifest.json` | sha256 of every copy before the landing file is removed |
 | bronze | `to_bronze` | raw + patient registry | `bronze/vitals/…`, `quarantine/vitals/…/bronze.parquet` | types, plausibility ranges, timestamps, registry |
 | bronze | `gate_bronze` | bronze | `gates/vitals/…` | Great Expectations suite `bronze` |
-| silver | `to_silver` | bronze, gate, warehouse keys, baselines | `silver/vitals/…`, quarantine (duplicates) | deduplication within and across batches |
-| silver | `gate_silver` | silver | silver, quarantine | suite `silver`; accounting raw = bronze + quarantined, bronze = silver + rejected + duplicates |
+| silver | `to_silver` | bronze, gate, warehouse keys, baselines | `gates/vitals/…/silver_candidates.parquet`, quarantine (duplicates) | deduplication within and across batches |
+| silver | `gate_silver` | silver candidates | `silver/vitals/…`, quarantine (rejected) | suite `silver`; accounting raw = bronze + quarantined, bronze = silver + rejected + duplicates |
 | gold | `to_gold` | silver | `gold/vitals/…` | |
 | warehouse | `load` | silver, quarantine | `kidjamo.measurements`, `kidjamo.quarantine` | COPY + idempotent upsert |
 | warehouse | `refresh_views` | | `analytics.*` | concurrent refresh |
 | alerts | `alerts` | silver + recent history | `kidjamo.alerts`, notifications | clinical rules (docs/clinical-rules.md), sent once |
+
+Landing is always drained: `to_raw` also takes the landing files of earlier minutes (minutes this
+DAG skipped — `catchup=False` — or whose run failed) into its own minute, as `backlog-<minute>-<name>`.
 
 Every task is idempotent: clearing a task, re-running the run, or backfilling a range rewrites the
 same lake partitions and database rows. To re-process a wide interval (a day) in one run use
@@ -49,15 +52,16 @@ from plugins.airflow_glue import (
 def kidjamo_vitals():
     @task_group(group_id="raw", tooltip="landing -> raw, byte-exact and verified")
     def raw():
-        step_task("to_raw", outlets=[LAYER_ASSETS["raw"]],
-                  doc_md="Copies landing files to raw (sha256-verified), writes the manifest, then removes them from landing.")()
+        step_task("to_raw", outlets=[LAYER_ASSETS["raw"]], drain_landing_backlog=True,
+                  doc_md="Copies landing files to raw (sha256-verified), writes the manifest, then removes them from landing; "
+                         "also takes earlier minutes' leftovers (landing is always drained).")()
 
     @task_group(group_id="bronze", tooltip="typed rows | quarantine, then the bronze gate")
     def bronze():
         to_bronze = step_task("to_bronze", outlets=[LAYER_ASSETS["bronze"]],
                               doc_md="Parses and types every raw record; what fails goes to quarantine with a reason code.")
-        gate_bronze = step_task("gate_bronze", doc_md="Great Expectations suite `bronze`: failing rows are set aside; "
-                                                      "schema drift or a flood of bad rows fails the run.")
+        gate_bronze = step_task("gate_bronze", doc_md="Great Expectations suite `bronze`: failing rows and flooding devices' "
+                                                      "readings are set aside; schema drift or broken lineage fails the run.")
         to_bronze() >> gate_bronze()
 
     @task_group(group_id="silver", tooltip="deduplicated, enriched, then the silver gate and accounting")

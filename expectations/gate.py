@@ -5,8 +5,9 @@ Each expectation carries ``meta["level"]``:
   ``GateResult.rejected``), the batch goes on;
 - ``batch``: a failure (schema drift, a broken invariant) stops the task with a message saying what
   was expected and what was found.
-On top of that, a batch whose share of bad rows exceeds ``max_bad_share`` fails as a whole:
-a sudden flood of bad readings is an incident, not noise to quarantine quietly.
+A flood of bad readings is judged per device (:func:`flooding_devices`): one broken or hostile
+producer must not stop everybody's minute, so its readings are set aside and the device reported,
+and the batch fails only for what means it cannot be trusted (schema drift, broken lineage).
 """
 
 from __future__ import annotations
@@ -76,13 +77,8 @@ def _describe(expectation_config) -> str:
     return f"{expectation_config.type}({', '.join(f'{k}={v}' for k, v in kwargs.items())})"
 
 
-def run_gate(suite, frame: pd.DataFrame, *, max_bad_share: float = 0.5, prior_bad_rows: int = 0,
-             prior_rows: int = 0) -> GateResult:
-    """Validate ``frame`` with ``suite``; raise :class:`GateFailed` on a batch-level failure.
-
-    ``prior_bad_rows`` / ``prior_rows`` let the bronze gate count readings the bronze step already
-    quarantined in the bad-row share.
-    """
+def run_gate(suite, frame: pd.DataFrame) -> GateResult:
+    """Validate ``frame`` with ``suite``: row-level failures in ``rejected``, batch-level ones in ``failures``."""
     if frame.empty:
         return GateResult(suite.name, True, 0, REJECTED_SCHEMA.empty_table(), statistics={"evaluated_expectations": 0})
     batch = _batch_definition(suite.name).get_batch(batch_parameters={"dataframe": frame})
@@ -117,16 +113,31 @@ def run_gate(suite, frame: pd.DataFrame, *, max_bad_share: float = 0.5, prior_ba
         else:
             failures.append(f"{_describe(config)}: expected it to hold, found {summary['observed_value']!r}"
                             f" ({summary['unexpected_count']} unexpected)")
-    bad = prior_bad_rows + len(rejected)
-    total = prior_rows + len(frame)
-    if total and bad / total > max_bad_share:
-        failures.append(f"{bad} of {total} readings are bad ({bad / total:.0%}); at most {max_bad_share:.0%} is plausible")
     rejected_table = pa.table(
         {"raw_file": [k[0] for k in rejected], "record_index": [k[1] for k in rejected], "detail": list(rejected.values())},
         schema=REJECTED_SCHEMA,
     )
     return GateResult(suite.name, not failures, len(frame), rejected_table, results, dict(validation.statistics),
                       failures, validation.to_json_dict())
+
+
+def flooding_devices(device_ids: pd.Series, is_bad: pd.Series, reason: pd.Series, *, max_bad_share: float,
+                     min_bad: int) -> pd.DataFrame:
+    """Devices whose share of bad readings in the batch exceeds ``max_bad_share``, with at least ``min_bad`` bad ones.
+
+    The three series are aligned, one entry per reading of the batch (good and bad); readings with no
+    device (not even parseable) belong to no device and are not judged. Returns one row per flooding
+    device: device_id, readings, bad_readings, share, reasons ({reason code: count}).
+    """
+    frame = pd.DataFrame({"device_id": device_ids.to_numpy(dtype=object), "bad": is_bad.to_numpy(dtype=bool),
+                          "reason": reason.to_numpy(dtype=object)}).dropna(subset=["device_id"])
+    per_device = frame.groupby("device_id", sort=True)["bad"].agg(readings="size", bad_readings="sum")
+    per_device["share"] = per_device["bad_readings"] / per_device["readings"]
+    flooding = per_device[(per_device["share"] > max_bad_share) & (per_device["bad_readings"] >= min_bad)].reset_index()
+    bad_reasons = frame[frame["bad"] & frame["device_id"].isin(flooding["device_id"])].groupby(["device_id", "reason"]).size()
+    flooding["reasons"] = [{str(code): int(n) for code, n in bad_reasons.get(device, pd.Series(dtype=int)).items()}
+                           for device in flooding["device_id"]]
+    return flooding
 
 
 def raise_on_failure(result: GateResult) -> None:

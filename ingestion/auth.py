@@ -1,13 +1,21 @@
-"""Device credentials: secrets stored hashed, API keys and HMAC-signed requests with replay protection.
+"""Device credentials: keys derived from the secret, API keys and HMAC-signed requests with replay protection.
 
 A device holds a random secret (``kdj_…``) given once by ``kidjamo devices register|rotate``. The
-database keeps only ``sha256(secret)`` (``kidjamo.device_credentials``). A device authenticates each
-request in one of two ways:
+database never keeps it: from ``root = sha256(secret)`` two keys are derived by HKDF-Expand
+(RFC 5869, SHA-256, one block) and stored in ``kidjamo.device_credentials``, readable only by the
+role ``kidjamo_ingest``:
 
-- API key: ``X-Device-Id`` and ``X-Api-Key: <secret>``; the service hashes the key and compares.
+- the API-key verifier (info ``kidjamo device api-key verifier v1``): the service derives it from a
+  presented ``X-Api-Key`` and compares. It cannot sign, and does not reveal the secret.
+- the signing key (info ``kidjamo device request signing v1``): the HMAC key of signed requests,
+  which the device derives from its secret the same way.
+
+A device authenticates each request in one of two ways:
+
+- API key: ``X-Device-Id`` and ``X-Api-Key: <secret>``.
 - Signature (what the simulator uses): ``X-Device-Id``, ``X-Timestamp: <unix seconds>`` (may carry
   milliseconds, ``1764239400.125``) and
-  ``X-Signature: hex(HMAC-SHA256(key=sha256(secret), "<timestamp>." + body))``. The secret never
+  ``X-Signature: hex(HMAC-SHA256(key=hex(signing key), "<timestamp>." + body))``. The secret never
   travels; a timestamp further than the tolerance (default 300 s) from the server clock is refused,
   and a signature already seen within that tolerance is refused as a replay.
 
@@ -18,6 +26,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
+import logging
 import math
 import secrets
 import threading
@@ -25,9 +35,12 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-from kidjamo.warehouse.database import connect
+import psycopg
+
+from kidjamo.warehouse.database import connect, libpq_url
 
 SECRET_PREFIX = "kdj_"
+log = logging.getLogger(__name__)
 
 
 class AuthError(Exception):
@@ -44,13 +57,32 @@ def generate_secret() -> str:
     return SECRET_PREFIX + secrets.token_urlsafe(32)
 
 
-def secret_hash(secret: str) -> str:
-    """The stored form of a secret (and the HMAC key of signed requests)."""
-    return hashlib.sha256(secret.encode()).hexdigest()
+API_KEY_INFO = b"kidjamo device api-key verifier v1"
+SIGNING_INFO = b"kidjamo device request signing v1"
+
+
+def _derive(secret: str, info: bytes) -> str:
+    """HKDF-Expand (RFC 5869) of one SHA-256 block from ``root = sha256(secret)``, as hex.
+
+    The root is already a uniform 32-byte key (the secret has 256 random bits), so HKDF-Extract is
+    not needed; sql/0008 derives the same keys from the root stored by earlier versions.
+    """
+    root = hashlib.sha256(secret.encode()).digest()
+    return hmac.new(root, info + b"\x01", hashlib.sha256).hexdigest()
+
+
+def api_key_verifier(secret: str) -> str:
+    """The stored form of a secret for API-key checks (cannot sign)."""
+    return _derive(secret, API_KEY_INFO)
+
+
+def signing_key(secret: str) -> str:
+    """The HMAC key (hex) of the device's signed requests."""
+    return _derive(secret, SIGNING_INFO)
 
 
 def signature(key_hex: str, timestamp: str, body: bytes) -> str:
-    """HMAC-SHA256 of ``"<timestamp>." + body`` keyed with ``sha256(secret)`` (hex)."""
+    """HMAC-SHA256 of ``"<timestamp>." + body`` keyed with the hex signing key."""
     return hmac.new(key_hex.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
 
 
@@ -61,7 +93,7 @@ def signed_headers(device_id: str, secret: str, body: bytes, *, now: float | Non
     return {
         "X-Device-Id": device_id,
         "X-Timestamp": timestamp,
-        "X-Signature": signature(secret_hash(secret), timestamp, body),
+        "X-Signature": signature(signing_key(secret), timestamp, body),
     }
 
 
@@ -88,11 +120,12 @@ def register_device(database_url: str, device_id: str, *, patient_id: str | None
             raise ValueError(f"device {device_id!r} belongs to {row[0]!r}, not {patient_id!r}: reassign it in the registry")
         connection.execute(
             """
-            INSERT INTO kidjamo.device_credentials (device_id, secret_hash) VALUES (%s, %s)
-            ON CONFLICT (device_id) DO UPDATE SET secret_hash = EXCLUDED.secret_hash, previous_secret_hash = NULL,
+            INSERT INTO kidjamo.device_credentials (device_id, api_key_verifier, signing_key) VALUES (%s, %s, %s)
+            ON CONFLICT (device_id) DO UPDATE SET api_key_verifier = EXCLUDED.api_key_verifier,
+                signing_key = EXCLUDED.signing_key, previous_api_key_verifier = NULL, previous_signing_key = NULL,
                 previous_valid_until = NULL, rotated_at = now(), revoked_at = NULL
             """,
-            (device_id, secret_hash(secret)),
+            (device_id, api_key_verifier(secret), signing_key(secret)),
         )
     return secret
 
@@ -102,15 +135,17 @@ def register_devices(database_url: str, device_ids: list[str]) -> dict[str, str]
     issued = {device_id: generate_secret() for device_id in device_ids}
     with connect(database_url) as connection:
         with connection.cursor() as cursor:
-            cursor.execute("CREATE TEMP TABLE new_credentials (device_id text, secret_hash text) ON COMMIT DROP")
-            with cursor.copy("COPY new_credentials (device_id, secret_hash) FROM STDIN") as copy:
+            cursor.execute("CREATE TEMP TABLE new_credentials (device_id text, api_key_verifier text, signing_key text)"
+                           " ON COMMIT DROP")
+            with cursor.copy("COPY new_credentials (device_id, api_key_verifier, signing_key) FROM STDIN") as copy:
                 for device_id, secret in issued.items():
-                    copy.write_row((device_id, secret_hash(secret)))
+                    copy.write_row((device_id, api_key_verifier(secret), signing_key(secret)))
             cursor.execute(
                 """
-                INSERT INTO kidjamo.device_credentials (device_id, secret_hash)
-                SELECT device_id, secret_hash FROM new_credentials
-                ON CONFLICT (device_id) DO UPDATE SET secret_hash = EXCLUDED.secret_hash, previous_secret_hash = NULL,
+                INSERT INTO kidjamo.device_credentials (device_id, api_key_verifier, signing_key)
+                SELECT device_id, api_key_verifier, signing_key FROM new_credentials
+                ON CONFLICT (device_id) DO UPDATE SET api_key_verifier = EXCLUDED.api_key_verifier,
+                    signing_key = EXCLUDED.signing_key, previous_api_key_verifier = NULL, previous_signing_key = NULL,
                     previous_valid_until = NULL, rotated_at = now(), revoked_at = NULL
                 """
             )
@@ -124,11 +159,11 @@ def rotate_device(database_url: str, device_id: str, *, grace: timedelta = timed
         updated = connection.execute(
             """
             UPDATE kidjamo.device_credentials
-               SET previous_secret_hash = secret_hash, previous_valid_until = now() + %s,
-                   secret_hash = %s, rotated_at = now()
+               SET previous_api_key_verifier = api_key_verifier, previous_signing_key = signing_key,
+                   previous_valid_until = now() + %s, api_key_verifier = %s, signing_key = %s, rotated_at = now()
              WHERE device_id = %s AND revoked_at IS NULL
             """,
-            (grace, secret_hash(secret), device_id),
+            (grace, api_key_verifier(secret), signing_key(secret), device_id),
         ).rowcount
     if updated != 1:
         raise ValueError(f"device {device_id!r} has no active credential: register it first")
@@ -136,10 +171,11 @@ def rotate_device(database_url: str, device_id: str, *, grace: timedelta = timed
 
 
 def revoke_device(database_url: str, device_id: str) -> None:
-    """Refuse the device's every secret from now on (within the service's credential cache time)."""
+    """Refuse the device's every secret from now on: every service instance is notified at commit."""
     with connect(database_url) as connection:
         updated = connection.execute(
-            "UPDATE kidjamo.device_credentials SET revoked_at = now(), previous_secret_hash = NULL WHERE device_id = %s",
+            "UPDATE kidjamo.device_credentials SET revoked_at = now(), previous_api_key_verifier = NULL,"
+            " previous_signing_key = NULL WHERE device_id = %s",
             (device_id,),
         ).rowcount
     if updated != 1:
@@ -152,80 +188,84 @@ class DeviceCredential:
     device_id: str
     patient_id: str
     active: bool
-    secret_hash: str
-    previous_secret_hash: str | None
+    api_key_verifier: str
+    signing_key: str
+    previous_api_key_verifier: str | None
+    previous_signing_key: str | None
     previous_valid_until: datetime | None
     revoked: bool
 
-    def hashes(self, now: datetime) -> list[str]:
-        valid = [self.secret_hash]
-        if self.previous_secret_hash and self.previous_valid_until and self.previous_valid_until > now:
-            valid.append(self.previous_secret_hash)
+    def valid_keys(self, now: datetime) -> list[tuple[str, str]]:
+        """(API-key verifier, signing key) pairs accepted at ``now``: the current one, and the previous in its grace period."""
+        valid = [(self.api_key_verifier, self.signing_key)]
+        if self.previous_api_key_verifier and self.previous_valid_until and self.previous_valid_until > now:
+            valid.append((self.previous_api_key_verifier, self.previous_signing_key))
         return valid
 
 
 _CREDENTIAL_QUERY = """
-    SELECT d.device_id, d.patient_id, d.active, c.secret_hash, c.previous_secret_hash, c.previous_valid_until,
-           c.revoked_at IS NOT NULL
+    SELECT d.device_id, d.patient_id, d.active, c.api_key_verifier, c.signing_key, c.previous_api_key_verifier,
+           c.previous_signing_key, c.previous_valid_until, c.revoked_at IS NOT NULL
       FROM kidjamo.device_credentials c JOIN kidjamo.devices d USING (device_id)
 """
 
 
-class CredentialStore:
-    """Device credentials held in memory, reloaded in bulk every ``refresh_s`` and fetched on a miss."""
+CHANGES_CHANNEL = "kidjamo_device_credentials"  # NOTIFY channel of sql/0008's triggers (payload: device id)
+ERASURE_CHANNEL = "kidjamo_erasure"  # NOTIFY by the erasure (payload: {"devices": [...]}), see transforms/rights.py
 
-    def __init__(self, database_url: str, refresh_s: float = 15.0):
+
+class CredentialStore:
+    """Every device credential held in memory, loaded in bulk and kept current by LISTEN/NOTIFY.
+
+    A device id absent from memory is refused without a query, so random ``X-Device-Id`` values
+    cost the database nothing. Triggers on ``kidjamo.device_credentials`` and ``kidjamo.devices``
+    notify every change (registration, rotation, revocation, deactivation, erasure) at commit; the
+    listener thread of each service instance re-reads that device at once, and forgets it when the
+    re-read fails (fail closed). When the listener's connection breaks it reconnects and reloads
+    everything (changes may have been missed meanwhile); a full reload also runs every
+    ``refresh_s`` as a safety net. Queries go through a small connection pool.
+    """
+
+    def __init__(self, database_url: str, refresh_s: float = 300.0, *, pool_size: int = 4, on_erasure=None):
+        from psycopg_pool import ConnectionPool
+
         self.database_url = database_url
         self.refresh_s = refresh_s
+        self.on_erasure = on_erasure  # called with the device ids of an erased patient (listener thread)
+        self.pool = ConnectionPool(libpq_url(database_url), min_size=1, max_size=pool_size, name="kidjamo-ingest",
+                                   kwargs={"application_name": "kidjamo-ingest", "autocommit": True})
         self._credentials: dict[str, DeviceCredential] = {}
-        self._misses: dict[str, float] = {}  # unknown device -> when it may be looked up again
-        self._rechecked: dict[str, float] = {}  # device -> when its credential was last re-read after a failure
-        self._loaded_at = 0.0
         self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._listener: threading.Thread | None = None
+        self.listening = threading.Event()  # set while notifications are being received
+        self.loaded = threading.Event()  # set by the first complete load: until then no id can be called unknown
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._listener is not None:
+            self._listener.join(timeout=5)
+        self.pool.close()
 
     def refresh(self) -> int:
         """Reload every credential (one query); return how many there are."""
-        with connect(self.database_url, application_name="kidjamo-ingest") as connection:
+        with self.pool.connection() as connection:
             rows = connection.execute(_CREDENTIAL_QUERY).fetchall()
         credentials = {row[0]: DeviceCredential(*row) for row in rows}
         with self._lock:
             self._credentials = credentials
-            self._misses.clear()
-            self._loaded_at = time.monotonic()
+        self.loaded.set()
         return len(credentials)
 
-    def is_stale(self) -> bool:
-        return time.monotonic() - self._loaded_at > self.refresh_s
-
-    def get(self, device_id: str) -> DeviceCredential | None:
-        """The device's credential, or None; a miss is looked up once per refresh period (blocking)."""
-        credential = self._credentials.get(device_id)
-        if credential is not None:
-            return credential
-        now = time.monotonic()
-        if self._misses.get(device_id, 0.0) > now:
-            return None
-        with connect(self.database_url, application_name="kidjamo-ingest") as connection:
-            row = connection.execute(_CREDENTIAL_QUERY + " WHERE device_id = %s", (device_id,)).fetchone()
-        with self._lock:
-            if row is None:
-                self._misses[device_id] = now + min(self.refresh_s, 5.0)
-                return None
-            credential = DeviceCredential(*row)
-            self._credentials[device_id] = credential
-            return credential
-
-    def reload(self, device_id: str, now: float) -> DeviceCredential | None | bool:
-        """Re-read one device's credential after a failed check (a rotation or registration just happened).
-
-        At most once per second per device, so wrong credentials cannot hammer the database; returns
-        False when it is too early to look again.
-        """
-        if self._rechecked.get(device_id, 0.0) > now - 1.0:
-            return False
-        self._rechecked[device_id] = now
-        with connect(self.database_url, application_name="kidjamo-ingest") as connection:
-            row = connection.execute(_CREDENTIAL_QUERY + " WHERE device_id = %s", (device_id,)).fetchone()
+    def reload_device(self, device_id: str) -> DeviceCredential | None:
+        """Re-read one device's credential (after a notification); forget it if it is gone or cannot be read."""
+        try:
+            with self.pool.connection() as connection:
+                row = connection.execute(_CREDENTIAL_QUERY + " WHERE device_id = %s", (device_id,)).fetchone()
+        except Exception:
+            with self._lock:
+                self._credentials.pop(device_id, None)  # fail closed: a revocation must not be missed
+            raise
         with self._lock:
             if row is None:
                 self._credentials.pop(device_id, None)
@@ -234,12 +274,46 @@ class CredentialStore:
             self._credentials[device_id] = credential
             return credential
 
-    def cached(self, device_id: str) -> DeviceCredential | None | bool:
-        """The credential if known without a query; None if known missing; False if a lookup is needed."""
-        credential = self._credentials.get(device_id)
-        if credential is not None:
-            return credential
-        return None if self._misses.get(device_id, 0.0) > time.monotonic() else False
+    def get(self, device_id: str) -> DeviceCredential | None:
+        """The device's credential from memory, or None: never a query."""
+        return self._credentials.get(device_id)
+
+    def start_listening(self) -> None:
+        """Start the listener thread (it loads every credential once it listens)."""
+        self._listener = threading.Thread(target=self._listen_forever, name="credential-listener", daemon=True)
+        self._listener.start()
+
+    def _erased(self, device_ids: list[str]) -> None:
+        with self._lock:
+            for device_id in device_ids:
+                self._credentials.pop(device_id, None)
+        if self.on_erasure is not None:
+            self.on_erasure(device_ids)
+
+    def _listen_forever(self) -> None:
+        last_full = time.monotonic()
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(libpq_url(self.database_url), autocommit=True,
+                                     application_name="kidjamo-ingest-listen") as connection:
+                    connection.execute(f"LISTEN {CHANGES_CHANNEL}")
+                    connection.execute(f"LISTEN {ERASURE_CHANNEL}")
+                    self.refresh()  # after LISTEN: nothing committed from now on can be missed
+                    last_full = time.monotonic()
+                    self.listening.set()
+                    while not self._stop.is_set():
+                        for notice in connection.notifies(timeout=0.5):
+                            if notice.channel == ERASURE_CHANNEL:
+                                self._erased(json.loads(notice.payload)["devices"])
+                            else:
+                                self.reload_device(notice.payload)
+                        if time.monotonic() - last_full > self.refresh_s:
+                            self.refresh()
+                            last_full = time.monotonic()
+            except Exception:
+                log.exception("device credential listener lost its connection; reconnecting")
+            self.listening.clear()
+            self._stop.wait(1.0)
 
 
 class ReplayGuard:
@@ -274,11 +348,11 @@ def verify_request(
     device_id = headers.get("x-device-id")
     if credential is None or not credential.active or credential.revoked:
         raise AuthError(401, f"device {device_id!r} is unknown, inactive or revoked")
-    valid_hashes = credential.hashes(datetime.fromtimestamp(now, timezone.utc))
+    valid_keys = credential.valid_keys(datetime.fromtimestamp(now, timezone.utc))
     api_key = headers.get("x-api-key")
     if api_key is not None:
-        presented = secret_hash(api_key)
-        if not any(hmac.compare_digest(presented, valid) for valid in valid_hashes):
+        presented = api_key_verifier(api_key)
+        if not any(hmac.compare_digest(presented, verifier) for verifier, _ in valid_keys):
             raise AuthError(401, "wrong API key")
         return credential
     timestamp, presented_signature = headers.get("x-timestamp"), headers.get("x-signature")
@@ -292,8 +366,11 @@ def verify_request(
         raise AuthError(401, f"X-Timestamp must be unix seconds, got {timestamp[:40]!r}") from None
     if abs(now - signed_at) > replay_guard.tolerance_s:
         raise AuthError(401, f"X-Timestamp is {int(now - signed_at)} s from the server clock (tolerance {replay_guard.tolerance_s} s)")
-    if not any(hmac.compare_digest(signature(valid, timestamp, body), presented_signature.lower()) for valid in valid_hashes):
+    presented_signature = presented_signature.lower()
+    # compare_digest refuses non-ASCII str (TypeError): compare bytes, so a hostile header is a 401, not a 500.
+    presented_bytes = presented_signature.encode("utf-8", "surrogateescape")
+    if not any(hmac.compare_digest(signature(key, timestamp, body).encode(), presented_bytes) for _, key in valid_keys):
         raise AuthError(401, "wrong signature")
-    if not replay_guard.check_and_remember(presented_signature.lower(), now):
+    if not replay_guard.check_and_remember(presented_signature, now):
         raise AuthError(401, "replayed signature: this exact request was already received")
     return credential

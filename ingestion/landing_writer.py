@@ -17,6 +17,14 @@ within the flush interval. Parts are written to the next minute's partition duri
 of a minute, so a minute's file is published before the minute ends and its pipeline run (which
 starts after the minute) always finds it.
 
+A publication that comes too late for its minute's run — a retry after a failed publish, a minute
+whose publication started after the minute ended, parts recovered after a crash — is published into
+the *current* minute instead, where the next run will find it. A published name is never written
+twice: a minute already published gets a new, unique file (its first part's sequence number in the
+name), so no acknowledged reading can be overwritten. The writer's clock never goes back: when the
+system clock steps back, arrival minutes keep advancing at the monotonic clock's rate until the wall
+clock catches up. A failed publication is reported on ``/readyz`` until one succeeds.
+
 After a crash, :meth:`LandingWriter.recover` replays the journal: the idempotency keys of every
 part that reached the lake are remembered again (so a re-sent reading that was written but never
 acknowledged is a duplicate), a publish that was cut short is finished, and the parts left by this
@@ -32,6 +40,7 @@ import json
 import logging
 import os
 import posixpath
+import threading
 import time
 import uuid
 from collections import deque
@@ -59,15 +68,86 @@ def _arrival_minute(now: float) -> datetime:
     return datetime.fromtimestamp(now + MINUTE_GUARD_S, timezone.utc).replace(second=0, microsecond=0)
 
 
+def _has_ended(minute: datetime, now: float) -> bool:
+    """Has the minute's pipeline run (which starts when the minute ends) possibly listed its partition?"""
+    return now >= minute.timestamp() + 60
+
+
+class ForwardClock:
+    """Wall-clock seconds that never go back.
+
+    A step back of the system clock (NTP, a VM restored, an operator) would send new parts into a
+    minute that is already published; instead the clock keeps advancing at the monotonic rate from
+    the last time it read, until the wall clock catches up. Steps forward are taken as they come.
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._last_wall = time.time()
+        self._last_monotonic = time.monotonic()
+
+    def __call__(self) -> float:
+        with self._lock:
+            wall, monotonic = time.time(), time.monotonic()
+            now = max(wall, self._last_wall + (monotonic - self._last_monotonic))
+            self._last_wall, self._last_monotonic = now, monotonic
+            return now
+
+
 def _part_instance(name: str) -> str:
     """``_ingest-<instance>-<seq>.ndjson`` -> instance."""
     return name[len(PART_PREFIX):].rsplit("-", 1)[0]
+
+
+def _partition_minute(path: str) -> datetime:
+    """``landing/vitals/dt=2026-11-27/hh=10/mm=05/...`` -> 2026-11-27 10:05 UTC."""
+    return datetime.strptime(_partition_stamp(path), "%Y%m%dT%H%M").replace(tzinfo=timezone.utc)
 
 
 def _partition_stamp(path: str) -> str:
     """``landing/vitals/dt=2026-11-27/hh=10/mm=05/...`` -> ``20261127T1005``."""
     day, hour, minute = (piece.split("=", 1)[1] for piece in path.split("/")[2:5])
     return f"{day.replace('-', '')}T{hour}{minute}"
+
+
+ERASED_LINE = b'{"erased":true}\n'
+
+
+def _device_of(line: bytes) -> str | None:
+    """The device id of one NDJSON reading line (None when it has none or is not JSON)."""
+    try:
+        document = json.loads(line)
+    except ValueError:
+        return None
+    return document.get("device_id") if isinstance(document, dict) else None
+
+
+def _key_device(key: str) -> str:
+    """``d:<device>|<instant>`` or ``m:<device>|<message id>`` -> device."""
+    return key[2:].split("|", 1)[0]
+
+
+def redact_journal_segment(segment: Path, devices: set[str]) -> None:
+    """Rewrite one journal segment (atomically) without the idempotency keys of ``devices`` (erasure)."""
+    lines = segment.read_text().splitlines()
+    redacted = []
+    for line in lines:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            redacted.append(line)
+            continue
+        if isinstance(entry, dict) and "keys" in entry:
+            entry["keys"] = [key for key in entry["keys"] if _key_device(key) not in devices]
+            line = json.dumps(entry, separators=(",", ":"))
+        redacted.append(line)
+    if redacted != lines:
+        temporary = segment.with_name("." + segment.name + ".tmp")
+        with temporary.open("w") as handle:
+            handle.write("".join(line + "\n" for line in redacted))
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, segment)
 
 
 class RecentKeys:
@@ -89,6 +169,11 @@ class RecentKeys:
 
     def __len__(self) -> int:
         return sum(len(keys) for _, keys in self._buckets)
+
+    def discard_if(self, predicate) -> None:
+        """Forget every key for which ``predicate(key)`` is true."""
+        for _, keys in self._buckets:
+            keys.difference_update([key for key in keys if predicate(key)])
 
     def forget_before(self, horizon: float) -> None:
         while self._buckets and self._buckets[0][0] + self.bucket_s <= horizon:
@@ -142,12 +227,16 @@ class LandingWriter:
         self._full: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
         self._next_prune = 0.0
-        self.last_error: str | None = None
+        self.last_error: str | None = None  # of the last flush: requests answer 503 meanwhile
+        self.publish_error: str | None = None  # of the last publication; cleared by the next one that succeeds
+        self.clock = ForwardClock()
+        self._published: dict[str, float] = {}  # landing files this instance wrote (and when): never written twice
         # Flushes are serial, and so are publications; each has its own thread so that publishing a large
         # minute never holds up the group commits (and the 202s) of the next one.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="landing-writer")
         self._publisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="landing-publisher")
         self._publishing: set[asyncio.Future] = set()
+        self._erased_devices: set[str] = set()  # readings of these devices are never written again (erasure)
 
     # --- recovery ----------------------------------------------------------------------------------
     def recover(self) -> int:
@@ -156,7 +245,7 @@ class LandingWriter:
         Finishes interrupted publications and publishes the parts left by this journal's earlier
         instances into the current minute.
         """
-        horizon = time.time() - self.dedupe_window_s
+        horizon = self.clock() - self.dedupe_window_s
         intents: dict[str, tuple[float, list[str]]] = {}
         committed: set[str] = set()
         publishing: dict[str, str] = {}  # part -> the file it was being published into
@@ -190,7 +279,8 @@ class LandingWriter:
                      if posixpath.basename(f.path).startswith(PART_PREFIX) and _part_instance(posixpath.basename(f.path)) in mine]
         unfinished: dict[str, list[str]] = {}
         orphans: dict[str, list[str]] = {}
-        arrival = _arrival_minute(time.time())
+        now = self.clock()
+        arrival = _arrival_minute(now)
         for part in leftovers:
             instance = _part_instance(posixpath.basename(part))
             target = publishing.get(part)
@@ -207,7 +297,11 @@ class LandingWriter:
             else:
                 unfinished.setdefault(target, []).append(part)
         for target, parts in {**unfinished, **orphans}.items():
-            self._publish(target, [(part, self.lake.read_bytes(part)) for part in sorted(parts)], journal_first=target not in unfinished)
+            if target in unfinished and _has_ended(_partition_minute(target), now):
+                # Its minute's run may be over: the file arrives now, in the current minute.
+                target = partition_path("landing", arrival, posixpath.basename(target).removesuffix(".ndjson") + "-recovered.ndjson")
+            target = self._unused_name(target)
+            self._publish(target, [(part, self.lake.read_bytes(part)) for part in sorted(parts)])
             log.warning("published %d part(s) left by a previous run as %s", len(parts), target)
 
     def _reached_lake(self, landing_path: str) -> bool:
@@ -239,6 +333,14 @@ class LandingWriter:
         self._publisher.shutdown(wait=True)
 
     # --- requests ----------------------------------------------------------------------------------
+    def unpublished_parts(self) -> int:
+        """Durable parts waiting to be merged into their minute's landing file (the journal backlog)."""
+        return sum(len(parts) for parts in list(self._parts.values()))
+
+    def waiting_readings(self) -> int:
+        """Readings handed in but not yet durable (their requests are still waiting)."""
+        return len(self._batch.lines)
+
     def is_known(self, keys: tuple[str, ...]) -> bool:
         return any(key in self._seen or key in self._pending for key in keys)
 
@@ -273,6 +375,46 @@ class LandingWriter:
             await asyncio.gather(*(asyncio.shield(wait) for wait in waits))
         return outcomes
 
+    # --- erasure -----------------------------------------------------------------------------------
+    def erase_devices(self, device_ids: list[str]) -> int:
+        """Erasure of a patient: their readings leave this writer's memory, unpublished parts and journal.
+
+        Called when an erasure is notified, on the flush thread (:meth:`erase_devices_soon`). Readings of these devices become
+        ``{"erased":true}`` tombstones in the unpublished parts, in memory and in the lake alike (the
+        positions stay, as the erasure does elsewhere), are dropped from batches not yet written, and
+        their idempotency keys leave memory and the journal. Returns how many readings were erased.
+        """
+        devices = set(device_ids)
+        self._erased_devices |= devices
+        erased = 0
+        kept_lines, kept_keys = [], []
+        for line in self._batch.lines:
+            if _device_of(line) in devices:
+                erased += 1
+            else:
+                kept_lines.append(line)
+        self._batch.lines[:] = kept_lines
+        kept_keys = [key for key in self._batch.keys if _key_device(key) not in devices]
+        self._batch.keys[:] = kept_keys
+        for parts in list(self._parts.values()):  # snapshot: the flush thread may add a minute meanwhile
+            for index, (part, data) in enumerate(list(parts)):
+                lines = data.splitlines(keepends=True)
+                marked = [ERASED_LINE if _device_of(line) in devices else line for line in lines]
+                if marked != lines:
+                    erased += sum(1 for a, b in zip(lines, marked) if a is not b)
+                    new_data = b"".join(marked)
+                    parts[index] = (part, new_data)
+                    if self.lake.exists(part):
+                        self.lake.write_bytes(part, new_data)
+        self._seen.discard_if(lambda key: _key_device(key) in devices)
+        for segment in sorted(self.journal_dir.glob("journal-*.log")):
+            redact_journal_segment(segment, devices)
+        return erased
+
+    async def erase_devices_soon(self, device_ids: list[str]) -> int:
+        """:meth:`erase_devices` on the flush thread, so that it never interleaves with a part being written."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self.erase_devices, device_ids)
+
     # --- flushing and publishing -------------------------------------------------------------------
     async def _flush_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -291,24 +433,46 @@ class LandingWriter:
                 self._wake.clear()
                 self._full.clear()
                 await self._flush(batch)
-            current = _arrival_minute(time.time())
+            current = _arrival_minute(self.clock())
             for minute in sorted(m for m in self._parts if m < current):
                 self._start_publishing(minute, self._parts.pop(minute))
 
     def _start_publishing(self, minute: datetime, parts: list[tuple[str, bytes]]) -> None:
-        future = asyncio.get_running_loop().run_in_executor(self._publisher, self._publish, self._minute_file(minute), parts)
+        future = asyncio.get_running_loop().run_in_executor(self._publisher, self._publish_minute, minute, parts)
         self._publishing.add(future)
 
         def done(finished: asyncio.Future) -> None:
             self._publishing.discard(finished)
             if finished.exception() is not None:  # the parts stay durable; the next tick tries again
-                log.error("publishing minute %s failed: %s", minute, finished.exception())
+                error = finished.exception()
+                log.error("publishing minute %s failed: %s", minute, error)
+                self.publish_error = f"publishing minute {minute:%Y-%m-%dT%H:%MZ} failed: {type(error).__name__}: {error}"
                 self._parts.setdefault(minute, [])[:0] = parts
 
         future.add_done_callback(done)
 
     def _minute_file(self, minute: datetime) -> str:
         return partition_path("landing", minute, f"ingest-{self.instance}-{minute:%Y%m%dT%H%M}.ndjson")
+
+    def _target_for(self, minute: datetime, parts: list[tuple[str, bytes]], now: float) -> str:
+        """Where the parts of ``minute`` are published: its own file while its run cannot have started, else the current minute."""
+        if not _has_ended(minute, now):
+            return self._unused_name(self._minute_file(minute), parts)
+        # Too late for the minute's run (a retry, a slow publication, a clock that stepped back).
+        late = partition_path("landing", _arrival_minute(now), f"ingest-{self.instance}-{minute:%Y%m%dT%H%M}-late.ndjson")
+        return self._unused_name(late, parts)
+
+    def _unused_name(self, target: str, parts: list[tuple[str, bytes]] | None = None) -> str:
+        """``target``, or a unique variant of it when that name was ever published (landing or raw)."""
+        if target not in self._published and not self._reached_lake(target):
+            return target
+        stem = target.removesuffix(".ndjson")
+        sequence = posixpath.basename(parts[0][0]).rsplit("-", 1)[-1].removesuffix(".ndjson") if parts else uuid.uuid4().hex[:12]
+        candidate, attempt = f"{stem}-{sequence}.ndjson", 1
+        while candidate in self._published or self._reached_lake(candidate):
+            attempt += 1
+            candidate = f"{stem}-{sequence}-{attempt}.ndjson"
+        return candidate
 
     async def _flush(self, batch: _Batch) -> None:
         started = time.perf_counter()
@@ -323,7 +487,7 @@ class LandingWriter:
             batch.future.exception()  # retrieved: waiting requests see it through their own await
             return
         self.last_error = None
-        now = time.time()
+        now = self.clock()
         self._seen.add_all(batch.keys, now)
         for key in batch.keys:
             self._pending.pop(key, None)
@@ -344,7 +508,10 @@ class LandingWriter:
 
     def _write(self, lines: list[bytes], keys: list[str]) -> str:
         """Write one part durably (journal intent, atomic write, journal commit); return its lake path."""
-        now = time.time()
+        if self._erased_devices:  # a batch accepted just before its device's erasure was notified
+            lines = [ERASED_LINE if _device_of(line) in self._erased_devices else line for line in lines]
+            keys = [key for key in keys if _key_device(key) not in self._erased_devices]
+        now = self.clock()
         minute = _arrival_minute(now)
         self._sequence += 1
         part = partition_path("landing", minute, f"{PART_PREFIX}{self.instance}-{self._sequence:07d}.ndjson")
@@ -362,26 +529,34 @@ class LandingWriter:
         for minute in sorted(self._parts):
             if current is not None and minute >= current:
                 break
-            target = self._minute_file(minute)
-            self._publish(target, self._parts[minute])
+            published.append(self._publish_minute(minute, self._parts[minute], now if current is not None else None))
             del self._parts[minute]
-            published.append(target)
         return published
 
-    def _publish(self, target: str, parts: list[tuple[str, bytes]], *, journal_first: bool = True) -> None:
+    def _publish_minute(self, minute: datetime, parts: list[tuple[str, bytes]], now: float | None = None) -> str:
+        """Publish one minute's parts (into the current minute if too late for its own); return the file."""
+        target = self._target_for(minute, parts, self.clock() if now is None else now)
+        self._publish(target, parts)
+        return target
+
+    def _publish(self, target: str, parts: list[tuple[str, bytes]]) -> None:
         started = time.perf_counter()
-        if journal_first:
-            self._journal({"publish": target, "parts": [part for part, _ in parts]}, sync=True)
+        self._journal({"publish": target, "parts": [part for part, _ in parts]}, sync=True)
         data = b"".join(content for _, content in parts)
+        now = self.clock()
+        # Claimed before writing: even a failed attempt's name is never reused. Older names are in raw by now.
+        self._published = {name: at for name, at in self._published.items() if at >= now - self.dedupe_window_s}
+        self._published[target] = now
         self.lake.write_bytes(target, data)
         for part, _ in parts:
             self.lake.delete(part)
         self._journal({"published": target})
+        self.publish_error = None
         if self.on_publish is not None:
             self.on_publish(FlushStats(target, data.count(b"\n"), time.perf_counter() - started))
 
     def _journal(self, entry: dict, *, sync: bool = False) -> None:
-        segment = self.journal_dir / f"journal-{int(time.time()) // JOURNAL_SEGMENT_S}.log"
+        segment = self.journal_dir / f"journal-{int(self.clock()) // JOURNAL_SEGMENT_S}.log"
         with segment.open("a") as handle:
             handle.write(json.dumps(entry, separators=(",", ":")) + "\n")
             if sync:

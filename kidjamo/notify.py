@@ -2,7 +2,13 @@
 
 Used for patient alerts (``transforms/alerts/``, which records every attempt) and for pipeline
 failures (``plugins/notifiers.py``). Each sender raises :class:`DeliveryError` on failure so the
-caller can retry with backoff. Targets depend on the audience: the care team, the escalation
+caller can retry with backoff.
+
+Webhooks carry ``X-Kidjamo-Timestamp`` and ``X-Kidjamo-Signature: sha256=hex(HMAC-SHA256(secret,
+"<timestamp>." + body))``: a receiver checks both with :func:`verify_webhook` and refuses a
+timestamp outside its replay window. Patient data never leaves over plain http except to a loopback
+address, and with an external (production) database a webhook is never sent unsigned. The log
+channel and SNS subjects carry no patient identifier: the alert id and the patient's pseudonym. Targets depend on the audience: the care team, the escalation
 channel (critical alert unacknowledged after 5 minutes) and the second tier (after 15 minutes);
 an unset escalation target falls back to the tier below it.
 """
@@ -12,9 +18,12 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
+import time
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -25,7 +34,9 @@ log = logging.getLogger("kidjamo.notify")
 CHANNELS = ("webhook", "sns", "log")
 AUDIENCES = ("care_team", "escalation", "second_tier")
 SIGNATURE_HEADER = "X-Kidjamo-Signature"
+TIMESTAMP_HEADER = "X-Kidjamo-Timestamp"
 DELIVERY_HEADER = "X-Kidjamo-Delivery"
+REPLAY_WINDOW_S = 300
 
 
 class DeliveryError(RuntimeError):
@@ -38,9 +49,49 @@ class Target:
     address: str | None  # URL, topic ARN, or None for the log
 
 
-def sign(body: bytes, secret: str) -> str:
-    """Value of the signature header: ``sha256=`` + hex HMAC-SHA256 of the exact body."""
-    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+def sign(body: bytes, secret: str, timestamp: str) -> str:
+    """Value of the signature header: ``sha256=`` + hex HMAC-SHA256 of ``"<timestamp>." + body``."""
+    return "sha256=" + hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+
+
+def verify_webhook(body: bytes, headers, secret: str, *, now: float | None = None, window_s: float = REPLAY_WINDOW_S) -> None:
+    """Check a received webhook (for receivers and tests): raise :class:`ValueError` saying why it is refused.
+
+    ``headers`` is any case-insensitive mapping (or a dict with the exact header names).
+    """
+    timestamp = headers.get(TIMESTAMP_HEADER) or headers.get(TIMESTAMP_HEADER.lower())
+    presented = headers.get(SIGNATURE_HEADER) or headers.get(SIGNATURE_HEADER.lower())
+    if not timestamp or not presented:
+        raise ValueError(f"missing {TIMESTAMP_HEADER} or {SIGNATURE_HEADER}")
+    try:
+        sent_at = float(timestamp)
+    except ValueError:
+        raise ValueError(f"{TIMESTAMP_HEADER} is not unix seconds: {timestamp[:40]!r}") from None
+    if abs((time.time() if now is None else now) - sent_at) > window_s:
+        raise ValueError(f"{TIMESTAMP_HEADER} is outside the replay window of {window_s:g} s")
+    if not hmac.compare_digest(sign(body, secret, timestamp).encode(), presented.encode("utf-8", "surrogateescape")):
+        raise ValueError("wrong signature")
+
+
+def _is_loopback(host: str | None) -> bool:
+    if host is None:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def check_webhook(url: str, secret: str | None, settings: Settings) -> None:
+    """Refuse (DeliveryError) a webhook that would leak patient data: plain http off loopback, or unsigned in production."""
+    parts = urlsplit(url)
+    if parts.scheme != "https" and not (parts.scheme == "http" and _is_loopback(parts.hostname)):
+        raise DeliveryError(f"webhook {url}: https is required (plain http only to a loopback address)")
+    if not secret and not settings.uses_embedded_database:
+        raise DeliveryError(f"webhook {url}: KIDJAMO_WEBHOOK_SECRET is required with an external database"
+                            " (receivers must be able to check the sender)")
 
 
 def encode(document: dict) -> bytes:
@@ -76,12 +127,15 @@ def target(channel: str, audience: str, settings: Settings | None = None) -> Tar
     return Target(channel, next((address for address in chain[audience] if address), None))
 
 
-def send_webhook(url: str, document: dict, *, secret: str | None, delivery_id: str, timeout: float = 5.0) -> str:
-    """POST the document as JSON with its HMAC signature; return the response status line."""
+def send_webhook(url: str, document: dict, *, secret: str | None, delivery_id: str, timeout: float = 5.0,
+                 now: float | None = None) -> str:
+    """POST the document as JSON, signed with a timestamp when a secret is set; return the response status line."""
     body = encode(document)
     headers = {"Content-Type": "application/json", DELIVERY_HEADER: delivery_id}
     if secret:
-        headers[SIGNATURE_HEADER] = sign(body, secret)
+        timestamp = str(int(time.time() if now is None else now))
+        headers[TIMESTAMP_HEADER] = timestamp
+        headers[SIGNATURE_HEADER] = sign(body, secret, timestamp)
     try:
         response = httpx.post(url, content=body, headers=headers, timeout=timeout)
     except httpx.HTTPError as error:
@@ -117,8 +171,14 @@ def publish_sns(topic_arn: str, document: dict, *, subject: str, delivery_id: st
     return f"MessageId {response['MessageId']}"
 
 
+#: What the log channel writes of a notification: logs are shipped to places care data must not go,
+#: so no patient identifier, evidence or vital value — the alert id leads to them in the warehouse.
+LOGGED_FIELDS = ("kind", "event_id", "event_key", "event_type", "audience", "event_at", "alert_id", "care_team",
+                 "rule_id", "rule_version", "severity", "status", "title", "reading_count", "is_late")
+
+
 def write_log(document: dict, *, level: int = logging.WARNING) -> str:
-    log.log(level, "kidjamo notification %s", encode(document).decode())
+    log.log(level, "kidjamo notification %s", encode({key: document[key] for key in LOGGED_FIELDS if key in document}).decode())
     return "logged"
 
 
@@ -131,6 +191,7 @@ def deliver(target_: Target, document: dict, *, subject: str, delivery_id: str, 
     if not target_.address:
         raise DeliveryError(f"{target_.channel}: no target configured (see KIDJAMO_WEBHOOK_URL / KIDJAMO_SNS_TOPIC_ARN)")
     if target_.channel == "webhook":
+        check_webhook(target_.address, settings.webhook_secret, settings)
         return send_webhook(target_.address, document, secret=settings.webhook_secret, delivery_id=delivery_id,
                             timeout=settings.webhook_timeout_s)
     return publish_sns(target_.address, document, subject=subject, delivery_id=delivery_id, group_id=group_id,

@@ -58,10 +58,11 @@ def kidjamo_lake() -> Lake:
     return Lake.from_settings()
 
 
-def run_pipeline_step(step: str) -> dict:
+def run_pipeline_step(step: str, *, drain_landing_backlog: bool = False) -> dict:
     """Run ``transforms.pipeline.step_<step>`` over the running task's data interval; return its counts.
 
     The step's context (lake, database, settings, rules, run id) is built here, once per task.
+    ``drain_landing_backlog``: a minute run's ``to_raw`` also takes earlier minutes' landing files.
     """
     from airflow.sdk import get_current_context
 
@@ -69,16 +70,17 @@ def run_pipeline_step(step: str) -> dict:
 
     context = get_current_context()
     interval = pipeline.Interval.for_task(context["data_interval_start"], context["data_interval_end"], lake=kidjamo_lake(),
-                                          database_url=kidjamo_database_url(), run_id=context["run_id"])
+                                          database_url=kidjamo_database_url(), run_id=context["run_id"],
+                                          drain_landing_backlog=drain_landing_backlog)
     return getattr(pipeline, f"step_{step}")(interval)
 
 
-def step_task(step: str, *, task_id: str | None = None, **arguments):
+def step_task(step: str, *, task_id: str | None = None, drain_landing_backlog: bool = False, **arguments):
     """An Airflow task (``task_id``, default ``step``) that runs :func:`run_pipeline_step` for ``step``."""
     from airflow.sdk import task
 
     def run() -> dict:
-        return run_pipeline_step(step)
+        return run_pipeline_step(step, drain_landing_backlog=drain_landing_backlog)
 
     return task(task_id=task_id or step, **arguments)(run)
 

@@ -1,6 +1,6 @@
 """The code's layers import one way only: no module imports from a layer above its own.
 
-    kidjamo/cli  ->  dags, plugins, ingestion service and simulator  ->  transforms/pipeline
+    kidjamo/cli  ->  dags, plugins, ingestion service and simulator, care-team app  ->  transforms/pipeline
       ->  ingestion/to_raw (auth, landing writer), transforms layers, transforms/alerts, expectations
       ->  kidjamo core (kidjamo/lake, kidjamo/warehouse, settings, notify)
 
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("kidjamo", "ingestion", "transforms", "expectations", "plugins", "dags")
+PACKAGES = ("kidjamo", "ingestion", "transforms", "expectations", "plugins", "dags", "care")
 
 #: Module-name prefixes and their layer (the longest matching prefix decides), lowest first.
 LAYERS = {
@@ -24,7 +24,7 @@ LAYERS = {
     "ingestion.to_raw": 1, "ingestion.auth": 1, "ingestion.landing_writer": 1, "ingestion": 1,
     "transforms": 1, "expectations": 1,
     "transforms.pipeline": 2,
-    "dags": 3, "plugins": 3, "ingestion.service": 3, "ingestion.simulator": 3,
+    "dags": 3, "plugins": 3, "ingestion.service": 3, "ingestion.simulator": 3, "care": 3,
     "kidjamo.cli": 4,
 }
 

@@ -22,12 +22,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pajson
 
-from kidjamo.lake.manifest import read_manifest
-from kidjamo.lake.partitions import minutes_between, write_partitions
-from kidjamo.lake.storage import Lake
+from ingestion.to_raw import reconcile_raw_partition
 from kidjamo.lake import reasons
+from kidjamo.lake.json_safety import MAX_NESTING_DEPTH, describe_control_character, too_deep
+from kidjamo.lake.partitions import minutes_between, write_partitions
 from kidjamo.lake.records import split_records
 from kidjamo.lake.schema import BRONZE, METADATA, OPTIONAL_VITALS, QUARANTINE, RANGES, VITALS
+from kidjamo.lake.storage import Lake
+from kidjamo.warehouse.locks import PartitionLocks
 
 TOP_LEVEL_STRINGS = ("device_id", "patient_id", "timestamp", "message_id")
 REQUIRED = ("device_id", "patient_id", "timestamp", "vitals.spo2", "vitals.heart_rate", "vitals.temperature")
@@ -37,6 +39,8 @@ KNOWN_VITALS = set(VITALS) | set(OPTIONAL_VITALS)
 KNOWN_METADATA = set(METADATA) | {"firmware_version"}
 KNOWN_TOP_LEVEL = set(TOP_LEVEL_STRINGS) | {"vitals", "metadata"}
 TIMEZONE_SUFFIX = r"(?:[Zz]|[+-]\d{2}(?::?\d{2})?)$"
+CONTROL_CHARACTER_RE2 = r"[\x00-\x1f\x7f-\x{9f}]"  # kidjamo.json_safety.CONTROL_CHARACTER, for Arrow's RE2
+TEXT_FIELDS = (*TOP_LEVEL_STRINGS, "firmware_version")
 
 # What Arrow's reader is told to expect. Integers are read as doubles and checked for integrality
 # afterwards, so that 3 and 3.0 mean the same on both paths.
@@ -84,10 +88,12 @@ class _RawRecords:
     file_spans: list[tuple[int, int]] = field(default_factory=list)  # [start, end) of each file's lines
 
 
-def _read_raw(lake: Lake, start: datetime, end: datetime) -> _RawRecords:
+def _read_raw(lake: Lake, start: datetime, end: datetime, run_id: str, database_url: str | None) -> _RawRecords:
     records = _RawRecords()
-    for minute in minutes_between(start, end):
-        for name, entry in sorted(read_manifest(lake, minute).items()):
+    with PartitionLocks(database_url) as locks:
+        manifests = [(minute, reconcile_raw_partition(lake, minute, run_id=run_id, locks=locks)) for minute in minutes_between(start, end)]
+    for minute, manifest in manifests:
+        for name, entry in sorted(manifest.items()):
             lines = split_records(lake.read_bytes(entry["path"]), name)
             first = len(records.lines)
             records.lines.extend(lines)
@@ -187,19 +193,28 @@ def _json_type(value) -> str:
             float: "a number", type(None): "null"}.get(type(value), type(value).__name__)
 
 
+def _nesting_errors(lines: list[bytes]) -> list[tuple[str, str | None, str] | None]:
+    """Records nested too deep for any parser (Arrow's reader crashes, json raises RecursionError), found on the bytes."""
+    return [(reasons.TOO_DEEP, None, f"nested more than {MAX_NESTING_DEPTH} levels deep: not parsed")
+            if too_deep(line) else None for line in lines]
+
+
 def _parse(records: _RawRecords) -> tuple[pa.Table, list, int]:
     """Typed candidate columns for every record, their parse errors, and how many took the fast path."""
     if not records.lines:
         return _slow_parse([])[0], [], 0
+    nesting = _nesting_errors(records.lines)
+    # A record too deep to parse is replaced by an empty object; its own error wins below.
+    all_lines = [b"{}" if error else line for line, error in zip(records.lines, nesting)] if any(nesting) else records.lines
     try:
-        return _fast_parse(records.lines), [None] * len(records.lines), len(records.lines)
+        return _fast_parse(all_lines), nesting, len(all_lines)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
         pass
     parts: list[pa.Table] = []
     errors: list = []
     fast = 0
     for first, last in records.file_spans:
-        lines = records.lines[first:last]
+        lines = all_lines[first:last]
         if not lines:
             continue
         try:
@@ -211,12 +226,23 @@ def _parse(records: _RawRecords) -> tuple[pa.Table, list, int]:
             parts.append(table)
             errors.extend(file_errors)
     unified = [part.select(CANDIDATE_COLUMNS).cast(_slow_parse([])[0].schema) for part in parts]
-    return pa.concat_tables(unified), errors, fast
+    return pa.concat_tables(unified), [deep or error for deep, error in zip(nesting, errors)], fast
 
 
 # --- checks --------------------------------------------------------------------------------------
-def _check(frame: pd.DataFrame, parse_errors: list, non_finite: dict[str, np.ndarray], registry: pd.DataFrame,
-           lateness: timedelta, future_tolerance: timedelta) -> tuple[np.ndarray, np.ndarray, list[str | None]]:
+def outside_timestamp_window(measured_at: pd.Series, arrival_minute: pd.Series, lateness: timedelta,
+                             future_tolerance: timedelta) -> tuple[np.ndarray, np.ndarray]:
+    """(future, too_late) per reading: measured more than ``future_tolerance`` after the end of its
+    arrival minute, or more than ``lateness`` before it. The ingestion fast path applies the same window."""
+    ahead = (measured_at - (arrival_minute + pd.Timedelta(minutes=1))).to_numpy()
+    behind = (arrival_minute - measured_at).to_numpy()
+    future = ~pd.isna(ahead) & (ahead > np.timedelta64(future_tolerance))
+    too_late = ~pd.isna(behind) & (behind > np.timedelta64(lateness))
+    return future, too_late
+
+
+def _check(frame: pd.DataFrame, parse_errors: list, non_finite: dict[str, np.ndarray], control: dict[str, np.ndarray],
+           registry: pd.DataFrame, lateness: timedelta, future_tolerance: timedelta) -> tuple[np.ndarray, np.ndarray, list[str | None]]:
     """First failing reason per row (or None), its field, and a detail; vectorized except for details."""
     rows = len(frame)
     reason = np.array([e[0] if e else None for e in parse_errors], dtype=object) if rows else np.array([], dtype=object)
@@ -231,6 +257,11 @@ def _check(frame: pd.DataFrame, parse_errors: list, non_finite: dict[str, np.nda
         failed_field[fresh] = field_name
         for index in np.flatnonzero(fresh):
             details[index] = describe(index)
+
+    for name, has_control in control.items():
+        path = f"metadata.{name}" if name == "firmware_version" else name
+        flag(has_control, reasons.INVALID_TEXT, path,
+             lambda i, p=path, n=name: f"{p}: {describe_control_character(frame[n].iloc[i])}; text may not contain control characters")
 
     parsed = pd.isna(reason)
     for path in REQUIRED:
@@ -264,11 +295,10 @@ def _check(frame: pd.DataFrame, parse_errors: list, non_finite: dict[str, np.nda
              lambda i, p=path, v=values, lo=low, hi=high: f"{p}: {v[i]:g} is outside the plausible range {lo:g} to {hi:g}")
 
     arrival = pd.to_datetime(frame["arrival_minute"], utc=True)
-    ahead = (measured_at - (arrival + pd.Timedelta(minutes=1))).to_numpy()
-    behind = (arrival - measured_at).to_numpy()
-    flag(~pd.isna(ahead) & (ahead > np.timedelta64(future_tolerance)), reasons.FUTURE_TIMESTAMP, "timestamp",
+    future, too_late = outside_timestamp_window(measured_at, arrival, lateness, future_tolerance)
+    flag(future, reasons.FUTURE_TIMESTAMP, "timestamp",
          lambda i: f"timestamp: {timestamp.iloc[i]} is more than {future_tolerance} after the file arrived ({arrival.iloc[i]:%Y-%m-%dT%H:%MZ})")
-    flag(~pd.isna(behind) & (behind > np.timedelta64(lateness)), reasons.TOO_LATE, "timestamp",
+    flag(too_late, reasons.TOO_LATE, "timestamp",
          lambda i: f"timestamp: {timestamp.iloc[i]} is older than the lateness limit ({lateness}) at arrival {arrival.iloc[i]:%Y-%m-%dT%H:%MZ}")
 
     # Registry lookups in Arrow: the position of each device in the registry, then its patient and status.
@@ -298,9 +328,14 @@ def raw_to_bronze(
     lateness: timedelta = timedelta(days=7),
     future_tolerance: timedelta = timedelta(minutes=5),
     write: bool = True,
+    database_url: str | None = None,
 ) -> BronzeResult:
-    """Type every raw record of arrival minutes [start, end); write bronze and quarantine partitions."""
-    records = _read_raw(lake, start, end)
+    """Type every raw record of arrival minutes [start, end); write bronze and quarantine partitions.
+
+    Each raw partition's listing is compared with its manifest first: unlisted raw files are adopted
+    (under the partition's lock when ``database_url`` is given), listed ones that are gone fail the step.
+    """
+    records = _read_raw(lake, start, end, run_id, database_url)
     candidates, parse_errors, fast = _parse(records)
     frame = candidates.to_pandas(types_mapper={pa.string(): pd.StringDtype()}.get)
     frame["arrival_minute"] = pd.to_datetime(pd.Series(records.arrival_minute, dtype=object), utc=True) if records.lines else pd.Series([], dtype="datetime64[us, UTC]")
@@ -308,7 +343,11 @@ def raw_to_bronze(
         name: pc.fill_null(pc.or_(pc.is_nan(candidates[name]), pc.is_inf(candidates[name])), False).to_numpy(zero_copy_only=False)
         for name in NUMERIC_FIELDS
     }
-    reason, failed_field, details = _check(frame, parse_errors, non_finite, registry, lateness, future_tolerance)
+    control = {
+        name: pc.fill_null(pc.match_substring_regex(candidates[name], CONTROL_CHARACTER_RE2), False).to_numpy(zero_copy_only=False)
+        for name in TEXT_FIELDS
+    }
+    reason, failed_field, details = _check(frame, parse_errors, non_finite, control, registry, lateness, future_tolerance)
 
     record_hash = [hashlib.sha256(line).hexdigest() for line in records.lines]
     lineage = {
@@ -354,9 +393,9 @@ def _quarantine_table(frame, lineage, bad, reason, failed_field, details, lines,
             "reason": pa.array(reason[indices].tolist(), pa.string()),
             "field": pa.array(failed_field[indices].tolist(), pa.string()),
             "detail": pa.array([details[i] for i in indices], pa.string()),
-            "device_id": pa.array(device.to_numpy(dtype=object, na_value=None).tolist(), pa.string()),
+            "device_id": _storable(pa.array(device.to_numpy(dtype=object, na_value=None).tolist(), pa.string())),
             "measured_at": pa.array(measured.dt.as_unit("us") if len(indices) else [], QUARANTINE.field("measured_at").type),
-            "original_text": pa.array([lines[i].decode("utf-8", errors="replace") for i in indices], pa.string()),
+            "original_text": _storable(pa.array([lines[i].decode("utf-8", errors="replace") for i in indices], pa.string())),
             "raw_file": lineage["raw_file"].take(pa.array(indices, pa.int64())),
             "record_index": lineage["record_index"].take(pa.array(indices, pa.int64())),
             "record_hash": lineage["record_hash"].take(pa.array(indices, pa.int64())),
@@ -365,3 +404,8 @@ def _quarantine_table(frame, lineage, bad, reason, failed_field, details, lines,
         },
         schema=QUARANTINE,
     )
+
+
+def _storable(text: pa.Array) -> pa.Array:
+    """Text PostgreSQL can hold: a NUL (raw, or decoded from ``\\u0000``) is written as the JSON escape ``\\u0000``."""
+    return pc.replace_substring(text, "\x00", "\\u0000")

@@ -15,7 +15,6 @@ module reads the settings or the rules file by itself.
 from __future__ import annotations
 
 import json
-import logging
 import time
 from dataclasses import dataclass, replace
 from functools import cached_property
@@ -28,20 +27,26 @@ from ingestion.to_raw import landing_to_raw
 from kidjamo.jsonable import jsonable
 from kidjamo.lake.manifest import read_manifest
 from kidjamo.lake.partitions import minutes_between, read_partitions, write_partitions
-from kidjamo.warehouse.database import connect
+from kidjamo.logs import get_logger, log_context
+from kidjamo.warehouse.database import connect, pseudonym_key_for
 from kidjamo.settings import Settings, get_settings
 from kidjamo.lake.storage import Lake
 from transforms.clinical.rules import RuleSet, default_rules
 from transforms.bronze import raw_to_bronze
+from transforms.rights import pipeline_run_guard
 from transforms.gold import silver_to_gold
+from kidjamo.lake.reasons import DEVICE_FLOODING, GATE_REJECTED
 from kidjamo.lake.schema import BRONZE, QUARANTINE, SILVER
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 GATE_REJECTED_SCHEMA = pa.schema(
     [("raw_file", pa.string()), ("record_index", pa.int32()), ("detail", pa.string()),
-     ("arrival_minute", pa.timestamp("us", tz="UTC"))]
+     ("arrival_minute", pa.timestamp("us", tz="UTC")), ("reason", pa.string())]
 )
+
+
+SILVER_CANDIDATES = "silver_candidates.parquet"  # to_silver's output, before the silver gate (gates/ layer)
 
 
 class AccountingError(RuntimeError):
@@ -64,6 +69,8 @@ class Interval:
     run_id: str
     settings: Settings
     rules: RuleSet
+    #: Minute runs also take landing files of earlier minutes (skipped or failed runs): landing is always drained.
+    drain_landing_backlog: bool = False
 
     def __post_init__(self) -> None:
         self.start = _utc_minute(self.start)
@@ -73,9 +80,17 @@ class Interval:
 
     @classmethod
     def for_task(cls, start: datetime, end: datetime, *, lake: Lake, database_url: str, run_id: str,
-                 settings: Settings | None = None, rules: RuleSet | None = None) -> "Interval":
-        """The context of a task, with the configured settings and rules unless given."""
-        return cls(start, end, lake, database_url, run_id, settings or get_settings(), rules or default_rules())
+                 settings: Settings | None = None, rules: RuleSet | None = None,
+                 drain_landing_backlog: bool = False) -> "Interval":
+        """The context of a task, with the configured settings and rules unless given.
+
+        Refuses to start against a database that is not the embedded one with a weak pseudonym key
+        (:meth:`kidjamo.settings.Settings.checked_pseudonym_key`).
+        """
+        settings = settings or get_settings()
+        pseudonym_key_for(database_url, settings)
+        return cls(start, end, lake, database_url, run_id, settings, rules or default_rules(),
+                   drain_landing_backlog)
 
     @cached_property
     def registry(self) -> pd.DataFrame:
@@ -148,18 +163,27 @@ def record_step(interval: Interval, step: str, status: str, counts: dict, starte
 
 
 def _recorded(step: str):
-    """Time a step and record its counts (or its failure) in kidjamo.pipeline_runs."""
+    """Time a step and record its counts (or its failure) in kidjamo.pipeline_runs.
+
+    Each step holds the erasure guard (shared): an erasure in progress holds it back, and waits for
+    it, so no step reads a file before an erasure rewrites it and writes it back after.
+    """
 
     def decorate(function):
         def run(interval: Interval) -> dict:
             started = time.perf_counter()
-            try:
-                counts = function(interval)
-            except Exception as error:
-                record_step(interval, step, "failed", {"error": f"{type(error).__name__}: {error}"[:2000]}, started)
-                raise
-            counts = record_step(interval, step, "success", counts, started)
-            log.info("%s %s..%s: %s", step, interval.start, interval.end, counts)
+            with log_context(run_id=interval.run_id, step=step, arrival_minute=interval.start.isoformat(),
+                             interval_end=interval.end.isoformat()):
+                log.debug("step started")
+                try:
+                    with pipeline_run_guard(interval.database_url):
+                        counts = function(interval)
+                except Exception as error:
+                    record_step(interval, step, "failed", {"error": f"{type(error).__name__}: {error}"[:2000]}, started)
+                    log.error("step failed", error=type(error).__name__, duration_s=round(time.perf_counter() - started, 3))
+                    raise
+                counts = record_step(interval, step, "success", counts, started)
+                log.info("step finished", counts=counts, duration_s=counts["duration_s"])
             return counts
 
         run.__name__ = function.__name__
@@ -173,7 +197,8 @@ def _recorded(step: str):
 @_recorded("to_raw")
 def step_to_raw(interval: Interval) -> dict:
     """Landing -> raw: verified byte-exact copies with a manifest; landing files removed after."""
-    return landing_to_raw(interval.lake, interval.start, interval.end, run_id=interval.run_id).counts()
+    return landing_to_raw(interval.lake, interval.start, interval.end, run_id=interval.run_id,
+                          database_url=interval.database_url, drain_backlog=interval.drain_landing_backlog).counts()
 
 
 @_recorded("to_bronze")
@@ -183,6 +208,7 @@ def step_to_bronze(interval: Interval) -> dict:
         interval.lake, interval.start, interval.end, run_id=interval.run_id,
         registry=interval.registry, ingested_at=interval.end,
         lateness=interval.settings.lateness, future_tolerance=interval.settings.future_tolerance,
+        database_url=interval.database_url,
     )
     return result.counts()
 
@@ -207,30 +233,82 @@ def _record_gate(interval: Interval, result) -> None:
         )
 
 
-def _with_arrival(rejected: pa.Table, frame: pd.DataFrame) -> pa.Table:
-    """Attach each rejected row's arrival minute (its partition) from the validated frame."""
+def _with_arrival(rejected: pa.Table, frame: pd.DataFrame) -> pd.DataFrame:
+    """Attach each rejected row's arrival minute (its partition) from the validated frame, and its reason."""
     keys = frame[["raw_file", "record_index", "arrival_minute"]].drop_duplicates(["raw_file", "record_index"])
     joined = rejected.to_pandas().merge(keys, on=["raw_file", "record_index"], how="left")
-    return pa.Table.from_pandas(joined[GATE_REJECTED_SCHEMA.names], schema=GATE_REJECTED_SCHEMA, preserve_index=False)
+    joined["reason"] = GATE_REJECTED
+    return joined[GATE_REJECTED_SCHEMA.names]
+
+
+def _flooding(interval: Interval, frame: pd.DataFrame, rejected: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Devices flooding the batch with bad readings, and their remaining readings as rejections (device_flooding)."""
+    from expectations.gate import flooding_devices
+
+    quarantine = interval.read("quarantine", "bronze.parquet", QUARANTINE).select(["device_id", "reason"]).to_pandas()
+    gate_bad = frame.set_index(["raw_file", "record_index"]).index.isin(rejected.set_index(["raw_file", "record_index"]).index)
+    flooding = flooding_devices(
+        pd.concat([frame["device_id"], quarantine["device_id"]], ignore_index=True),
+        pd.Series([*gate_bad, *([True] * len(quarantine))]),
+        pd.concat([pd.Series([GATE_REJECTED] * len(frame)), quarantine["reason"]], ignore_index=True),
+        max_bad_share=interval.settings.max_bad_share, min_bad=interval.settings.flood_min_bad,
+    )
+    taken = frame[frame["device_id"].isin(flooding["device_id"]).to_numpy() & ~gate_bad]
+    shares = flooding.set_index("device_id")
+    details = [f"device_flooding: device {device!r} sent {shares.at[device, 'bad_readings']} bad readings of "
+               f"{shares.at[device, 'readings']} in this batch ({shares.at[device, 'share']:.0%}); all its readings of the batch are set aside"
+               for device in taken["device_id"]]
+    flooded = pd.DataFrame({"raw_file": taken["raw_file"], "record_index": taken["record_index"], "detail": details,
+                            "arrival_minute": taken["arrival_minute"], "reason": DEVICE_FLOODING})
+    return flooding, flooded
+
+
+def _record_device_incidents(interval: Interval, flooding: pd.DataFrame, frame: pd.DataFrame) -> None:
+    """One kidjamo.device_incidents row per flooding device and arrival minute (re-running replaces it)."""
+    minute_of = frame.groupby("device_id")["arrival_minute"].min()
+    with connect(interval.database_url) as connection:
+        for row in flooding.itertuples(index=False):
+            minute = minute_of.get(row.device_id, interval.start)
+            connection.execute(
+                """
+                INSERT INTO kidjamo.device_incidents (device_id, arrival_minute, kind, readings, bad_readings, reasons, run_id)
+                VALUES (%s, %s, 'flooding', %s, %s, %s, %s)
+                ON CONFLICT (device_id, arrival_minute, kind) DO UPDATE SET readings = excluded.readings,
+                    bad_readings = excluded.bad_readings, reasons = excluded.reasons, run_id = excluded.run_id,
+                    detected_at = now()
+                """,
+                (row.device_id, minute, int(row.readings), int(row.bad_readings), json.dumps(row.reasons), interval.run_id),
+            )
+    for row in flooding.itertuples(index=False):
+        log.warning("device %s flooded %s..%s with %d bad readings of %d: its readings are quarantined (device_flooding)",
+                    row.device_id, interval.start, interval.end, row.bad_readings, row.readings)
 
 
 @_recorded("gate_bronze")
 def step_gate_bronze(interval: Interval) -> dict:
-    """Great Expectations bronze suite: failing rows set aside for quarantine, batch failures stop the run."""
+    """Great Expectations bronze suite: failing rows set aside for quarantine, batch failures stop the run.
+
+    A device whose share of bad readings exceeds ``max_bad_share`` has all its readings of the batch
+    set aside too (``device_flooding``) and is recorded in kidjamo.device_incidents; the others go on.
+    """
     from expectations import bronze as bronze_suite
     from expectations.gate import raise_on_failure, run_gate
 
     bronze = interval.read("bronze", "part-0.parquet", BRONZE)
-    quarantined = interval.read("quarantine", "bronze.parquet", QUARANTINE).num_rows
     frame = bronze.to_pandas()
     suite = bronze_suite.build_suite(interval.start, interval.end, lateness=interval.settings.lateness,
                                      future_tolerance=interval.settings.future_tolerance)
-    result = run_gate(suite, frame, max_bad_share=interval.settings.max_bad_share,
-                      prior_bad_rows=quarantined, prior_rows=quarantined)
+    result = run_gate(suite, frame)
     _record_gate(interval, result)
     raise_on_failure(result)
-    interval.write("gates", "bronze_rejected.parquet", _with_arrival(result.rejected, frame))
-    return result.counts()
+    rejected = _with_arrival(result.rejected, frame)
+    flooding, flooded = _flooding(interval, frame, rejected)
+    if not flooding.empty:
+        _record_device_incidents(interval, flooding, frame)
+        rejected = pd.concat([rejected, flooded], ignore_index=True)
+    interval.write("gates", "bronze_rejected.parquet",
+                   pa.Table.from_pandas(rejected, schema=GATE_REJECTED_SCHEMA, preserve_index=False))
+    return {**result.counts(), "flooding_devices": sorted(flooding["device_id"]), "device_flooding_rows": len(flooded)}
 
 
 @_recorded("to_silver")
@@ -251,7 +329,9 @@ def step_to_silver(interval: Interval) -> dict:
         late_after=interval.settings.late_after,
         rules=interval.rules,
     )
-    interval.write("silver", "part-0.parquet", result.silver)
+    # Staged for the silver gate, which writes silver itself: re-running the gate alone then starts
+    # again from the same rows (rewriting its own input lost the rows it had rejected).
+    interval.write("gates", SILVER_CANDIDATES, result.silver)
     interval.write("quarantine", "silver.parquet", result.rejected)
     return result.counts()
 
@@ -263,14 +343,13 @@ def step_gate_silver(interval: Interval) -> dict:
     from expectations.gate import raise_on_failure, run_gate
     from transforms.silver import gate_rejections
 
-    silver = interval.read("silver", "part-0.parquet", SILVER)
-    frame = silver.to_pandas()
-    result = run_gate(silver_suite.build_suite(), frame, max_bad_share=interval.settings.max_bad_share)
+    candidates = interval.read("gates", SILVER_CANDIDATES, SILVER)
+    frame = candidates.to_pandas()
+    result = run_gate(silver_suite.build_suite(), frame)
     _record_gate(interval, result)
     raise_on_failure(result)
-    kept, rejected = gate_rejections(silver, result.rejected, run_id=interval.run_id)
-    if rejected.num_rows:
-        interval.write("silver", "part-0.parquet", kept)
+    kept, rejected = gate_rejections(candidates, result.rejected, run_id=interval.run_id)
+    interval.write("silver", "part-0.parquet", kept)
     interval.write("quarantine", "silver_gate.parquet", rejected)  # also clears an earlier run's rejections
     counts = result.counts()
     counts["accounting"] = check_accounting(interval)
@@ -304,8 +383,6 @@ def step_load(interval: Interval) -> dict:
 @_recorded("alerts")
 def step_alerts(interval: Interval) -> dict:
     """Clinical rules over the interval's silver rows and recent history; alerts upserted; notifications sent."""
-    from transforms.alerts.delivery import deliver_notifications
-    from transforms.alerts.escalation import escalate
     from transforms.alerts.store import raise_alerts
 
     silver = interval.read("silver", "part-0.parquet", SILVER)
@@ -315,10 +392,25 @@ def step_alerts(interval: Interval) -> dict:
     if candidates is not None:
         interval.write("gold", "alert_candidates.parquet", _candidates_table(candidates, interval))
         result["candidates"] = len(candidates)
-    result["escalations"] = escalate(interval.database_url, as_of=interval.end, rules=interval.rules,
-                                     settings=interval.settings)
-    result["notifications"] = deliver_notifications(interval.database_url, now=interval.end, settings=interval.settings)
+    result.update(escalate_and_deliver(interval.database_url, as_of=interval.end, rules=interval.rules,
+                                       settings=interval.settings))
     return jsonable(result)
+
+
+def escalate_and_deliver(database_url: str, *, as_of: datetime, rules: RuleSet | None = None,
+                         settings: Settings | None = None) -> dict:
+    """Escalate unacknowledged alerts and deliver every due notification, whatever state the minute batch is in.
+
+    The alerts step calls it at once for its own alerts; the ``kidjamo_notifications`` DAG calls it
+    every minute on its own, so that fast-path alerts are notified and escalated even while the
+    batch fails (a gate, the warehouse). Escalations and deliveries happen once however often it runs.
+    """
+    from transforms.alerts.delivery import deliver_notifications
+    from transforms.alerts.escalation import escalate
+
+    settings = settings or get_settings()
+    return {"escalations": escalate(database_url, as_of=as_of, rules=rules or default_rules(), settings=settings),
+            "notifications": deliver_notifications(database_url, now=as_of, settings=settings)}
 
 
 @_recorded("refresh_views")
@@ -335,25 +427,28 @@ STEPS = (step_to_raw, step_to_bronze, step_gate_bronze, step_to_silver, step_gat
 
 def process_interval(start: datetime, end: datetime, *, lake: Lake, database_url: str, run_id: str,
                      settings: Settings | None = None, rules: RuleSet | None = None,
-                     chunk: timedelta = timedelta(hours=1)) -> dict:
+                     chunk: timedelta = timedelta(hours=1), drain_landing_backlog: bool = False) -> dict:
     """Run every step for arrival minutes [start, end): one minute, or a whole day in one run.
 
     A wide interval is processed ``chunk`` by chunk, in arrival order, so that memory stays bounded;
     each chunk is recorded in kidjamo.pipeline_runs as ``<run_id>#<chunk start>``. Returns the
-    counts of each step, summed over the chunks.
+    counts of each step, summed over the chunks. ``drain_landing_backlog`` makes it a minute run
+    (earlier minutes' landing files are taken too); re-processing leaves the current backlog alone.
     """
     whole = Interval.for_task(start, end, lake=lake, database_url=database_url, run_id=run_id, settings=settings,
-                              rules=rules)
+                              rules=rules, drain_landing_backlog=drain_landing_backlog)
     if whole.end - whole.start <= chunk:
         return {step.__name__.removeprefix("step_"): step(whole) for step in STEPS}
     totals: dict = {}
     chunk_start = whole.start
     while chunk_start < whole.end:
         chunk_end = min(chunk_start + chunk, whole.end)
-        part = replace(whole, start=chunk_start, end=chunk_end, run_id=f"{run_id}#{chunk_start:%Y%m%dT%H%M}")
-        for step in STEPS:
-            name = step.__name__.removeprefix("step_")
-            totals[name] = _add_counts(totals.get(name, {}), step(part))
+        part = replace(whole, start=chunk_start, end=chunk_end, run_id=f"{run_id}#{chunk_start:%Y%m%dT%H%M}",
+                       drain_landing_backlog=drain_landing_backlog and chunk_start == whole.start)
+        with log_context(chunk=f"{chunk_start:%Y%m%dT%H%M}"):
+            for step in STEPS:
+                name = step.__name__.removeprefix("step_")
+                totals[name] = _add_counts(totals.get(name, {}), step(part))
         chunk_start = chunk_end
     return totals
 

@@ -23,6 +23,27 @@ COLUMNS = ["patient_id", "birth_date", "sex", "genotype", "device_id", "care_tea
 OPTIONAL_COLUMNS = {"care_team", "baseline_spo2"}
 SEXES = ("F", "M", "X")
 GENOTYPES = ("HbSS", "HbSC", "HbSB0", "HbSB+", "HbSD", "HbSO", "HbSE", "other")
+# Spellings clinicians use, reduced by _genotype_key (case, "Hb" prefix, spaces, dashes, "β"/"beta"
+# and "°" folded away) to the stored genotype. "Sβ" without 0 or + is refused: the two differ clinically.
+GENOTYPE_SPELLINGS = {
+    "SS": "HbSS", "SC": "HbSC", "SB0": "HbSB0", "SBO": "HbSB0", "SB+": "HbSB+", "SBPLUS": "HbSB+",
+    "SD": "HbSD", "SDPUNJAB": "HbSD", "SO": "HbSO", "SOARAB": "HbSO", "SE": "HbSE", "OTHER": "other",
+}
+GENOTYPE_EXAMPLES = "HbSS (SS, Hb SS), HbSC (SC), HbSB0 (Sβ0, SB0), HbSB+ (Sβ+, SB+), HbSD, HbSO, HbSE, other"
+
+
+def _genotype_key(spelling: str) -> str:
+    key = spelling.upper()
+    for written, folded in (("Β", "B"), ("BETA", "B"), ("°", "0"), ("⁰", "0"), ("₀", "0"), ("⁺", "+")):
+        key = key.replace(written.upper(), folded)
+    key = "".join(character for character in key if character not in " -_/.()")
+    return key[2:] if key.startswith("HB") else key
+
+
+def normalise_genotype(spellings: pd.Series) -> pd.Series:
+    """The stored genotype (one of ``GENOTYPES``) of each spelling, NA where the spelling is unknown."""
+    return pd.Series(spellings, dtype="object").map(lambda spelling: GENOTYPE_SPELLINGS.get(_genotype_key(spelling))
+                                                    if isinstance(spelling, str) else None)
 MAX_REPORTED_ERRORS = 50
 
 
@@ -64,7 +85,9 @@ def read_registry_csv(csv_path: str | Path, *, today: date | None = None) -> pd.
     out_of_range = birth_date.notna() & ((birth_date <= pd.Timestamp("1900-01-01")) | (birth_date > pd.Timestamp(today)))
     reject(out_of_range, "birth_date", f"a date after 1900-01-01 and not after {today.isoformat()}")
     reject(~frame["sex"].isin(SEXES), "sex", "one of " + ", ".join(SEXES))
-    reject(~frame["genotype"].isin(GENOTYPES), "genotype", "one of " + ", ".join(GENOTYPES))
+    genotype = normalise_genotype(frame["genotype"])
+    reject(genotype.isna(), "genotype", "one of " + GENOTYPE_EXAMPLES)
+    frame["genotype"] = genotype.fillna(frame["genotype"])
     baseline = pd.to_numeric(frame["baseline_spo2"].where(frame["baseline_spo2"] != ""), errors="coerce")
     bad_baseline = (frame["baseline_spo2"] != "") & (baseline.isna() | (baseline < 50) | (baseline > 100))
     reject(bad_baseline, "baseline_spo2", "empty or a number from 50 to 100")

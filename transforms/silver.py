@@ -122,12 +122,13 @@ def bronze_to_silver(
     original_of = _original_readings(candidates, earlier, duplicate_rows)
     rejected = pd.concat(
         [
-            _quarantine_rows(frame[is_rejected.to_numpy()], reasons.GATE_REJECTED, _gate_details(gate_rejected), run_id),
+            _quarantine_rows(frame[is_rejected.to_numpy()], _gate_reasons(gate_rejected, frame[is_rejected.to_numpy()]),
+                             _gate_details(gate_rejected), run_id),
             _quarantine_rows(duplicate_rows, reasons.DUPLICATE, original_of, run_id),
         ],
         ignore_index=True,
     )
-    silver = _enrich(kept, registry, baselines, late_after, rules)
+    silver = enrich_readings(kept, registry, baselines, late_after, rules)
     return SilverResult(
         silver=pa.Table.from_pandas(silver[SILVER.names], schema=SILVER, preserve_index=False),
         rejected=pa.Table.from_pandas(rejected[QUARANTINE.names], schema=QUARANTINE, preserve_index=False),
@@ -142,8 +143,12 @@ def _record_key(raw_file: pd.Series, record_index: pd.Series) -> pd.Series:
     return raw_file.astype("string") + "#" + record_index.astype("string")
 
 
-def _enrich(kept: pd.DataFrame, registry: pd.DataFrame, baselines: pd.DataFrame, late_after: timedelta,
-            rules: RuleSet) -> pd.DataFrame:
+def enrich_readings(kept: pd.DataFrame, registry: pd.DataFrame, baselines: pd.DataFrame, late_after: timedelta,
+                    rules: RuleSet) -> pd.DataFrame:
+    """Readings joined with the registry and baselines, with age, scores, indices, quality flags and delay.
+
+    The silver step and the ingestion fast path enrich alike, so the rules see the same columns.
+    """
     patients = registry.drop_duplicates("device_id")[["device_id", "birth_date", "genotype", "care_team"]].astype(
         {"device_id": "string"}
     )
@@ -156,7 +161,7 @@ def _enrich(kept: pd.DataFrame, registry: pd.DataFrame, baselines: pd.DataFrame,
     frame["news2_max_parameter"] = news2["news2_max_parameter"]
     heat = scores.heat_index_c(frame["ambient_temp"], frame["ambient_humidity"])
     frame["heat_index_c"] = heat["heat_index_c"]
-    frame["heat_index_is_lower_bound"] = heat["heat_index_is_lower_bound"]
+    frame["heat_index_is_lower_bound"] = heat["heat_index_unknown"]
     frame["physiological_strain_index"] = scores.physiological_strain_index(
         frame["temperature"], frame["heart_rate"], frame["temperature_baseline"], frame["heart_rate_baseline"]
     )
@@ -167,6 +172,15 @@ def _enrich(kept: pd.DataFrame, registry: pd.DataFrame, baselines: pd.DataFrame,
     frame["delay_seconds"] = delay.astype("float64")
     frame["is_late"] = (delay > late_after.total_seconds()).astype(bool)
     return frame
+
+
+def _gate_reasons(gate_rejected: pa.Table, rows: pd.DataFrame) -> list[str]:
+    """Each rejected row's reason code: the gate's own (``device_flooding``), else ``gate_rejected``."""
+    if "reason" not in gate_rejected.column_names:
+        return [reasons.GATE_REJECTED] * len(rows)
+    by_record = dict(zip(zip(gate_rejected.column("raw_file").to_pylist(), gate_rejected.column("record_index").to_pylist()),
+                         gate_rejected.column("reason").to_pylist()))
+    return [by_record.get((f, i)) or reasons.GATE_REJECTED for f, i in zip(rows["raw_file"], rows["record_index"])]
 
 
 def _gate_details(gate_rejected: pa.Table) -> dict[tuple[str, int], str]:
@@ -197,7 +211,8 @@ def _original_readings(candidates: pd.DataFrame, earlier: pd.DataFrame, duplicat
     return details
 
 
-def _quarantine_rows(rows: pd.DataFrame, reason: str, details: dict, run_id: str) -> pd.DataFrame:
+def _quarantine_rows(rows: pd.DataFrame, reason: str | list[str], details: dict, run_id: str) -> pd.DataFrame:
+    """QUARANTINE rows (layer ``silver``) for ``rows``; ``reason`` is one code, or one per row."""
     bronze_columns = [name for name in BRONZE.names if name != "ingested_at"]
     original = [
         json.dumps({k: json_scalar(v, timestamp_format="%Y-%m-%dT%H:%M:%S.%fZ") for k, v in record.items()},

@@ -11,8 +11,14 @@ from kidjamo.cli import commands
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-def main() -> None:
+@click.pass_context
+def main(context: click.Context) -> None:
     """Kidjamo vitals pipeline: landing -> raw -> bronze -> silver -> gold -> PostgreSQL -> alerts."""
+    from kidjamo.logs import configure_logging
+    from kidjamo.settings import get_settings
+
+    # JSON lines on stderr, named after the sub-command (ingest, pipeline, metrics, db…); stdout stays for results.
+    configure_logging(context.invoked_subcommand or "cli", get_settings().log_level)
 
 
 def _register_commands() -> None:

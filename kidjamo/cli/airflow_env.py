@@ -58,10 +58,34 @@ def airflow_environment(settings: Settings | None = None, *, api_port: int = 808
         "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.25",
         "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+        **openlineage_environment(settings),
         "GX_ANALYTICS_ENABLED": "false",
         "KIDJAMO_HOME": str(settings.home),
     }
     return environment
+
+
+def openlineage_environment(settings: Settings) -> dict[str, str]:
+    """Airflow's OpenLineage provider settings: transport, namespace, and the Kidjamo task extractor."""
+    kind = settings.openlineage_transport
+    if kind == "off":
+        return {"AIRFLOW__OPENLINEAGE__DISABLED": "True"}
+    if kind == "file":
+        settings.lineage_file.parent.mkdir(parents=True, exist_ok=True)
+        transport = {"type": "file", "log_file_path": str(settings.lineage_file), "append": True}
+    elif kind == "console":
+        transport = {"type": "console"}
+    elif kind == "http":
+        if not settings.openlineage_url:
+            raise ValueError("KIDJAMO_OPENLINEAGE_TRANSPORT=http needs KIDJAMO_OPENLINEAGE_URL (e.g. Marquez http://marquez:5000)")
+        transport = {"type": "http", "url": settings.openlineage_url, "endpoint": "api/v1/lineage"}
+    else:
+        raise ValueError(f"KIDJAMO_OPENLINEAGE_TRANSPORT must be file, console, http or off, got {kind!r}")
+    return {
+        "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(transport),
+        "AIRFLOW__OPENLINEAGE__NAMESPACE": settings.openlineage_namespace,
+        "AIRFLOW__OPENLINEAGE__EXTRACTORS": "plugins.lineage.KidjamoTaskExtractor",
+    }
 
 
 def apply_airflow_environment(settings: Settings | None = None, **kwargs) -> dict[str, str]:

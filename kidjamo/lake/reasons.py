@@ -4,7 +4,9 @@ from __future__ import annotations
 
 # Bronze: the record could not be parsed, typed or attributed.
 INVALID_JSON = "invalid_json"  # the text is not JSON (or the file could not be decoded)
+TOO_DEEP = "too_deeply_nested"  # objects/arrays nested deeper than kidjamo.lake.json_safety.MAX_NESTING_DEPTH (not parsed)
 NOT_AN_OBJECT = "not_an_object"  # JSON, but not an object (a number, a string, a nested list)
+INVALID_TEXT = "invalid_text"  # a control character (U+0000-U+001F, U+007F-U+009F) in a string field
 MISSING_FIELD = "missing_field"  # a required field is absent or null
 WRONG_TYPE = "wrong_type"  # a field has the wrong JSON type (a string where a number is expected)
 OUT_OF_RANGE = "out_of_range"  # a value outside its plausibility range (kidjamo/lake/schema.py)
@@ -17,10 +19,13 @@ DEVICE_PATIENT_MISMATCH = "device_patient_mismatch"  # the registry assigns the 
 # Silver: the record was valid but is not kept.
 DUPLICATE = "duplicate"  # same (device_id, measured_at) as a reading already kept
 GATE_REJECTED = "gate_rejected"  # a row-level Great Expectations check failed
+DEVICE_FLOODING = "device_flooding"  # the device sent mostly bad readings in this batch: all its readings set aside
 
 BRONZE_REASONS = (
     INVALID_JSON,
+    TOO_DEEP,
     NOT_AN_OBJECT,
+    INVALID_TEXT,
     MISSING_FIELD,
     WRONG_TYPE,
     BAD_TIMESTAMP,

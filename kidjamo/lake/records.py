@@ -41,8 +41,8 @@ def split_records(data: bytes, name: str) -> list[bytes]:
     if text[:1] == b"[" or (text[:1] == b"{" and not name.endswith((".ndjson", ".ndjson.gz"))):
         try:
             document = json.loads(text)
-        except ValueError:
-            document = None  # not one JSON document: read it line by line below
+        except (ValueError, RecursionError):
+            document = None  # not one JSON document (or nested too deep to parse): read it line by line below
         if isinstance(document, list):
             return [json.dumps(item, separators=(",", ":"), ensure_ascii=False).encode() for item in document]
         if isinstance(document, dict):

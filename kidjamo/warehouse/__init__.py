@@ -1,0 +1,1 @@
+"""Warehouse access: the PostgreSQL side of Kidjamo (roles and clinician logins)."""

@@ -9,9 +9,11 @@ as the wheel itself does).
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import re
+import secrets
 import shutil
 import socket
 import subprocess
@@ -19,6 +21,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 # The wheel's package computes a runtime folder at import and warns when XDG_RUNTIME_DIR is unset
 # (as under root, cron or CI); we never use that folder.
@@ -54,6 +57,7 @@ class EmbeddedPostgres:
         self.bin_dir = Path(self.bin_dir) if self.bin_dir else default_bin_dir()
         self.data_dir = self.root / "data"
         self.log_file = self.root / "postgres.log"
+        self.passwords_file = self.root / "passwords.json"  # owner-only: the superuser's and the component logins'
 
     # --- state -----------------------------------------------------------------------------------
     @property
@@ -67,9 +71,23 @@ class EmbeddedPostgres:
             raise RuntimeError(f"no port in {self.data_dir / 'postgresql.auto.conf'}")
         return int(match.group(1))
 
-    def url(self, database: str = DATABASE) -> str:
-        """A libpq URL that psql, psycopg and SQLAlchemy accept."""
-        return f"postgresql://{SUPERUSER}@127.0.0.1:{self.configured_port()}/{database}"
+    def passwords(self) -> dict[str, str]:
+        """{login role: password} of this cluster (empty for a cluster created before passwords)."""
+        return json.loads(self.passwords_file.read_text()) if self.passwords_file.exists() else {}
+
+    def store_passwords(self, passwords: dict[str, str]) -> None:
+        """Merge ``passwords`` into the owner-only passwords file."""
+        merged = {**self.passwords(), **passwords}
+        temporary = self.passwords_file.with_name(".passwords.json.tmp")
+        with open(temporary, "w", opener=lambda path, flags: os.open(path, flags, 0o600)) as handle:
+            json.dump(merged, handle, indent=1)
+        os.replace(temporary, self.passwords_file)
+
+    def url(self, database: str = DATABASE, user: str = SUPERUSER) -> str:
+        """A libpq URL that psql, psycopg and SQLAlchemy accept (with the login's password when the cluster has one)."""
+        password = self.passwords().get(user)
+        credentials = f"{user}:{quote(password, safe='')}" if password else user
+        return f"postgresql://{credentials}@127.0.0.1:{self.configured_port()}/{database}"
 
     def is_running(self) -> bool:
         if not self.initialized:
@@ -78,8 +96,12 @@ class EmbeddedPostgres:
         return result.returncode == 0
 
     # --- lifecycle -------------------------------------------------------------------------------
-    def start(self) -> str:
-        """Create the cluster if needed, start it if stopped, make sure the database exists; return its URL."""
+    def start(self, timeout_s: float = 60) -> str:
+        """Create the cluster if needed, start it if stopped, make sure the database exists; return its URL.
+
+        ``timeout_s`` bounds the wait for the server to accept connections (a restored server first
+        replays its WAL).
+        """
         self.root.mkdir(parents=True, exist_ok=True)
         self._prepare_permissions()
         if not self.initialized:
@@ -89,15 +111,16 @@ class EmbeddedPostgres:
                 self._set_port(free_port())
             self._run(
                 "pg_ctl",
-                ["-D", str(self.data_dir), "-l", str(self.log_file), "-w", "-t", "60", "start"],
+                ["-D", str(self.data_dir), "-l", str(self.log_file), "-w", "-t", str(int(timeout_s)), "start"],
             )
         self._wait_ready()
         self._ensure_database()
         return self.url()
 
-    def stop(self) -> None:
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the server; ``mode="immediate"`` is a crash (no checkpoint; recovery at the next start)."""
         if self.is_running():
-            self._run("pg_ctl", ["-D", str(self.data_dir), "-m", "fast", "-w", "stop"])
+            self._run("pg_ctl", ["-D", str(self.data_dir), "-m", mode, "-w", "stop"])
 
     def destroy(self) -> None:
         self.stop()
@@ -128,10 +151,24 @@ class EmbeddedPostgres:
             ensure_folder_permissions(self.bin_dir.parent / "share", readable)
 
     def _initdb(self) -> None:
-        self._run(
-            "initdb",
-            ["-D", str(self.data_dir), "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8", "-U", SUPERUSER],
-        )
+        # Password authentication (SCRAM) from the start: on a shared machine any local user can reach
+        # 127.0.0.1, and with "trust" anyone could log in as the superuser and bypass every role.
+        password = secrets.token_urlsafe(32)
+        self.store_passwords({SUPERUSER: password})
+        password_file = self.root / ".initdb-password"
+        with open(password_file, "w", opener=lambda path, flags: os.open(path, flags, 0o600)) as handle:
+            handle.write(password + "\n")
+        if self._as_root():
+            account = pwd.getpwnam(SYSTEM_USER)
+            os.chown(password_file, account.pw_uid, account.pw_gid)
+        try:
+            self._run(
+                "initdb",
+                ["-D", str(self.data_dir), "--auth-host=scram-sha-256", "--auth-local=scram-sha-256",
+                 f"--pwfile={password_file}", "--encoding=UTF8", "--locale=C.UTF-8", "-U", SUPERUSER],
+            )
+        finally:
+            password_file.unlink(missing_ok=True)
         settings = {
             "listen_addresses": "'127.0.0.1'",
             "unix_socket_directories": "''",

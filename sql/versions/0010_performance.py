@@ -3,7 +3,7 @@
 from kidjamo.warehouse.migrations import run_sql_file
 
 revision = "0010"
-down_revision = "0006"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 

@@ -35,8 +35,9 @@ def test_a_failed_task_is_posted_signed_to_the_on_call_webhook(tmp_path, webhook
     PipelineFailureNotifier(settings=settings)(failure_context())
     (request,) = webhook.requests
     assert request["path"] == "/oncall"
+    timestamp = request["headers"]["X-Kidjamo-Timestamp"]
     assert request["headers"]["X-Kidjamo-Signature"] == \
-        "sha256=" + hmac.new(b"s3cret", request["body"], hashlib.sha256).hexdigest()
+        "sha256=" + hmac.new(b"s3cret", timestamp.encode() + b"." + request["body"], hashlib.sha256).hexdigest()
     document = request["json"]
     assert document["kind"] == "kidjamo.pipeline_failure"
     assert (document["dag_id"], document["task_id"], document["try_number"]) == ("kidjamo_vitals", "to_silver", 2)

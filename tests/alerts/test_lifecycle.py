@@ -24,9 +24,9 @@ def test_a_matching_reading_opens_one_alert_with_evidence_and_lineage(alerts_db,
     result = run(alerts_db, [p1(temperature=38.9, index=3)], 0, log_settings)
     assert result["opened"] == 1
     (alert,) = alerts(alerts_db)
-    assert (alert["rule_id"], alert["rule_version"], alert["severity"], alert["status"]) == ("fever", "1", "critical", "open")
+    assert (alert["rule_id"], alert["rule_version"], alert["severity"], alert["status"]) == ("fever", "2", "critical", "open")
     assert alert["evidence"]["values"] == {"temperature": 38.9}
-    assert alert["evidence"]["thresholds"] == {"temperature_above": 38.5}
+    assert alert["evidence"]["thresholds"] == {"temperature_at_least": 38.5}
     assert alert["lineage"][0]["raw_file"] == "raw/vitals/f.json" and alert["lineage"][0]["record_index"] == 3
     assert alert["reading_count"] == 1
     assert query(alerts_db, "SELECT event_type FROM kidjamo.alert_events") == [{"event_type": "opened"}]
@@ -52,7 +52,7 @@ def test_rerunning_the_same_interval_changes_nothing_and_queues_nothing(alerts_d
 
 
 def test_a_higher_severity_escalates_the_alert_with_an_event_and_reopens_it(alerts_db, log_settings):
-    run(alerts_db, [p1(age=30.0, respiratory_rate=20.0)], 0, log_settings)  # > 17: high
+    run(alerts_db, [p1(age=30.0, respiratory_rate=22.0)], 0, log_settings)  # NEWS2 21-24: high
     query(alerts_db, "UPDATE kidjamo.alerts SET status = 'acknowledged' RETURNING alert_id")
     result = run(alerts_db, [p1(respiratory_rate=31.0, at=T0 + timedelta(minutes=1))], 1, log_settings)
     assert result["escalated"] >= 1
@@ -66,35 +66,36 @@ def test_a_higher_severity_escalates_the_alert_with_an_event_and_reopens_it(aler
 
 def test_a_lower_severity_does_not_downgrade_the_alert(alerts_db, log_settings):
     run(alerts_db, [p1(respiratory_rate=31.0)], 0, log_settings)
-    run(alerts_db, [p1(respiratory_rate=20.0, at=T0 + timedelta(minutes=1))], 1, log_settings)
+    run(alerts_db, [p1(respiratory_rate=22.0, at=T0 + timedelta(minutes=1))], 1, log_settings)
     tachypnoea = next(a for a in alerts(alerts_db) if a["rule_id"] == "tachypnoea")
     assert tachypnoea["severity"] == "critical" and tachypnoea["reading_count"] == 2
 
 
-def test_a_rule_quiet_for_the_quiet_period_resolves_its_alert(alerts_db, log_settings):
+def test_a_normal_reading_then_the_quiet_period_resolves_its_alert(alerts_db, log_settings):
     settings = log_settings.model_copy(update={"alert_quiet_minutes": 10})
-    run(alerts_db, [p1(temperature=38.9)], 0, settings)
+    run(alerts_db, [p1(spo2=93.0, spo2_baseline=95.0)], 0, settings)
     run(alerts_db, [p1(at=T0 + timedelta(minutes=5))], 5, settings)
     assert alerts(alerts_db)[0]["status"] == "open"
     result = run(alerts_db, [p1(at=T0 + timedelta(minutes=10, seconds=30))], 10, settings)
     assert result["resolved"] == 1
     (alert,) = alerts(alerts_db)
     assert alert["status"] == "resolved" and alert["resolved_by"] == "pipeline"
+    assert alert["resolution"].startswith("normal reading at 2026-11-27T10:10:30Z")
     # The rule matching again opens a new episode.
-    assert run(alerts_db, [p1(temperature=38.7, at=T0 + timedelta(minutes=11))], 11, settings)["opened"] == 1
+    assert run(alerts_db, [p1(spo2=93.0, spo2_baseline=95.0, at=T0 + timedelta(minutes=11))], 11, settings)["opened"] == 1
 
 
 def test_no_new_readings_from_the_patient_keeps_the_alert_open(alerts_db, log_settings):
     settings = log_settings.model_copy(update={"alert_quiet_minutes": 10})
-    run(alerts_db, [p1(temperature=38.9)], 0, settings)
+    run(alerts_db, [p1(spo2=93.0, spo2_baseline=95.0)], 0, settings)
     assert run(alerts_db, [], 30, settings)["resolved"] == 0
 
 
 def test_readings_of_a_resolved_episode_do_not_reopen_it_when_rerun(alerts_db, log_settings):
     settings = log_settings.model_copy(update={"alert_quiet_minutes": 10})
-    first = [p1(temperature=38.9)]
+    first = [p1(spo2=93.0, spo2_baseline=95.0)]
     run(alerts_db, first, 0, settings)
-    run(alerts_db, [p1(at=T0 + timedelta(minutes=11))], 11, settings)
+    assert run(alerts_db, [p1(at=T0 + timedelta(minutes=11))], 11, settings)["resolved"] == 1
     assert run(alerts_db, first, 0, settings, run_id="backfill")["opened"] == 0
     assert len(alerts(alerts_db)) == 1
 

@@ -50,7 +50,8 @@ def test_an_opened_critical_alert_is_posted_once_as_signed_json(alerts_db, setti
     counts = deliver_notifications(alerts_db, now=END, settings=settings)
     assert counts["sent"] == 2  # webhook + log
     (request,) = webhook.requests
-    expected = "sha256=" + hmac.new(SECRET.encode(), request["body"], hashlib.sha256).hexdigest()
+    timestamp = request["headers"]["X-Kidjamo-Timestamp"]
+    expected = "sha256=" + hmac.new(SECRET.encode(), timestamp.encode() + b"." + request["body"], hashlib.sha256).hexdigest()
     assert request["headers"]["X-Kidjamo-Signature"] == expected
     assert request["path"] == "/care"
     document = request["json"]
@@ -138,7 +139,7 @@ def test_unacknowledged_critical_alert_escalates_at_5_then_15_minutes_once_each(
     assert escalate(alerts_db, as_of=END + timedelta(minutes=6), settings=settings, rules=RULES)["escalation"] == 0
     assert escalate(alerts_db, as_of=END + timedelta(minutes=15), settings=settings, rules=RULES)["second_tier"] == 1
     assert escalate(alerts_db, as_of=END + timedelta(minutes=30), settings=settings, rules=RULES) == \
-        {"escalation": 0, "second_tier": 0, "notifications_queued": 0}
+        {"escalation": 0, "second_tier": 0, "renotified": 0, "notifications_queued": 0}
     deliver_notifications(alerts_db, now=END + timedelta(minutes=30), settings=settings)
     assert sorted(r["path"] for r in webhook.requests) == ["/care", "/escalation", "/second"]
     escalation = next(r["json"] for r in webhook.requests if r["path"] == "/escalation")
@@ -155,9 +156,9 @@ def test_fast_path_opens_the_critical_alert_and_the_batch_attaches_to_it(alerts_
     payload = {"device_id": "d1", "patient_id": "p1", "timestamp": "2026-11-27T10:00:00Z", "message_id": "m-1",
                "vitals": {"spo2": 83.0, "heart_rate": 80, "temperature": 36.9}}
     alert_id = raise_fast_path_alert(alerts_db, payload, received_at=T0 + timedelta(seconds=1), settings=settings, rules=RULES)
-    assert alert_id is not None
-    (alert,) = alerts(alerts_db)
+    alert = next(a for a in alerts(alerts_db) if a["alert_id"] == alert_id)
     assert (alert["rule_id"], alert["severity"], alert["source"]) == ("hypoxia_emergency", "critical", "fast_path")
+    assert {a["source"] for a in alerts(alerts_db)} == {"fast_path"}
     # The minute batch then sees the same reading: no second alert, no double count, no second notification.
     rows = [reading(patient_id="p1", device_id="d1", spo2=83.0, heart_rate=80.0, temperature=36.9)]
     raise_alerts(alerts_db, frame(rows), interval_start=T0, interval_end=END, run_id="r", settings=settings, rules=RULES)
@@ -169,9 +170,9 @@ def test_fast_path_opens_the_critical_alert_and_the_batch_attaches_to_it(alerts_
     assert [r["json"]["rule_id"] for r in webhook.requests].count("hypoxia_emergency") == 1
 
 
-def test_fast_path_ignores_readings_below_its_thresholds_and_unknown_patients(alerts_db, settings):
+def test_fast_path_raises_nothing_for_a_normal_reading_nor_an_unknown_patient(alerts_db, settings):
     normal = {"device_id": "d1", "patient_id": "p1", "timestamp": "2026-11-27T10:00:00Z",
-              "vitals": {"spo2": 85.0, "temperature": 38.9}}
+              "vitals": {"spo2": 97.0, "heart_rate": 75, "temperature": 36.8, "respiratory_rate": 14}}
     assert raise_fast_path_alert(alerts_db, normal, received_at=T0, settings=settings, rules=RULES) is None
     stranger = {"device_id": "dx", "patient_id": "nobody", "timestamp": "2026-11-27T10:00:00Z",
                 "vitals": {"temperature": 39.5}}

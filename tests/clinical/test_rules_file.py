@@ -8,7 +8,7 @@ import yaml
 from transforms.clinical.rules import RULES_PATH, RuleFileError, load_rules, parse_rules
 
 CLINICAL_RULES = ["fever", "fever_infant", "fever_onset", "hypothermia", "hypoxia", "hypoxia_severe",
-                  "hypoxia_emergency", "spo2_drop", "acs_pattern", "tachypnoea", "heart_rate", "pain_severe",
+                  "hypoxia_emergency", "spo2_drop", "acs_pattern", "tachypnoea", "bradypnoea", "heart_rate", "pain_severe",
                   "voc_pattern", "news2", "dehydration", "heat_dehydration", "heat_exposure", "cold_exposure",
                   "sensor_flatline", "sensor_battery", "sensor_silent"]
 
@@ -30,8 +30,8 @@ def _rule(document, rule_id):
 
 
 def test_a_missing_threshold_names_the_rule_and_the_field(document):
-    del _rule(document, "fever")["thresholds"]["temperature_above"]
-    with pytest.raises(RuleFileError, match=r"rule 'fever' field 'thresholds.temperature_above': Field required"):
+    del _rule(document, "fever")["thresholds"]["temperature_at_least"]
+    with pytest.raises(RuleFileError, match=r"rule 'fever' field 'thresholds.temperature_at_least': Field required"):
         parse_rules(document)
 
 
@@ -71,3 +71,14 @@ def test_invalid_yaml_names_the_file(tmp_path):
     path.write_text("rules: [unclosed")
     with pytest.raises(RuleFileError, match="rules.yaml: not valid YAML"):
         load_rules(path)
+
+
+def test_a_rule_that_may_resolve_itself_must_name_the_parameters_of_a_normal_reading(document):
+    del _rule(document, "hypoxia")["resolve_on"]
+    with pytest.raises(RuleFileError, match=r"rule 'hypoxia'.*expected resolve_on"):
+        parse_rules(document)
+
+
+def test_fever_alerts_never_resolve_themselves():
+    rules = load_rules()
+    assert [rule.id for rule in rules.rules.values() if not rule.auto_resolve] == ["fever", "fever_infant", "fever_onset"]

@@ -39,25 +39,44 @@ def test_age_band_of_unknown_age_is_missing():
     assert scores.age_band(pd.Series([None], dtype="float64")).isna().all()
 
 
-# PEWS table (Parshuram 2009): (band, normal low, normal high, extreme-high value, extreme-low value)
-PEWS_HEART = [("0-3m", 110, 150, 190, 80), ("3-12m", 100, 150, 180, 70), ("1-4y", 90, 120, 170, 60),
-              ("4-12y", 70, 110, 150.5, 50), (">12y", 60, 100, 140, 40)]
-PEWS_RESP = [("0-3m", 29, 61, 91, 15), ("3-12m", 24, 51, 81, 15), ("1-4y", 19, 41, 71, 12),
-             ("4-12y", 19, 31, 51, 10), (">12y", 11, 17, 30, 9)]
+# Bedside PEWS, Parshuram 2009 (Crit Care 13:R135) Table 1, written from the paper. For each band:
+# sub-score 0 "> low and < high"; 1 "≥ high or ≤ low"; 2 and 4 as (high side, low side) values that score.
+PEWS_HEART = {
+    "0-3m": ((110, 150), (180, 90), (190, 80)),
+    "3-12m": ((100, 150), (170, 80), (180, 70)),
+    "1-4y": ((90, 120), (150, 70), (170, 60)),
+    "4-12y": ((70, 110), (130, 60), (150.5, 50)),  # 4: "> 150 or ≤ 50"
+    ">12y": ((60, 100), (120, 49.5), (140, 40)),  # 2: "≥ 120 or < 50"
+}
+PEWS_RESP = {
+    "0-3m": ((29, 61), (81, 19), (91, 15)),
+    "3-12m": ((24, 51), (71, 19), (81, 15)),
+    "1-4y": ((19, 41), (61, 15), (71, 12)),
+    "4-12y": ((19, 31), (41, 14), (51, 10)),
+    ">12y": ((11, 17), (23, 10), (30, 9)),
+}
 
 
 @pytest.mark.parametrize(("vital", "table"), [("heart_rate", PEWS_HEART), ("respiratory_rate", PEWS_RESP)])
-def test_pews_band_scores_follow_the_published_table(vital, table):
-    for band, low, high, extreme_high, extreme_low in table:
-        values = pd.Series([low, high, high + 1, low - 1, extreme_high, extreme_low], dtype="float64")
-        result = scores.pews_band(values, pd.Series([band] * 6), vital)
-        assert result["pews_band_score"].tolist() == [0, 0, 1, 1, 2, 2], (vital, band)
-        assert result["above_normal"].tolist() == [False, False, True, False, True, False]
+def test_pews_subscores_follow_the_published_table(vital, table):
+    for band, ((low, high), (two_high, two_low), (four_high, four_low)) in table.items():
+        values = [low + 1, high - 1, low, high, two_high, two_low, four_high, four_low, None]
+        result = scores.pews_band(pd.Series(values, dtype="float64"), pd.Series([band] * len(values)), vital)
+        assert result["pews_subscore"].tolist() == [0, 0, 1, 1, 2, 2, 4, 4, pd.NA], (vital, band)
+
+
+@pytest.mark.parametrize(("vital", "table"), [("heart_rate", PEWS_HEART), ("respiratory_rate", PEWS_RESP)])
+def test_pews_normal_range_is_exclusive(vital, table):
+    for band, ((low, high), _, _) in table.items():
+        result = scores.pews_band(pd.Series([low, high], dtype="float64"), pd.Series([band, band]), vital)
+        assert result["below_normal"].tolist() == [True, False], (vital, band)
+        assert result["above_normal"].tolist() == [False, True], (vital, band)
 
 
 def test_pews_heart_rate_extreme_above_150_is_strict_for_4_to_12_years():
     result = scores.heart_rate_pews_band(pd.Series([150.0, 151.0]), pd.Series(["4-12y", "4-12y"]))
     assert result["extreme_high"].tolist() == [False, True]
+    assert result["pews_subscore"].tolist() == [2, 4]
 
 
 # NEWS2 table (RCP 2017): value -> parameter score
@@ -66,6 +85,13 @@ NEWS2_TABLE = {
     "spo2": [(91, 3), (92, 2), (93, 2), (94, 1), (95, 1), (96, 0), (100, 0)],
     "heart_rate": [(40, 3), (41, 1), (50, 1), (51, 0), (90, 0), (91, 1), (110, 1), (111, 2), (130, 2), (131, 3)],
     "temperature": [(35.0, 3), (35.1, 1), (36.0, 1), (36.1, 0), (38.0, 0), (38.1, 1), (39.0, 1), (39.1, 2)],
+}
+# Values between two published bins score in the more abnormal one.
+NEWS2_BETWEEN_BINS = {
+    "respiratory_rate": [(8.5, 3), (11.5, 1), (20.5, 2), (24.5, 3)],
+    "spo2": [(91.5, 3), (93.5, 2), (95.5, 1)],
+    "heart_rate": [(40.5, 3), (50.5, 1), (90.5, 1), (110.5, 2), (130.5, 3)],
+    "temperature": [(35.05, 3), (36.05, 1), (38.04, 1), (39.05, 2)],
 }
 NORMAL = {"respiratory_rate": 16.0, "spo2": 98.0, "heart_rate": 70.0, "temperature": 37.0}
 
@@ -77,6 +103,23 @@ def test_news2_parameter_scores_follow_the_published_table(parameter):
         result = scores.news2_partial(**vitals, age_years=_one(30))
         assert result["news2_partial"].iloc[0] == expected, (parameter, value)
         assert result["news2_max_parameter"].iloc[0] == expected
+
+
+@pytest.mark.parametrize("parameter", list(NEWS2_BETWEEN_BINS))
+def test_news2_values_between_bins_score_in_the_more_abnormal_bin(parameter):
+    for value, expected in NEWS2_BETWEEN_BINS[parameter]:
+        vitals = {name: _one(value if name == parameter else normal) for name, normal in NORMAL.items()}
+        assert scores.news2_partial(**vitals, age_years=_one(30))["news2_partial"].iloc[0] == expected, (parameter, value)
+
+
+@pytest.mark.parametrize("missing", list(NORMAL))
+def test_news2_with_a_missing_parameter_is_incomplete_not_scored_0(missing):
+    vitals = {name: _one(None if name == missing else normal) for name, normal in NORMAL.items()}
+    vitals["heart_rate"] = _one(None) if missing == "heart_rate" else _one(131)  # scores 3 when measured
+    result = scores.news2_partial(**vitals, age_years=_one(30))
+    assert result["news2_partial"].isna().all()
+    assert result["news2_measured_sum"].iloc[0] == (0 if missing == "heart_rate" else 3)
+    assert scores.news2_parameter_scores(**{k: v for k, v in vitals.items()})[missing].isna().all()
 
 
 def test_news2_partial_sums_the_parameters():
@@ -100,13 +143,19 @@ def test_heat_index_matches_the_nws_chart(inputs, chart_f):
     fahrenheit, humidity = inputs
     result = scores.heat_index_c(_one((fahrenheit - 32) * 5 / 9), _one(humidity))
     assert result["heat_index_c"].iloc[0] * 9 / 5 + 32 == pytest.approx(chart_f, abs=1.0)
-    assert not result["heat_index_is_lower_bound"].iloc[0]
+    assert not result["heat_index_unknown"].iloc[0]
 
 
-def test_heat_index_without_humidity_is_the_ambient_temperature_as_a_lower_bound():
+def test_heat_index_without_humidity_is_unknown():
     result = scores.heat_index_c(_one(35.0), pd.Series([None], dtype="float64"))
-    assert result["heat_index_c"].iloc[0] == 35.0
-    assert result["heat_index_is_lower_bound"].iloc[0]
+    assert result["heat_index_c"].isna().all()
+    assert result["heat_index_unknown"].iloc[0]
+
+
+def test_the_ambient_temperature_is_no_lower_bound_of_the_heat_index():
+    # NWS chart: 95 °F (35 °C) at 70 % RH is a heat index of 124 °F (about 51 °C)
+    humid = scores.heat_index_c(_one(35.0), _one(70))["heat_index_c"].iloc[0]
+    assert humid * 9 / 5 + 32 == pytest.approx(124, abs=1.5)
 
 
 def test_heat_index_low_humidity_adjustment_lowers_the_value():

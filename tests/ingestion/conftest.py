@@ -65,6 +65,7 @@ class ServiceProcess:
     environment: dict = field(default_factory=dict)
     port: int = 0
     process: subprocess.Popen | None = None
+    log_level: str = "warning"
 
     @property
     def url(self) -> str:
@@ -82,7 +83,7 @@ class ServiceProcess:
         )
         log = open(self.home / "service.log", "ab")
         self.process = subprocess.Popen(
-            [KIDJAMO, "ingest", "serve", "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning"],
+            [KIDJAMO, "ingest", "serve", "--host", "127.0.0.1", "--port", str(self.port), "--log-level", self.log_level],
             env=environment,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -9,7 +9,7 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
-from ingestion.auth import secret_hash
+from ingestion.auth import api_key_verifier, signing_key
 from kidjamo.cli import main
 
 
@@ -19,7 +19,9 @@ def cli(ingest_database, tmp_path):
 
     def run(*args: str):
         result = runner.invoke(main, list(args), env={"KIDJAMO_HOME": str(tmp_path / "home"), "KIDJAMO_DATABASE_URL": ingest_database,
-                                                      "KIDJAMO_LAKE_URL": f"file://{tmp_path / 'lake'}"}, catch_exceptions=False)
+                                                      "KIDJAMO_LAKE_URL": f"file://{tmp_path / 'lake'}",
+                                                      # another KIDJAMO_HOME: the database is external, so a real key
+                                                      "KIDJAMO_PSEUDONYM_KEY": "ingest-cli-test-pseudonym-key-0123456789"}, catch_exceptions=False)
         return result
 
     return run
@@ -28,24 +30,26 @@ def cli(ingest_database, tmp_path):
 def stored_hash(database_url: str, device_id: str) -> tuple:
     with psycopg.connect(database_url) as connection:
         return connection.execute(
-            "SELECT secret_hash, previous_secret_hash, revoked_at IS NOT NULL FROM kidjamo.device_credentials WHERE device_id = %s",
+            "SELECT api_key_verifier, signing_key, previous_api_key_verifier, previous_signing_key, revoked_at IS NOT NULL"
+            " FROM kidjamo.device_credentials WHERE device_id = %s",
             (device_id,),
         ).fetchone()
 
 
-def test_devices_register_rotate_revoke_store_only_hashes(cli, secrets, fleet, ingest_database):
+def test_devices_register_rotate_revoke_store_only_derived_keys(cli, secrets, fleet, ingest_database):
     device_id = fleet.device_ids[0]
     registered = cli("devices", "register", device_id)
     assert registered.exit_code == 0
     secret = registered.output.strip()
-    assert secret.startswith("kdj_") and stored_hash(ingest_database, device_id) == (secret_hash(secret), None, False)
+    assert secret.startswith("kdj_") and stored_hash(ingest_database, device_id) == (api_key_verifier(secret), signing_key(secret), None, None, False)
 
     rotated = cli("devices", "rotate", device_id, "--grace-hours", "1")
     new_secret = rotated.output.strip()
-    assert new_secret != secret and stored_hash(ingest_database, device_id) == (secret_hash(new_secret), secret_hash(secret), False)
+    assert new_secret != secret and stored_hash(ingest_database, device_id) == (
+        api_key_verifier(new_secret), signing_key(new_secret), api_key_verifier(secret), signing_key(secret), False)
 
     assert cli("devices", "revoke", device_id).exit_code == 0
-    assert stored_hash(ingest_database, device_id)[2] is True
+    assert stored_hash(ingest_database, device_id)[4] is True
 
 
 def test_devices_register_creates_a_device_for_a_registered_patient(cli, secrets, fleet, ingest_database):

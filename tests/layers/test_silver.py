@@ -110,7 +110,7 @@ def test_enrichment_adds_age_band_baseline_scores_and_flags(lake):
     assert first["spo2_low_confidence"] and first["low_battery"] and first["weak_signal"]
     assert not (second["spo2_low_confidence"] or second["low_battery"] or second["weak_signal"])
     assert first["news2_partial"] is None  # NEWS2 is for adults
-    assert first["heat_index_c"] == 23.5 and first["heat_index_is_lower_bound"]
+    assert first["heat_index_c"] is None and first["heat_index_is_lower_bound"]  # no humidity: heat index unknown
     assert first["delay_seconds"] == 30.0 and not first["is_late"]
 
 

@@ -47,7 +47,7 @@ def test_maintenance_runs_daily_after_the_day_closes_and_views_hourly(dag_bag):
     assert dag_bag.dags["kidjamo_maintenance_hourly"].timetable.expression == "5 * * * *"
     assert {task.task_id for task in dag_bag.dags["kidjamo_maintenance"].tasks} == {
         "create_partitions_ahead", "apply_retention", "recompute_baselines", "compact_lake",
-        "clean_airflow_metadata", "report_sizes"}
+        "clean_airflow_metadata", "backup_warehouse", "report_sizes"}
 
 
 def test_reprocess_emits_the_same_assets_as_the_vitals_dag(dag_bag):

@@ -39,7 +39,8 @@ ARTIFACTS = PROJECT_ROOT / "test-artifacts" / "ui"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-gpu", "--disable-component-update",
                  "--disable-sync"]
-EXPECTED_DAGS = {"kidjamo_vitals", "kidjamo_reprocess", "kidjamo_maintenance", "kidjamo_maintenance_hourly"}
+EXPECTED_DAGS = {"kidjamo_vitals", "kidjamo_reprocess", "kidjamo_maintenance", "kidjamo_maintenance_hourly",
+                 "kidjamo_notifications"}
 AIRFLOW = str(Path(sys.executable).parent / "airflow")
 PATIENTS = 6
 UI_TIMEOUT_MS = 60_000

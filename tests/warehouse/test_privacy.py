@@ -65,7 +65,8 @@ def held(registered_url, lake):
     insert_alert(registered_url, "patient-002", first_reading_at=T0, last_reading_at=T0)
     with psycopg.connect(registered_url) as connection:
         connection.execute("INSERT INTO kidjamo.alert_events (alert_id, event_key, event_type, severity) VALUES (%s, 'e1', 'opened', 'critical')", (alert_id,))
-        connection.execute("INSERT INTO kidjamo.device_credentials (device_id, secret_hash) VALUES ('device-001', %s)", ("0" * 64,))
+        connection.execute("INSERT INTO kidjamo.device_credentials (device_id, api_key_verifier, signing_key) VALUES ('device-001', %s, %s)",
+                           ("0" * 64, "1" * 64))
         connection.execute("UPDATE kidjamo.patients SET baseline_spo2 = 95 WHERE patient_id = 'patient-001'")
     refresh_views(registered_url, heavy=True, pseudonym_key="test-key")
     return registered_url, lake
@@ -104,7 +105,8 @@ def test_export_writes_the_patient_lake_records_of_every_layer(held, tmp_path):
 def test_export_is_audited(held, tmp_path):
     url, lake = held
     export_patient("patient-001", database_url=url, lake=lake, destination=tmp_path / "out", actor="dpo@example.org")
-    assert rows_of(url, "SELECT actor, patient_id FROM kidjamo.audit_log WHERE action = 'patient_export'") == [("dpo@example.org", "patient-001")]
+    assert rows_of(url, "SELECT actor, on_behalf_of, patient_id FROM kidjamo.audit_log WHERE action = 'patient_export'") == [
+        ("postgres", "dpo@example.org", "patient-001")]
 
 
 def test_export_of_an_unknown_patient_fails(held, tmp_path):
@@ -177,8 +179,8 @@ def test_erasure_redacts_the_audit_images_and_records_itself(held):
     erase_patient("patient-001", database_url=url, lake=lake, pseudonym_key="test-key", actor="dpo@example.org")
     assert rows_of(url, "SELECT count(*) FROM kidjamo.audit_log WHERE patient_id = 'patient-001' AND (before IS NOT NULL OR after IS NOT NULL)") == [(0,)]
     assert rows_of(url, "SELECT count(*) FROM kidjamo.audit_log WHERE before::text LIKE %s OR after::text LIKE %s", ("%2015-03-02%", "%2015-03-02%")) == [(0,)]
-    (actor, detail), = rows_of(url, "SELECT actor, detail FROM kidjamo.audit_log WHERE action = 'patient_erasure'")
-    assert actor == "dpo@example.org" and detail["database_rows_deleted"]["kidjamo.measurements"] == 2
+    (on_behalf_of, detail), = rows_of(url, "SELECT on_behalf_of, detail FROM kidjamo.audit_log WHERE action = 'patient_erasure'")
+    assert on_behalf_of == "dpo@example.org" and detail["database_rows_deleted"]["kidjamo.measurements"] == 2
 
 
 def test_erasing_twice_finds_nothing_the_second_time(held):
@@ -186,4 +188,6 @@ def test_erasing_twice_finds_nothing_the_second_time(held):
     erase_patient("patient-001", database_url=url, lake=lake, pseudonym_key="test-key")
     second = erase_patient("patient-001", database_url=url, lake=lake, pseudonym_key="test-key")
     assert second["database_rows_deleted"] == {"kidjamo.pseudonyms": 0}
-    assert second["lake"] == {"record_files_rewritten": 0, "records_erased": 0, "parquet_files_rewritten": 0, "parquet_rows_erased": 0}
+    assert second["lake"] == {"record_files_rewritten": 0, "records_erased": 0, "parquet_files_rewritten": 0, "parquet_rows_erased": 0,
+                              "other_files_redacted": 0, "unreadable_files": [],
+                              "fhir_export_files_rewritten": 0, "fhir_resources_erased": 0}

@@ -107,3 +107,28 @@ def test_load_registry_returns_one_typed_row_per_device(registered_url):
     assert (first["patient_id"], first["birth_date"].date(), first["baseline_spo2"], bool(first["device_active"])) == ("patient-001", date(2015, 3, 2), 96.0, True)
     assert registry["care_team"].isna().tolist() == [False, False, False, True]
     assert registry["baseline_spo2"].isna().tolist() == [False, True, True, False]
+
+
+@pytest.mark.parametrize(
+    "spelling, stored",
+    [("HbSS", "HbSS"), ("SS", "HbSS"), ("Hb SS", "HbSS"), ("hbss", "HbSS"), ("Hb-SS", "HbSS"),
+     ("SC", "HbSC"), ("Hb SC", "HbSC"), ("Sβ0", "HbSB0"), ("SB0", "HbSB0"), ("HbSβ0", "HbSB0"), ("Sβ°", "HbSB0"),
+     ("HbS/β0", "HbSB0"), ("S beta 0", "HbSB0"), ("Sβ+", "HbSB+"), ("SB+", "HbSB+"), ("HbSβ+", "HbSB+"),
+     ("Hb S beta+", "HbSB+"), ("SD-Punjab", "HbSD"), ("HbSO-Arab", "HbSO"), ("SE", "HbSE"), ("other", "other")],
+)
+def test_genotype_spellings_clinicians_use_are_normalised(tmp_path, spelling, stored):
+    path = write_registry(tmp_path / "spellings.csv", [f"patient-009,2012-02-01,F,{spelling},device-009,team-a,"])
+    assert read_registry_csv(path)["genotype"].tolist() == [stored]
+
+
+@pytest.mark.parametrize("spelling", ["HbAA", "Sβ", "SBeta", "S", "SSC"])
+def test_an_unknown_or_ambiguous_genotype_names_line_and_column(tmp_path, spelling):
+    path = write_registry(tmp_path / "bad.csv", [REGISTRY_LINES[0], f"patient-009,2012-02-01,F,{spelling},device-009,team-a,"])
+    with pytest.raises(RegistryError, match=f"line 3, column genotype: expected one of HbSS .*got '{spelling}'"):
+        read_registry_csv(path)
+
+
+def test_two_spellings_of_one_genotype_agree_across_a_patients_lines(tmp_path):
+    first = "patient-009,2012-02-01,F,Hb SS,device-009,team-a,"
+    path = write_registry(tmp_path / "two.csv", [first, first.replace("Hb SS", "SS").replace("device-009", "device-010")])
+    assert read_registry_csv(path)["genotype"].tolist() == ["HbSS", "HbSS"]

@@ -8,6 +8,7 @@ import pytest
 from transforms.load import load_measurements
 from transforms.views import refresh_views
 from transforms.registry import import_registry
+from tests.security.support import clinicians
 from warehouse.support import REGISTRY_LINES, as_role, insert_alert, silver_batch, write_registry
 
 T0 = datetime(2026, 11, 27, 15, 0, tzinfo=timezone.utc)
@@ -27,8 +28,9 @@ def load_fixture_data(url: str) -> str:
 
 @pytest.fixture
 def loaded_url(registered_url):
-    """A database of its own, for a test that changes data."""
-    return load_fixture_data(registered_url)
+    """A database of its own, for a test that changes data (clinician login wh_loaded_a of team-a)."""
+    with clinicians(registered_url, {"wh_loaded_a": ["team-a"]}):
+        yield load_fixture_data(registered_url)
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +41,8 @@ def shared_url(postgres_server, tmp_path_factory):
     with migrated_database(postgres_server, "t_warehouse_security") as url:
         import_registry(write_registry(tmp_path_factory.mktemp("registry") / "registry.csv", REGISTRY_LINES), url,
                         pseudonym_key="k")
-        yield load_fixture_data(url)
+        with clinicians(url, {"wh_team_a": ["team-a"], "wh_team_b": ["team-b"], "wh_team_z": ["team-z"]}):
+            yield load_fixture_data(url)
 
 
 # --- analyst ------------------------------------------------------------------------------------
@@ -74,36 +77,36 @@ def test_analyst_sees_the_alert_counts_of_every_team(shared_url):
 # --- clinician ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("team, patients", [("team-a", ["patient-001"]), ("team-b", ["patient-002"]), ("team-z", [])])
 def test_clinician_sees_only_the_patients_of_their_care_team(shared_url, team, patients):
-    with as_role(shared_url, "kidjamo_clinician", **{"kidjamo.care_team": team}) as connection:
+    with as_role(shared_url, "wh_" + team.replace("-", "_")) as connection:
         for table in ("patients", "devices", "measurements", "alerts"):
             seen = [row[0] for row in connection.execute(f"SELECT DISTINCT patient_id FROM kidjamo.{table} ORDER BY 1")]
             assert seen == patients, table
 
 
-def test_clinician_without_a_care_team_sees_nothing(shared_url):
+def test_the_clinician_group_role_without_a_mapping_sees_nothing(shared_url):
     with as_role(shared_url, "kidjamo_clinician") as connection:
         assert connection.execute("SELECT count(*) FROM kidjamo.measurements").fetchone()[0] == 0
         assert connection.execute("SELECT count(*) FROM kidjamo.patients").fetchone()[0] == 0
 
 
 def test_clinician_cannot_read_a_partition_directly(shared_url):
-    with as_role(shared_url, "kidjamo_clinician", **{"kidjamo.care_team": "team-a"}) as connection, pytest.raises(Denied):
+    with as_role(shared_url, "wh_team_a") as connection, pytest.raises(Denied):
         connection.execute("SELECT count(*) FROM kidjamo.measurements_20261127")
 
 
 @pytest.mark.parametrize("table", ["quarantine", "audit_log", "pipeline_runs", "pseudonyms", "device_credentials", "vitals_hourly_rollup"])
 def test_clinician_cannot_read_operational_tables(shared_url, table):
-    with as_role(shared_url, "kidjamo_clinician", **{"kidjamo.care_team": "team-a"}) as connection, pytest.raises(Denied):
+    with as_role(shared_url, "wh_team_a") as connection, pytest.raises(Denied):
         connection.execute(f"SELECT 1 FROM kidjamo.{table} LIMIT 1")
 
 
 def test_clinician_cannot_read_analytics(shared_url):
-    with as_role(shared_url, "kidjamo_clinician", **{"kidjamo.care_team": "team-a"}) as connection, pytest.raises(Denied):
+    with as_role(shared_url, "wh_team_a") as connection, pytest.raises(Denied):
         connection.execute("SELECT 1 FROM analytics.vitals_hourly")
 
 
 def test_clinician_acknowledges_an_alert_of_their_team_only(loaded_url):
-    with as_role(loaded_url, "kidjamo_clinician", **{"kidjamo.care_team": "team-a"}) as connection:
+    with as_role(loaded_url, "wh_loaded_a") as connection:
         updated = connection.execute("UPDATE kidjamo.alerts SET status = 'acknowledged', updated_at = now()").rowcount
         connection.commit()
     assert updated == 1
@@ -113,7 +116,7 @@ def test_clinician_acknowledges_an_alert_of_their_team_only(loaded_url):
 
 
 def test_clinician_cannot_change_an_alert_severity(shared_url):
-    with as_role(shared_url, "kidjamo_clinician", **{"kidjamo.care_team": "team-a"}) as connection, pytest.raises(Denied):
+    with as_role(shared_url, "wh_team_a") as connection, pytest.raises(Denied):
         connection.execute("UPDATE kidjamo.alerts SET severity = 'info'")
 
 
@@ -124,7 +127,7 @@ def test_clinician_cannot_change_an_alert_severity(shared_url):
     "SELECT kidjamo.ensure_measurement_partitions('2030-01-01', '2030-01-02')",
 ])
 def test_clinician_cannot_write(shared_url, statement):
-    with as_role(shared_url, "kidjamo_clinician", **{"kidjamo.care_team": "team-a"}) as connection, pytest.raises(Denied):
+    with as_role(shared_url, "wh_team_a") as connection, pytest.raises(Denied):
         connection.execute(statement)
 
 
@@ -160,9 +163,9 @@ def test_audit_records_who_when_before_and_after(loaded_url):
         connection.execute("UPDATE kidjamo.patients SET baseline_spo2 = 93 WHERE patient_id = 'patient-001'")
     with psycopg.connect(loaded_url) as connection:
         row = connection.execute(
-            "SELECT login_role, acting_role, actor, before ->> 'baseline_spo2', after ->> 'baseline_spo2', occurred_at IS NOT NULL"
+            "SELECT login_role, acting_role, actor, on_behalf_of, before ->> 'baseline_spo2', after ->> 'baseline_spo2', occurred_at IS NOT NULL"
             " FROM kidjamo.audit_log WHERE action = 'UPDATE' AND table_name = 'kidjamo.patients'").fetchone()
-    assert row == ("postgres", "kidjamo_pipeline", "nurse.jane", "96", "93", True)
+    assert row == ("postgres", "kidjamo_pipeline", "postgres", "nurse.jane", "96", "93", True)
 
 
 def test_audit_records_alert_changes_and_pipeline_runs(loaded_url):
@@ -186,9 +189,9 @@ def test_audit_log_is_append_only_even_for_its_owner(shared_url, statement):
 
 
 def test_a_clinician_acknowledgement_is_audited_under_their_role(loaded_url):
-    with as_role(loaded_url, "kidjamo_clinician", **{"kidjamo.care_team": "team-a", "kidjamo.actor": "dr.house"}) as connection:
+    with as_role(loaded_url, "wh_loaded_a", **{"kidjamo.actor": "dr.house"}) as connection:
         connection.execute("UPDATE kidjamo.alerts SET status = 'acknowledged', acknowledged_by = 'dr.house', acknowledged_at = now()")
     with psycopg.connect(loaded_url) as connection:
-        row = connection.execute("SELECT acting_role, actor, before ->> 'status', after ->> 'status' FROM kidjamo.audit_log"
+        row = connection.execute("SELECT acting_role, on_behalf_of, before ->> 'status', after ->> 'status' FROM kidjamo.audit_log"
                                  " WHERE table_name = 'kidjamo.alerts' AND action = 'UPDATE'").fetchone()
-    assert row == ("kidjamo_clinician", "dr.house", "open", "acknowledged")
+    assert row == ("wh_loaded_a", "dr.house", "open", "acknowledged")

@@ -1,11 +1,14 @@
-"""Clinicians' actions on alerts (``kidjamo alerts …``): list, show, acknowledge, resolve."""
+"""Clinicians' actions on alerts (``kidjamo alerts …`` and the care-team app): list, show, acknowledge, resolve, escalate."""
 
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from datetime import datetime, timezone
 
+from kidjamo.settings import Settings, get_settings
 from kidjamo.warehouse.database import connect
+from transforms.alerts.store import record_events
 
 
 class AlertActionError(ValueError):
@@ -56,9 +59,25 @@ def alert_details(database_url: str, alert_id: int) -> dict:
     return details
 
 
-def _act(database_url: str, alert_id: int, *, action: str, by: str, note: str | None, at: datetime | None) -> dict:
+@contextmanager
+def _action_connection(database, application_name: str):
+    """A transaction for a clinician's action: on a new connection to a URL, or on the caller's connection.
+
+    The care-team app passes its connection, already switched to the clinician's role (SET ROLE):
+    row-level security then limits the action to the alerts that clinician may see.
+    """
+    if isinstance(database, str):
+        with connect(database, application_name=application_name) as connection:
+            yield connection
+    else:
+        with database.transaction():
+            yield database
+
+
+def _act(database, alert_id: int, *, action: str, by: str, note: str | None, at: datetime | None,
+         settings: Settings | None = None) -> dict:
     at = at or datetime.now(timezone.utc)
-    with connect(database_url, application_name="kidjamo-cli") as connection:
+    with _action_connection(database, "kidjamo-cli") as connection:
         row = connection.execute("SELECT status, severity FROM kidjamo.alerts WHERE alert_id = %s FOR UPDATE",
                                  (alert_id,)).fetchone()
         if row is None:
@@ -66,6 +85,9 @@ def _act(database_url: str, alert_id: int, *, action: str, by: str, note: str | 
         status, severity = row
         if status == "resolved":
             raise AlertActionError(f"alert {alert_id} is already resolved")
+        if action == "escalation_notice":
+            return _escalate_by_hand(connection, alert_id, severity, by=by, note=note, at=at,
+                                     settings=settings or get_settings())
         if action == "acknowledged":
             if status == "acknowledged":
                 raise AlertActionError(f"alert {alert_id} is already acknowledged")
@@ -85,13 +107,43 @@ def _act(database_url: str, alert_id: int, *, action: str, by: str, note: str | 
     return {"alert_id": alert_id, "status": action, "by": by, "at": at.isoformat()}
 
 
-def acknowledge_alert(database_url: str, alert_id: int, *, by: str, note: str | None = None,
+def _escalate_by_hand(connection, alert_id: int, severity: str, *, by: str, note: str | None, at: datetime,
+                      settings: Settings) -> dict:
+    """Send the next escalation tier not yet sent (the same events the 5/15-minute clock sends)."""
+    sent = {key for (key,) in connection.execute(
+        "SELECT event_key FROM kidjamo.alert_events WHERE alert_id = %s AND event_type = 'escalation_notice'",
+        (alert_id,))}
+    tier = next((tier for tier in (1, 2) if f"{alert_id}:escalation:{tier}" not in sent), None)
+    if tier is None:
+        raise AlertActionError(f"alert {alert_id} is already escalated to the second tier")
+    audience = "escalation" if tier == 1 else "second_tier"
+    record_events(connection, [(alert_id, f"{alert_id}:escalation:{tier}", "escalation_notice", severity,
+                                {"tier": tier, "by_hand": True, "note": note})],
+                  at=at, run_id=None, settings=settings, audience=audience, actor=by)
+    return {"alert_id": alert_id, "status": f"escalated to {audience.replace('_', ' ')}", "tier": tier, "by": by,
+            "at": at.isoformat()}
+
+
+def acknowledge_alert(database, alert_id: int, *, by: str, note: str | None = None,
                       at: datetime | None = None) -> dict:
-    """Record who acknowledged the alert and when (stops its escalation)."""
-    return _act(database_url, alert_id, action="acknowledged", by=by, note=note, at=at)
+    """Record who acknowledged the alert and when (stops its escalation).
+
+    ``database`` is a URL, or an open connection (the care-team app's, as the clinician).
+    """
+    return _act(database, alert_id, action="acknowledged", by=by, note=note, at=at)
 
 
-def resolve_alert(database_url: str, alert_id: int, *, by: str, note: str | None = None,
+def resolve_alert(database, alert_id: int, *, by: str, note: str | None = None,
                   at: datetime | None = None) -> dict:
-    """Close the alert by hand, recording who, when and why."""
-    return _act(database_url, alert_id, action="resolved", by=by, note=note, at=at)
+    """Close the alert by hand, recording who, when and why (``database``: URL or open connection)."""
+    return _act(database, alert_id, action="resolved", by=by, note=note, at=at)
+
+
+def escalate_alert(database, alert_id: int, *, by: str, note: str | None = None, at: datetime | None = None,
+                   settings: Settings | None = None) -> dict:
+    """Escalate the alert by hand now: the next tier (escalation, then second tier) is notified.
+
+    The same event as the automatic escalation of ``transforms.alerts.escalation.escalate``, so each
+    tier is sent once. ``database``: URL or open connection.
+    """
+    return _act(database, alert_id, action="escalation_notice", by=by, note=note, at=at, settings=settings)

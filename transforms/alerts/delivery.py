@@ -34,11 +34,13 @@ RETURNING n.notification_id
 _DOCUMENT = """
 SELECT n.notification_id, n.channel, n.attempts, e.event_id, e.event_key, e.event_type, e.audience, e.severity,
        e.event_at, e.details, a.alert_id, a.patient_id, a.rule_id, a.rule_version, a.status, a.first_reading_at,
-       a.last_reading_at, a.reading_count, a.is_late, a.delay_seconds, a.evidence, p.care_team
+       a.last_reading_at, a.reading_count, a.is_late, a.delay_seconds, a.evidence, p.care_team,
+       ps.pseudonym AS patient_pseudonym
 FROM kidjamo.notifications AS n
 JOIN kidjamo.alert_events AS e USING (event_id)
 JOIN kidjamo.alerts AS a USING (alert_id)
 LEFT JOIN kidjamo.patients AS p USING (patient_id)
+LEFT JOIN kidjamo.pseudonyms AS ps ON ps.subject = 'patient' AND ps.identifier = a.patient_id
 WHERE n.notification_id = ANY(%s)
 ORDER BY kidjamo.severity_rank(e.severity) DESC, n.notification_id
 """
@@ -50,13 +52,29 @@ def notification_document(row: dict) -> dict:
     return {
         "kind": "kidjamo.alert", "event_id": row["event_id"], "event_key": row["event_key"],
         "event_type": row["event_type"], "audience": row["audience"], "event_at": row["event_at"],
-        "alert_id": row["alert_id"], "patient_id": row["patient_id"], "care_team": row["care_team"],
+        "alert_id": row["alert_id"], "patient_id": row["patient_id"], "patient_pseudonym": row["patient_pseudonym"],
+        "care_team": row["care_team"],
         "rule_id": row["rule_id"], "rule_version": row["rule_version"], "severity": row["severity"],
         "status": row["status"], "title": (evidence.get("rule") or {}).get("title"),
         "first_reading_at": row["first_reading_at"], "last_reading_at": row["last_reading_at"],
         "reading_count": row["reading_count"], "is_late": row["is_late"], "delay_seconds": row["delay_seconds"],
-        "evidence": evidence, "details": row["details"],
+        "evidence": evidence, "details": row["details"], "qualifiers": evidence.get("qualifiers") or [],
+        "text": notification_text(row["event_type"], evidence),
     }
+
+
+def notification_text(event_type: str, evidence: dict) -> str:
+    """One line for a person: what happened, the values that fired the rule, and how far to trust them."""
+    rule = evidence.get("rule") or {}
+    values = ", ".join(f"{name.replace('_', ' ')} {value}" for name, value in (evidence.get("values") or {}).items()
+                       if value is not None)
+    text = f"{rule.get('title') or rule.get('id')} ({event_type.replace('_', ' ')})"
+    if values:
+        text += f": {values}"
+    qualifiers = evidence.get("qualifiers") or []
+    if qualifiers:
+        text += ". Note: " + "; ".join(qualifiers)
+    return text
 
 
 def deliver_notifications(database_url: str, *, settings: Settings, now: datetime | None = None,
@@ -92,7 +110,10 @@ def _deliver_one(connection, row: dict, *, now: datetime, settings: Settings) ->
     document = notification_document(row)
     target = notify.target(row["channel"], row["audience"], settings)
     delivery_id = f"{row['event_key']}:{row['channel']}"
-    subject = f"[{row['severity'].upper()}] {document['title'] or row['rule_id']} — patient {row['patient_id']}"
+    # Subjects show in mail clients and phone notifications: the alert id, never who the patient is.
+    subject = f"[{row['severity'].upper()}] {document['title'] or row['rule_id']} — alert {row['alert_id']}"
+    if document["qualifiers"]:
+        subject += " (" + "; ".join(qualifier.split(":")[0] for qualifier in document["qualifiers"]) + ")"
     attempts: list[tuple[int, str, str]] = []
     attempt_number = row["attempts"]
 
@@ -101,7 +122,7 @@ def _deliver_one(connection, row: dict, *, now: datetime, settings: Settings) ->
         attempt_number += 1
         try:
             detail = notify.deliver(target, document, subject=subject, delivery_id=delivery_id,
-                                    group_id=row["patient_id"], settings=settings)
+                                    group_id=row["patient_pseudonym"] or f"alert-{row['alert_id']}", settings=settings)
         except notify.DeliveryError as error:
             attempts.append((attempt_number, "failed", str(error)[:1000]))
             raise

@@ -1,12 +1,13 @@
 """The clinical rules over readings (pure: no database, no clock).
 
 :func:`evaluate_rules` runs every rule of ``transforms/clinical/rules.yaml`` over a batch's silver
-readings, with recent history for the rules that span batches (pain on consecutive readings,
+readings, with recent history for the rules that span batches (severe pain within a window,
 flatline): one candidate per (patient, rule) with its evidence and lineage.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 
 import numpy as np
@@ -50,9 +51,10 @@ def _prepare(silver: pd.DataFrame, history: pd.DataFrame, rules: RuleSet) -> pd.
     if "age_band" not in frame or frame["age_band"].isna().all():
         frame["age_band"] = scores.age_band(frame["age_years"], rules)
     frame["age_band"] = frame["age_band"].astype("string")
-    if "news2_partial" not in frame or "news2_max_parameter" not in frame:
-        frame = frame.join(scores.news2_partial(frame["respiratory_rate"], frame["spo2"], frame["heart_rate"],
-                                                frame["temperature"], frame["age_years"]))
+    if "news2_measured_sum" not in frame:
+        news2 = scores.news2_partial(frame["respiratory_rate"], frame["spo2"], frame["heart_rate"], frame["temperature"],
+                                     frame["age_years"])
+        frame = frame.drop(columns=["news2_partial", "news2_max_parameter"], errors="ignore").join(news2)
     for column, default in (("is_late", False), ("raw_file", None), ("record_index", None)):
         if column not in frame:
             frame[column] = default
@@ -61,21 +63,47 @@ def _prepare(silver: pd.DataFrame, history: pd.DataFrame, rules: RuleSet) -> pd.
     return frame
 
 
-def match_readings(silver: pd.DataFrame, history: pd.DataFrame, *, rules: RuleSet) -> pd.DataFrame:
-    """One row per (batch reading, matching rule): the reading's columns plus ``rule_id`` and ``severity``."""
+NORMAL_COLUMNS = ["patient_id", "rule_id", "normal_at"]
+
+
+def match_and_clear(silver: pd.DataFrame, history: pd.DataFrame | None, *, rules: RuleSet,
+                    only: Collection[str] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Matches of the batch (see :func:`match_readings`) and its *normal* readings per rule.
+
+    A reading is normal for a rule when every parameter of the rule's ``resolve_on`` was measured
+    and the rule did not match: only such a reading, not an absent one, lets an alert resolve.
+    The second frame holds (patient_id, rule_id, normal_at), the latest normal batch reading.
+    ``only`` restricts the rules judged (the fast path judges the single-reading ones).
+    """
     frame = _prepare(silver, history, rules)
-    matches = []
+    matches, normals = [], []
     for rule_id, matcher in MATCHERS.items():
-        severity = matcher(frame, rules[rule_id], rules)
+        if only is not None and rule_id not in only:
+            continue
+        rule = rules[rule_id]
+        severity = matcher(frame, rule, rules)
         hit = severity.notna() & frame["in_batch"]
         if hit.any():
             matched = frame.loc[hit].copy()
             matched["rule_id"] = rule_id
             matched["severity"] = severity[hit]
             matches.append(matched)
+        if rule.auto_resolve and rule.resolve_on:
+            measured = frame[list(rule.resolve_on)].notna().all(axis=1)
+            normal = frame.loc[severity.isna() & measured & frame["in_batch"], ["patient_id", "measured_at"]]
+            if len(normal):
+                latest = normal.groupby("patient_id", sort=False)["measured_at"].max().reset_index()
+                normals.append(latest.rename(columns={"measured_at": "normal_at"}).assign(rule_id=rule_id))
+    normal_frame = pd.concat(normals, ignore_index=True)[NORMAL_COLUMNS] if normals else pd.DataFrame(columns=NORMAL_COLUMNS)
     if not matches:
-        return frame.iloc[0:0].assign(rule_id=pd.Series(dtype="object"), severity=pd.Series(dtype="object"))
-    return pd.concat(matches, ignore_index=True)
+        empty = frame.iloc[0:0].assign(rule_id=pd.Series(dtype="object"), severity=pd.Series(dtype="object"))
+        return empty, normal_frame
+    return pd.concat(matches, ignore_index=True), normal_frame
+
+
+def match_readings(silver: pd.DataFrame, history: pd.DataFrame, *, rules: RuleSet) -> pd.DataFrame:
+    """One row per (batch reading, matching rule): the reading's columns plus ``rule_id`` and ``severity``."""
+    return match_and_clear(silver, history, rules=rules)[0]
 
 
 def json_value(value):
@@ -85,7 +113,7 @@ def json_value(value):
 
 def _thresholds(rule_id: str, band_id, rules: RuleSet) -> dict:
     thresholds = rules[rule_id].thresholds.model_dump()
-    if rule_id in ("tachypnoea", "acs_pattern", "heart_rate") and isinstance(band_id, str):
+    if rule_id in ("tachypnoea", "bradypnoea", "acs_pattern", "heart_rate") and isinstance(band_id, str):
         vital = "heart_rate" if rule_id == "heart_rate" else "respiratory_rate"
         thresholds[f"{vital}_band"] = {"age_band": band_id, **getattr(rules.band(band_id), vital).model_dump()}
     if rule_id == "acs_pattern":
@@ -110,6 +138,25 @@ def evidence_record(rule: Rule, rules: RuleSet, *, values: dict, thresholds: dic
 
 
 BASELINE_NAMES = ("spo2_baseline", "heart_rate_baseline", "temperature_baseline", "hydration_baseline")
+QUALIFIER_COLUMNS = ("spo2_low_confidence", "weak_signal", "signal_quality", "activity_level", "ambient_temp",
+                     "ambient_humidity")
+ACTIVE_FROM_LEVEL = 6  # activity 6-10 of 10: exertion raises heart and breathing rates
+
+
+def reading_qualifiers(row: dict, rule_id: str) -> list[str]:
+    """What a clinician should weigh with the values: never a reason to suppress an alert, always said."""
+    qualifiers = []
+    if row.get("spo2_low_confidence") is True:
+        qualifiers.append("SpO2 below 70 %: outside the oximeter's specified accuracy (low confidence)")
+    if row.get("weak_signal") is True:
+        quality = json_value(row.get("signal_quality"))
+        qualifiers.append("weak sensor signal" + (f" (quality {quality:g} %)" if isinstance(quality, (int, float)) else ""))
+    activity = json_value(row.get("activity_level"))
+    if isinstance(activity, (int, float)) and activity >= ACTIVE_FROM_LEVEL:
+        qualifiers.append(f"patient active (activity {activity:g}/10)")
+    if rule_id == "heat_exposure" and json_value(row.get("ambient_humidity")) is None:
+        qualifiers.append("heat index unknown (no humidity measured): judged on the ambient temperature")
+    return qualifiers
 
 
 def _evidences(worst: pd.DataFrame, rules: RuleSet) -> list[dict]:
@@ -117,7 +164,7 @@ def _evidences(worst: pd.DataFrame, rules: RuleSet) -> list[dict]:
     thresholds_cache: dict[tuple, dict] = {}
     evidences = []
     needed = {"rule_id", "age_band", "device_id", "measured_at", "is_late", "delay_seconds", *BASELINE_NAMES,
-              *(name for names in EVIDENCE_VALUES.values() for name in names)}
+              *QUALIFIER_COLUMNS, *(name for names in EVIDENCE_VALUES.values() for name in names)}
     for row in worst[[column for column in worst.columns if column in needed]].to_dict("records"):
         rule_id, band = row["rule_id"], row.get("age_band")
         band = band if isinstance(band, str) else None
@@ -130,6 +177,7 @@ def _evidences(worst: pd.DataFrame, rules: RuleSet) -> list[dict]:
             baseline={name: json_value(row.get(name)) for name in BASELINE_NAMES},
             device_id=row["device_id"], measured_at=json_value(row["measured_at"]), is_late=bool(row["is_late"]),
             delay_seconds=json_value(row["delay_seconds"]), age_band=band,
+            qualifiers=reading_qualifiers(row, rule_id),
         ))
     return evidences
 

@@ -17,8 +17,13 @@ HISTORY_COLUMNS = ["device_id", "patient_id", "measured_at", "spo2", "heart_rate
 
 
 def _history_lookback(rules: RuleSet) -> timedelta:
-    # Flatline needs its window; three consecutive pain readings need a minute at a 30 s cadence.
+    # Flatline needs its window (and a minute of slack).
     return timedelta(minutes=rules["sensor_flatline"].thresholds.minutes + 1)
+
+
+def _pain_lookback(rules: RuleSet) -> timedelta:
+    # Severe pain counts readings within its window; flatline's window is read for the same device too.
+    return max(timedelta(minutes=rules["pain_severe"].thresholds.window_minutes), _history_lookback(rules))
 
 
 def read_history(connection, silver: pd.DataFrame, rules: RuleSet) -> pd.DataFrame:
@@ -27,7 +32,7 @@ def read_history(connection, silver: pd.DataFrame, rules: RuleSet) -> pd.DataFra
     For each device of the batch, the look-back window before its first batch reading is read
     only when it can matter: its previous reading has the same SpO2 or heart rate as its first
     batch reading (a flatline may have started before the batch), or the batch shows severe pain
-    (the consecutive-readings rule). The previous reading comes from the alert step's per-device
+    (the pain window's rule). The previous reading comes from the alert step's per-device
     state (``kidjamo.device_last_seen``: latest measured_at, SpO2 and heart rate), one join for the
     whole batch; only devices without state, or whose batch does not follow their state (late
     readings, a re-run), take an index probe into ``kidjamo.measurements``. At a 30 s cadence this
@@ -40,7 +45,8 @@ def read_history(connection, silver: pd.DataFrame, rules: RuleSet) -> pd.DataFra
     pain_threshold = rules["pain_severe"].thresholds.pain_at_least
     pain = pd.to_numeric(silver["pain_scale"], errors="coerce") if "pain_scale" in silver else pd.Series(np.nan, index=silver.index)
     painful = set(silver.loc[(pain >= pain_threshold).fillna(False), "device_id"])
-    since = first["measured_at"] - _history_lookback(rules)
+    lookback = np.where(first["device_id"].isin(painful), _pain_lookback(rules), _history_lookback(rules))
+    since = first["measured_at"] - pd.to_timedelta(lookback).to_numpy()
 
     batch = pa.table({
         "device_id": arrow_strings(first["device_id"]),
@@ -129,23 +135,25 @@ def silent_device_candidates(connection, as_of: datetime, rules: RuleSet) -> tup
         """
         SELECT d.device_id, d.patient_id, s.last_measured_at,
                EXISTS (SELECT 1 FROM kidjamo.alerts AS a WHERE a.patient_id = d.patient_id AND a.status <> 'resolved'
-                       AND a.severity = 'critical' AND a.rule_id <> 'sensor_silent') AS has_open_critical
+                       AND kidjamo.severity_rank(a.severity) >= kidjamo.severity_rank(%(open_at_least)s)
+                       AND a.rule_id <> 'sensor_silent') AS has_open_alert
         FROM kidjamo.devices AS d JOIN kidjamo.device_last_seen AS s USING (device_id)
         WHERE d.active AND s.last_measured_at < %(silent_since)s AND s.last_measured_at >= %(lookback)s
         """,
-        {"silent_since": as_of - timedelta(minutes=t.silent_minutes), "lookback": as_of - timedelta(hours=t.lookback_hours)},
+        {"silent_since": as_of - timedelta(minutes=t.silent_minutes), "lookback": as_of - timedelta(hours=t.lookback_hours),
+         "open_at_least": t.open_alert_at_least},
     ).fetchall()
     if not rows:
         return pd.DataFrame(columns=CANDIDATE_COLUMNS), pd.DataFrame(columns=["patient_id", "rule_id", "device_id", "measured_at"])
     rule = rules["sensor_silent"]
     records, matches = [], []
-    for device_id, patient_id, last_seen, has_critical in rows:
+    for device_id, patient_id, last_seen, has_open_alert in rows:
         silent_minutes = (as_of - last_seen).total_seconds() / 60
-        severity = t.with_open_critical_severity if has_critical else rule.severity
+        severity = t.with_open_alert_severity if has_open_alert else rule.severity
         evidence = evidence_record(
             rule, rules,
             values={"last_reading_at": last_seen.isoformat(), "silent_minutes": round(silent_minutes, 1),
-                    "patient_has_open_critical_alert": has_critical},
+                    "patient_has_open_alert": bool(has_open_alert)},
             thresholds=t.model_dump(), baseline={}, device_id=device_id, measured_at=last_seen.isoformat(),
             is_late=False, delay_seconds=0.0,
         )

@@ -19,7 +19,8 @@ import pyarrow as pa
 from kidjamo import notify
 from kidjamo.settings import Settings
 from kidjamo.warehouse.database import connect
-from transforms.alerts.evaluate import CANDIDATE_COLUMNS, LINEAGE_IN_ALERT, candidates_from_matches, match_readings
+from transforms.alerts.evaluate import (CANDIDATE_COLUMNS, LINEAGE_IN_ALERT, NORMAL_COLUMNS, candidates_from_matches,
+                                       match_and_clear)
 from transforms.alerts.history import read_history, silent_device_candidates, silver_frame, update_last_seen
 from transforms.clinical.rules import SEVERITY_RANK, RuleSet
 
@@ -197,6 +198,10 @@ def _attach_readings(connection, fresh: pd.DataFrame) -> None:
     )
 
 
+#: Alert events the people concerned are told about (an acknowledgement is their own action).
+NOTIFIED_EVENTS = ("opened", "escalated", "escalation_notice", "renotified", "resolved")
+
+
 def record_events(connection, events: list[tuple], *, at: datetime, run_id: str | None, settings: Settings,
                   audience: str = "care_team", actor: str = "pipeline") -> int:
     """Insert alert events (once per event key) and queue their notifications; return how many were queued.
@@ -218,7 +223,7 @@ def record_events(connection, events: list[tuple], *, at: datetime, run_id: str 
          [e[3] for e in events], [json.dumps(e[4], default=str) for e in events]),
     ).fetchall()
     queue = [(event_id, channel) for event_id, event_type, severity in inserted
-             if event_type in ("opened", "escalated", "escalation_notice")
+             if event_type in NOTIFIED_EVENTS
              for channel in _channels_for(severity, settings)]
     if not queue:
         return 0
@@ -238,33 +243,58 @@ def _channels_for(severity: str, settings: Settings) -> list[str]:
     return [channel for channel in notify.configured_channels(settings) if channel == "log" or pages]
 
 
-def _auto_resolve(connection, as_of: datetime, run_id: str, settings: Settings) -> int:
-    """Resolve alerts whose rule stopped matching: newer readings exist and the quiet period has passed.
+def _record_normal_readings(connection, normals: pd.DataFrame) -> int:
+    """Remember, on each unresolved alert, the latest normal reading after its last matching one."""
+    if normals.empty:
+        return 0
+    return connection.execute(
+        """
+        UPDATE kidjamo.alerts AS a SET normal_reading_at = GREATEST(a.normal_reading_at, n.normal_at)
+        FROM unnest(%b::text[], %b::text[], %b::timestamptz[]) AS n(patient_id, rule_id, normal_at)
+        WHERE a.patient_id = n.patient_id AND a.rule_id = n.rule_id AND a.status <> 'resolved'
+          AND n.normal_at > a.last_reading_at
+        """,
+        (_values(normals["patient_id"]), _values(normals["rule_id"]),
+         [_py_time(t) for t in pd.to_datetime(normals["normal_at"], utc=True)]),
+    ).rowcount
 
-    ``sensor_silent`` resolves as soon as its device reports again.
+
+def _auto_resolve(connection, as_of: datetime, run_id: str, rules: RuleSet, settings: Settings) -> int:
+    """Resolve the alerts whose patient is well again, and notify each resolution.
+
+    An alert resolves itself only when all of these hold: its rule may resolve itself (fever in
+    sickle-cell disease may not); it is not critical and unacknowledged; a *normal* reading of the
+    rule's parameters came after its last matching reading (no reading is not a normal reading);
+    the quiet period has passed since that last matching reading; and it has been open for the
+    quiet period, so a late episode is never opened and resolved in one run. ``sensor_silent``
+    resolves as soon as its device reports again (not in the run that opened it).
     """
     quiet = timedelta(minutes=settings.alert_quiet_minutes)
+    resolvable = [rule.id for rule in rules.rules.values() if rule.auto_resolve and rule.resolve_on]
     rows = connection.execute(
         """
-        WITH patient_last AS (
-            SELECT patient_id, max(last_measured_at) AS last_seen FROM kidjamo.device_last_seen GROUP BY patient_id
-        )
         UPDATE kidjamo.alerts AS a
         SET status = 'resolved', resolved_at = %(as_of)s, resolved_by = 'pipeline', updated_at = %(as_of)s,
             resolution = CASE WHEN a.rule_id = 'sensor_silent' THEN 'device reporting again'
-                              ELSE 'rule quiet for ' || %(quiet_minutes)s || ' minutes' END
-        FROM patient_last AS p
-        WHERE a.patient_id = p.patient_id AND a.status <> 'resolved'
+                              ELSE 'normal reading at ' || to_char(a.normal_reading_at AT TIME ZONE 'UTC',
+                                   'YYYY-MM-DD"T"HH24:MI:SS"Z"') || ', rule quiet for ' || %(quiet_minutes)s
+                                   || ' minutes' END
+        WHERE a.status <> 'resolved' AND a.opened_at < %(as_of)s
           AND CASE WHEN a.rule_id = 'sensor_silent'
                    THEN EXISTS (SELECT 1 FROM kidjamo.device_last_seen AS s
                                 WHERE s.device_id = a.evidence ->> 'device_id' AND s.last_measured_at > a.last_reading_at)
-                   ELSE a.last_reading_at <= %(as_of)s - %(quiet)s AND p.last_seen >= a.last_reading_at + %(quiet)s END
-        RETURNING a.alert_id, a.severity
+                   ELSE a.rule_id = ANY(%(resolvable)s)
+                        AND NOT (a.severity = 'critical' AND a.status = 'open')
+                        AND a.normal_reading_at > a.last_reading_at
+                        AND a.last_reading_at <= %(as_of)s - %(quiet)s
+                        AND a.opened_at <= %(as_of)s - %(quiet)s END
+        RETURNING a.alert_id, a.severity, a.resolution
         """,
-        {"as_of": as_of, "quiet": quiet, "quiet_minutes": f"{settings.alert_quiet_minutes:g}"},
+        {"as_of": as_of, "quiet": quiet, "quiet_minutes": f"{settings.alert_quiet_minutes:g}", "resolvable": resolvable},
     ).fetchall()
-    events = [(alert_id, f"{alert_id}:resolved", "resolved", severity, {"reason": "auto", "run_id": run_id})
-              for alert_id, severity in rows]
+    events = [(alert_id, f"{alert_id}:resolved", "resolved", severity,
+               {"reason": "auto", "resolution": resolution, "run_id": run_id})
+              for alert_id, severity, resolution in rows]
     record_events(connection, events, at=as_of, run_id=run_id, settings=settings)
     return len(rows)
 
@@ -279,7 +309,8 @@ def raise_alerts(database_url: str, silver: pa.Table | pd.DataFrame, *, interval
     frame = silver_frame(silver)
     with connect(database_url, application_name="kidjamo-alerts") as connection:
         history = read_history(connection, frame, rules)
-        matches = match_readings(frame, history, rules=rules) if len(frame) else pd.DataFrame()
+        matches, normals = match_and_clear(frame, history, rules=rules) if len(frame) \
+            else (pd.DataFrame(), pd.DataFrame(columns=NORMAL_COLUMNS))
         candidates = candidates_from_matches(matches, rules) if len(frame) else pd.DataFrame(columns=CANDIDATE_COLUMNS)
         devices_seen = update_last_seen(connection, frame)
         silent, silent_matches = silent_device_candidates(connection, interval_end, rules)
@@ -291,7 +322,8 @@ def raise_alerts(database_url: str, silver: pa.Table | pd.DataFrame, *, interval
             if len(match_keys) or len(silent_matches) else match_keys
         counts = upsert_candidates(connection, all_candidates, all_matches, at=interval_end, run_id=run_id,
                                     source="batch", settings=settings)
-        counts["resolved"] = _auto_resolve(connection, interval_end, run_id, settings)
+        counts["normal_readings"] = _record_normal_readings(connection, normals)
+        counts["resolved"] = _auto_resolve(connection, interval_end, run_id, rules, settings)
     all_candidates["as_of"] = interval_end
     return {"readings": len(frame), "history_readings": len(history), "devices_seen": devices_seen,
             "matches": len(matches), "silent_devices": len(silent), **counts, "candidates": all_candidates}

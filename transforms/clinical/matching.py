@@ -34,7 +34,7 @@ def _band(frame: pd.DataFrame, vital: str, rules: RuleSet) -> pd.DataFrame:
 
 
 def fever(frame, rule, rules):
-    return _severity(frame, frame["temperature"] > rule.thresholds.temperature_above, rule.severity)
+    return _severity(frame, frame["temperature"] >= rule.thresholds.temperature_at_least, rule.severity)
 
 
 def fever_infant(frame, rule, rules):
@@ -46,12 +46,14 @@ def fever_onset(frame, rule, rules):
     t = rule.thresholds
     # An unknown age is treated as >= 1 year: an infant's stricter rule cannot apply without it.
     old_enough = (frame["age_years"] >= t.age_at_least_years) | frame["age_years"].isna()
-    in_range = (frame["temperature"] >= t.temperature_at_least) & (frame["temperature"] <= t.temperature_at_most)
+    in_range = (frame["temperature"] >= t.temperature_at_least) & (frame["temperature"] < t.temperature_below)
     return _severity(frame, old_enough & in_range, rule.severity)
 
 
 def hypothermia(frame, rule, rules):
-    return _severity(frame, frame["temperature"] <= rule.thresholds.temperature_at_most, rule.severity)
+    t = rule.thresholds
+    infant = (frame["age_years"] < t.infant_age_below_years) & (frame["temperature"] < t.infant_temperature_below)
+    return _severity(frame, (frame["temperature"] <= t.temperature_at_most) | infant, rule.severity)
 
 
 def hypoxia(frame, rule, rules):
@@ -71,16 +73,57 @@ def spo2_drop(frame, rule, rules):
     return _severity(frame, _spo2_drop(frame, rules), rule.severity)
 
 
+def _adult(frame: pd.DataFrame, adults_from_years: float) -> pd.Series:
+    return (frame["age_years"] >= adults_from_years).fillna(False)
+
+
+def _who_fast_breathing(frame: pd.DataFrame, rules: RuleSet) -> pd.Series:
+    """At or above the WHO/IMCI fast-breathing cut-off of the child's age in months (False outside 0-59 months)."""
+    months = frame["age_years"] * 12
+    fast = pd.Series(False, index=frame.index)
+    for band in rules["tachypnoea"].thresholds.who_fast_breathing:
+        in_band = (months >= band.min_months) & (months < band.max_months)
+        fast |= (in_band & (frame["respiratory_rate"] >= band.at_least)).fillna(False)
+    return fast
+
+
+def fast_breathing(frame: pd.DataFrame, rules: RuleSet) -> tuple[pd.Series, pd.Series]:
+    """(fast, extreme) breathing for age: under 16 the lower of WHO/IMCI and the PEWS band, else NEWS2 bins."""
+    t = rules["tachypnoea"].thresholds
+    adult = _adult(frame, t.adults_from_years)
+    band = _band(frame, "respiratory_rate", rules)
+    rate = frame["respiratory_rate"]
+    fast = (~adult & (band["above_normal"] | _who_fast_breathing(frame, rules))) | (adult & (rate > t.adult_above))
+    extreme = (~adult & band["extreme_high"]) | (adult & (rate > t.adult_extreme_above))
+    return fast.fillna(False), extreme.fillna(False)
+
+
+def slow_breathing(frame: pd.DataFrame, rules: RuleSet) -> tuple[pd.Series, pd.Series]:
+    """(slow, extreme) breathing for age: under 16 the PEWS band's low side, else NEWS2 bins."""
+    t = rules["bradypnoea"].thresholds
+    adult = _adult(frame, t.adults_from_years)
+    band = _band(frame, "respiratory_rate", rules)
+    rate = frame["respiratory_rate"]
+    slow = (~adult & band["below_normal"]) | (adult & (rate < t.adult_below))
+    extreme = (~adult & band["extreme_low"]) | (adult & (rate < t.adult_extreme_below))
+    return slow.fillna(False), extreme.fillna(False)
+
+
 def acs_pattern(frame, rule, rules):
     t = rule.thresholds
-    fast_breathing = _band(frame, "respiratory_rate", rules)["above_normal"]
-    companion = fast_breathing | (frame["temperature"] > t.temperature_above) | (frame["pain_scale"] >= t.pain_at_least)
+    fast, _ = fast_breathing(frame, rules)
+    companion = fast | (frame["temperature"] >= t.temperature_at_least) | (frame["pain_scale"] >= t.pain_at_least)
     return _severity(frame, _spo2_drop(frame, rules) & companion, rule.severity)
 
 
 def tachypnoea(frame, rule, rules):
-    band = _band(frame, "respiratory_rate", rules)
-    return _choose(frame, [(band["extreme_high"], rule.thresholds.extreme_severity), (band["above_normal"], rule.severity)])
+    fast, extreme = fast_breathing(frame, rules)
+    return _choose(frame, [(extreme, rule.thresholds.extreme_severity), (fast, rule.severity)])
+
+
+def bradypnoea(frame, rule, rules):
+    slow, extreme = slow_breathing(frame, rules)
+    return _choose(frame, [(extreme, rule.thresholds.extreme_severity), (slow, rule.severity)])
 
 
 def heart_rate(frame, rule, rules):
@@ -92,28 +135,43 @@ def heart_rate(frame, rule, rules):
 
 def pain_severe(frame, rule, rules):
     t = rule.thresholds
-    severe = (frame["pain_scale"] >= t.pain_at_least).fillna(False).astype(bool)
-    streak = severe.copy()
-    by_patient = severe.groupby(frame["patient_id"], sort=False)
-    for back in range(1, t.consecutive_readings):
-        streak &= by_patient.shift(back, fill_value=False).astype(bool)
-    return _severity(frame, streak, rule.severity)
+    ordered = frame.sort_values(["patient_id", "measured_at"], kind="stable")
+    pain = ordered["pain_scale"]
+    severe = (pain >= t.pain_at_least).fillna(False).to_numpy(dtype=bool)
+    # Count severe readings of the same patient within the window ending at each reading: one sorted
+    # key per (patient, time) lets a single searchsorted find every window's start.
+    patient = pd.factorize(ordered["patient_id"])[0].astype("int64")
+    millis = ((ordered["measured_at"] - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(milliseconds=1)).to_numpy(dtype="int64")
+    window = int(t.window_minutes * 60_000)
+    offset = millis - (millis.min() if len(millis) else 0)
+    key = patient * (int(offset.max(initial=0)) + window + 1) + offset
+    severe_before = np.concatenate([[0], np.cumsum(severe)])
+    start = np.searchsorted(key, key - window, side="left")
+    in_window = severe_before[1:] - severe_before[start]
+    sustained = severe & (in_window >= t.readings_at_least)
+    single = (pain >= t.single_reading_at_least).fillna(False).to_numpy(dtype=bool)
+    matched = pd.Series(sustained | single, index=ordered.index).reindex(frame.index)
+    return _severity(frame, matched, rule.severity)
 
 
 def voc_pattern(frame, rule, rules):
     t = rule.thresholds
-    companion = (frame["temperature"] > t.temperature_above) | (frame["spo2"] <= t.spo2_at_most)
+    companion = (frame["temperature"] >= t.temperature_at_least) | (frame["spo2"] <= t.spo2_at_most)
     return _severity(frame, (frame["pain_scale"] >= t.pain_at_least) & companion, rule.severity)
 
 
 def news2(frame, rule, rules):
     t = rule.thresholds
-    adult = frame["age_years"] >= t.age_at_least_years
-    total = frame["news2_partial"].astype("float64")
-    single = frame["news2_max_parameter"].astype("float64")
+    adult = _adult(frame, t.age_at_least_years)
+    parameters = scores.news2_parameter_scores(frame["respiratory_rate"], frame["spo2"], frame["heart_rate"],
+                                               frame["temperature"]).astype("float64")
+    # With a parameter missing the score is incomplete, not lower: the measured part is a lower
+    # bound, so it alone can reach a band, but a missing parameter never counts as 0 = reassuring.
+    measured_sum = parameters.sum(axis=1, skipna=True).where(parameters.notna().any(axis=1))
+    single = parameters.max(axis=1, skipna=True)
     return _choose(frame, [
-        (adult & (total >= t.critical_at_least), t.critical_severity),
-        (adult & ((total >= t.high_at_least) | (single >= t.single_parameter_at_least)), rule.severity),
+        (adult & (measured_sum >= t.critical_at_least), t.critical_severity),
+        (adult & ((measured_sum >= t.high_at_least) | (single >= t.single_parameter_at_least)), rule.severity),
     ])
 
 
@@ -135,7 +193,11 @@ def heat_dehydration(frame, rule, rules):
 
 def heat_exposure(frame, rule, rules):
     t = rule.thresholds
-    heat = frame["heat_index_c"].fillna(frame["ambient_temp"])
+    # Computed here, not read from the silver column, so the rule never mistakes another value for it.
+    heat_index = scores.heat_index_c(frame["ambient_temp"], frame["ambient_humidity"])["heat_index_c"]
+    # Without humidity the heat index is unknown (the alert's evidence shows no humidity): judge the
+    # ambient temperature against the same cut-offs rather than stay silent.
+    heat = heat_index.fillna(frame["ambient_temp"])
     return _choose(frame, [(heat >= t.high_at_least, t.high_severity), (heat >= t.heat_index_at_least, rule.severity)])
 
 
@@ -161,6 +223,10 @@ def sensor_battery(frame, rule, rules):
     return _severity(frame, frame["battery_level"] < rule.thresholds.battery_below, rule.severity)
 
 
+#: Rules that need earlier readings of the patient (a window of pain, a flatline): judged by the
+#: minute batch only. Every other matcher needs just the reading, the registry and the baseline.
+CROSS_READING_RULES = ("pain_severe", "sensor_flatline")
+
 #: Rules judged reading by reading (sensor_silent is judged from devices' last readings instead).
 MATCHERS: dict[str, Matcher] = {
     "fever": fever,
@@ -173,6 +239,7 @@ MATCHERS: dict[str, Matcher] = {
     "spo2_drop": spo2_drop,
     "acs_pattern": acs_pattern,
     "tachypnoea": tachypnoea,
+    "bradypnoea": bradypnoea,
     "heart_rate": heart_rate,
     "pain_severe": pain_severe,
     "voc_pattern": voc_pattern,
@@ -188,11 +255,13 @@ MATCHERS: dict[str, Matcher] = {
 #: The reading values each rule's evidence shows, besides the rule's thresholds.
 EVIDENCE_VALUES: dict[str, list[str]] = {
     "fever": ["temperature"], "fever_infant": ["temperature", "age_years"], "fever_onset": ["temperature", "age_years"],
-    "hypothermia": ["temperature"], "hypoxia": ["spo2"], "hypoxia_severe": ["spo2"], "hypoxia_emergency": ["spo2"],
+    "hypothermia": ["temperature", "age_years"], "hypoxia": ["spo2"], "hypoxia_severe": ["spo2"], "hypoxia_emergency": ["spo2"],
     "spo2_drop": ["spo2"], "acs_pattern": ["spo2", "respiratory_rate", "temperature", "pain_scale"],
-    "tachypnoea": ["respiratory_rate"], "heart_rate": ["heart_rate"], "pain_severe": ["pain_scale"],
+    "tachypnoea": ["respiratory_rate", "age_years"], "bradypnoea": ["respiratory_rate", "age_years"],
+    "heart_rate": ["heart_rate"], "pain_severe": ["pain_scale"],
     "voc_pattern": ["pain_scale", "temperature", "spo2"],
-    "news2": ["news2_partial", "news2_max_parameter", "respiratory_rate", "spo2", "heart_rate", "temperature"],
+    "news2": ["news2_partial", "news2_measured_sum", "news2_max_parameter", "respiratory_rate", "spo2", "heart_rate",
+              "temperature"],
     "dehydration": ["hydration_pct"], "heat_dehydration": ["hydration_pct", "ambient_temp", "activity_level"],
     "heat_exposure": ["heat_index_c", "ambient_temp", "ambient_humidity"], "cold_exposure": ["ambient_temp"],
     "sensor_flatline": ["spo2", "heart_rate"], "sensor_battery": ["battery_level"],

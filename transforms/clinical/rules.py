@@ -1,7 +1,7 @@
 """Load and validate the clinical rule set (``rules.yaml``), the versioned data behind every alert.
 
 A malformed file fails loudly at load time with the rule id and the field at fault, e.g.
-``rules.yaml: rule 'fever' field 'thresholds.temperature_above': Field required``.
+``rules.yaml: rule 'fever' field 'thresholds.temperature_at_least': Field required``.
 """
 
 from __future__ import annotations
@@ -28,22 +28,32 @@ class _Strict(BaseModel):
 
 
 class Bound(_Strict):
-    """One side of an extreme band: ``value op bound`` (e.g. heart rate >= 190)."""
+    """One side of a PEWS band: ``value op bound`` (e.g. heart rate >= 190)."""
 
     op: Literal[">", ">=", "<", "<="]
     value: float
 
 
 class VitalBand(_Strict):
+    """A vital's Bedside PEWS item for one age band (Parshuram 2009, Table 1).
+
+    Sub-score 0 strictly inside ``normal`` (exclusive edges), 1 outside it, 2 in the intermediate
+    band, 4 in the extreme band.
+    """
+
     normal: tuple[float, float]
+    intermediate_high: Bound
+    intermediate_low: Bound
     extreme_high: Bound
     extreme_low: Bound
 
     @model_validator(mode="after")
     def _ordered(self) -> "VitalBand":
         low, high = self.normal
-        if not (self.extreme_low.value <= low <= high <= self.extreme_high.value):
-            raise ValueError(f"expected extreme_low <= normal low <= normal high <= extreme_high, got {self}")
+        if not (self.extreme_low.value <= self.intermediate_low.value <= low < high
+                <= self.intermediate_high.value <= self.extreme_high.value):
+            raise ValueError("expected extreme_low <= intermediate_low <= normal low < normal high"
+                             f" <= intermediate_high <= extreme_high, got {self}")
         return self
 
 
@@ -67,11 +77,20 @@ class Baselines(_Strict):
 class Escalation(_Strict):
     escalation_channel_minutes: float = Field(gt=0)
     second_tier_minutes: float = Field(gt=0)
+    high_escalation_channel_minutes: float = Field(gt=0)
+    high_second_tier_minutes: float = Field(gt=0)
+    acknowledged_renotify_minutes: float = Field(gt=0)
+
+    def tiers(self, severity: str) -> list[tuple[int, str, float]]:
+        """(tier, audience, minutes unacknowledged) of the escalation schedule of a severity (none below high)."""
+        minutes = {"critical": (self.escalation_channel_minutes, self.second_tier_minutes),
+                   "high": (self.high_escalation_channel_minutes, self.high_second_tier_minutes)}.get(severity)
+        return [] if minutes is None else [(1, "escalation", minutes[0]), (2, "second_tier", minutes[1])]
 
 
 # Thresholds of each rule: a rule id without a model here is an unknown rule.
 class FeverThresholds(_Strict):
-    temperature_above: float
+    temperature_at_least: float
 
 
 class FeverInfantThresholds(_Strict):
@@ -81,12 +100,14 @@ class FeverInfantThresholds(_Strict):
 
 class FeverOnsetThresholds(_Strict):
     temperature_at_least: float
-    temperature_at_most: float
+    temperature_below: float
     age_at_least_years: float
 
 
-class TemperatureAtMost(_Strict):
+class HypothermiaThresholds(_Strict):
     temperature_at_most: float
+    infant_age_below_years: float
+    infant_temperature_below: float
 
 
 class SpO2AtMost(_Strict):
@@ -103,7 +124,7 @@ class SpO2DropThresholds(_Strict):
 
 
 class AcsThresholds(_Strict):
-    temperature_above: float
+    temperature_at_least: float
     pain_at_least: int
 
 
@@ -111,14 +132,39 @@ class AgeBandThresholds(_Strict):
     extreme_severity: Severity
 
 
+class WhoFastBreathing(_Strict):
+    """WHO/IMCI fast breathing: a rate at or above ``at_least`` for ages in [min_months, max_months)."""
+
+    min_months: float = Field(ge=0)
+    max_months: float
+    at_least: float
+
+
+class TachypnoeaThresholds(_Strict):
+    extreme_severity: Severity
+    who_fast_breathing: list[WhoFastBreathing]
+    adults_from_years: float
+    adult_above: float
+    adult_extreme_above: float
+
+
+class BradypnoeaThresholds(_Strict):
+    extreme_severity: Severity
+    adults_from_years: float
+    adult_below: float
+    adult_extreme_below: float
+
+
 class PainSevereThresholds(_Strict):
     pain_at_least: int
-    consecutive_readings: int = Field(ge=1)
+    readings_at_least: int = Field(ge=1)
+    window_minutes: float = Field(gt=0)
+    single_reading_at_least: int
 
 
 class VocThresholds(_Strict):
     pain_at_least: int
-    temperature_above: float
+    temperature_at_least: float
     spo2_at_most: float
 
 
@@ -162,25 +208,22 @@ class BatteryThresholds(_Strict):
 class SilentThresholds(_Strict):
     silent_minutes: float = Field(gt=0)
     lookback_hours: float = Field(gt=0)
-    with_open_critical_severity: Severity
-
-
-class FastPathThresholds(_Strict):
-    spo2_below: float | None = None
-    temperature_at_least: float | None = None
+    open_alert_at_least: Severity
+    with_open_alert_severity: Severity
 
 
 THRESHOLD_MODELS: dict[str, type[BaseModel]] = {
     "fever": FeverThresholds,
     "fever_infant": FeverInfantThresholds,
     "fever_onset": FeverOnsetThresholds,
-    "hypothermia": TemperatureAtMost,
+    "hypothermia": HypothermiaThresholds,
     "hypoxia": SpO2AtMost,
     "hypoxia_severe": SpO2Below,
     "hypoxia_emergency": SpO2Below,
     "spo2_drop": SpO2DropThresholds,
     "acs_pattern": AcsThresholds,
-    "tachypnoea": AgeBandThresholds,
+    "tachypnoea": TachypnoeaThresholds,
+    "bradypnoea": BradypnoeaThresholds,
     "heart_rate": AgeBandThresholds,
     "pain_severe": PainSevereThresholds,
     "voc_pattern": VocThresholds,
@@ -195,6 +238,10 @@ THRESHOLD_MODELS: dict[str, type[BaseModel]] = {
 }
 
 
+ReadingParameter = Literal["spo2", "heart_rate", "temperature", "respiratory_rate", "pain_scale", "hydration_pct",
+                           "activity_level", "ambient_temp", "ambient_humidity", "battery_level", "signal_quality"]
+
+
 class Rule(_Strict):
     id: str
     version: int = Field(ge=1)
@@ -204,8 +251,17 @@ class Rule(_Strict):
     source: str
     project_choice: bool = False
     thresholds: BaseModel
-    fast_path: FastPathThresholds | None = None
     supersedes: list[str] = Field(default_factory=list)
+    auto_resolve: bool = True
+    resolve_on: list[ReadingParameter] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _resolvable(self) -> "Rule":
+        # sensor_silent resolves when its device reports again; every other rule names its parameters.
+        if self.auto_resolve and not self.resolve_on and self.id != "sensor_silent":
+            raise ValueError("expected resolve_on (the parameters whose normal reading resolves the alert)"
+                             " or auto_resolve: false")
+        return self
 
     @property
     def version_label(self) -> str:
@@ -311,49 +367,86 @@ def _threshold_text(rule: Rule) -> str:
     parts = []
     for name, value in rule.thresholds.model_dump().items():
         if isinstance(value, list):
-            value = ", ".join(str(v) for v in value)
+            value = ", ".join(
+                "(" + ", ".join(f"{k.replace('_', ' ')} {v:g}" for k, v in item.items()) + ")" if isinstance(item, dict)
+                else str(item) for item in value)
         parts.append(f"{name.replace('_', ' ')} {value}")
-    if rule.fast_path:
-        fast = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in rule.fast_path.model_dump(exclude_none=True).items())
-        parts.append(f"fast path: {fast}")
     return "; ".join(parts)
+
+
+def _resolution_text(rule: Rule) -> str:
+    if not rule.auto_resolve:
+        return "never (a clinician resolves it)"
+    if not rule.resolve_on:
+        return "when the device reports again"
+    return "after a normal " + ", ".join(name.replace("_", " ") for name in rule.resolve_on) + " reading"
 
 
 def rules_markdown(ruleset: RuleSet | None = None) -> str:
     """The rule set as Markdown tables (the generated part of docs/clinical-rules.md)."""
     ruleset = ruleset or default_rules()
     lines = [f"Rule set version **{ruleset.ruleset_version}** (`transforms/clinical/rules.yaml`).", "",
-             "| rule | version | condition | severity | thresholds (as configured) | source |",
-             "|---|---|---|---|---|---|"]
+             "| rule | version | condition | severity | thresholds (as configured) | resolves itself | source |",
+             "|---|---|---|---|---|---|---|"]
     for rule in ruleset.rules.values():
         severity = SEVERITY_WORDS[rule.severity]
         extra = {k: v for k, v in rule.thresholds.model_dump().items() if k.endswith("severity")}
         if extra:
             severity += " (" + ", ".join(f"{k.replace('_', ' ')}: {v}" for k, v in extra.items()) + ")"
         source = rule.source + (" — *project choice*" if rule.project_choice and "project choice" not in rule.source else "")
-        lines.append(f"| `{rule.id}` | {rule.version} | {rule.condition} | {severity} | {_threshold_text(rule)} | {source} |")
-    lines += ["", "Age bands (PEWS, Parshuram 2009), by age at the reading's time (a band includes its lower edge):", "",
-              "| band | ages | heart rate normal | heart rate extreme | resp. rate normal | resp. rate extreme |",
-              "|---|---|---|---|---|---|"]
+        lines.append(f"| `{rule.id}` | {rule.version} | {rule.condition} | {severity} | {_threshold_text(rule)} | "
+                     f"{_resolution_text(rule)} | {source} |")
+    lines += ["", "Age bands and Bedside PEWS item sub-scores (Parshuram 2009, Table 1), by age at the reading's "
+              "time (a band includes its lower edge). Sub-score 0 strictly inside the normal range, 1 at or beyond "
+              "its edges, 2 in the intermediate band, 4 in the extreme band:", "",
+              "| band | ages | heart rate 0 | heart rate 2 | heart rate 4 | resp. rate 0 | resp. rate 2 | resp. rate 4 |",
+              "|---|---|---|---|---|---|---|---|"]
+
+    def either(high: Bound, low: Bound) -> str:
+        return f"{high.op} {high.value:g} or {low.op} {low.value:g}"
+
     for band in ruleset.age_bands:
-        hr, rr = band.heart_rate, band.respiratory_rate
         upper = "" if band.max_years >= 150 else f"{band.max_years:g}"
-        lines.append(
-            f"| `{band.id}` | {band.min_years:g}–{upper} y | {hr.normal[0]:g}–{hr.normal[1]:g} | "
-            f"{hr.extreme_high.op} {hr.extreme_high.value:g} or {hr.extreme_low.op} {hr.extreme_low.value:g} | "
-            f"{rr.normal[0]:g}–{rr.normal[1]:g} | "
-            f"{rr.extreme_high.op} {rr.extreme_high.value:g} or {rr.extreme_low.op} {rr.extreme_low.value:g} |")
-    b = ruleset.baselines
+        cells = []
+        for vital in (band.heart_rate, band.respiratory_rate):
+            cells += [f"> {vital.normal[0]:g} and < {vital.normal[1]:g}",
+                      either(vital.intermediate_high, vital.intermediate_low), either(vital.extreme_high, vital.extreme_low)]
+        lines.append(f"| `{band.id}` | {band.min_years:g}–{upper} y | " + " | ".join(cells) + " |")
+    b, e = ruleset.baselines, ruleset.escalation
     defaults = ", ".join(f"{genotype} {value:g} %" for genotype, value in b.genotype_spo2_default.items())
     lines += ["", f"Baselines: median of the last {b.window_days} days of the patient's readings outside alert "
               f"episodes, when they cover at least {b.min_hours_of_data:g} h; else the registry SpO2; else the "
               f"genotype default ({defaults}). Without a personal baseline, heart rate uses the age band's typical "
               f"value, temperature {b.typical_temperature:g} °C and hydration {b.typical_hydration:g} %.",
-              "", f"Escalation: a critical alert not acknowledged after {ruleset.escalation.escalation_channel_minutes:g} "
-              f"minutes is notified again on the escalation channel; after {ruleset.escalation.second_tier_minutes:g} "
-              f"minutes, to the second tier."]
+              "", f"Escalation: a critical alert not acknowledged after {e.escalation_channel_minutes:g} minutes is "
+              f"notified again on the escalation channel, after {e.second_tier_minutes:g} minutes to the second tier; "
+              f"a high alert after {e.high_escalation_channel_minutes:g} and {e.high_second_tier_minutes:g} minutes. "
+              f"An acknowledged alert whose rule still matches is notified again every "
+              f"{e.acknowledged_renotify_minutes:g} minutes. No alert resolves itself while it is critical and "
+              f"unacknowledged, nor in the run that opened it, nor before the quiet period "
+              f"(`KIDJAMO_ALERT_QUIET_MINUTES`) after its last matching reading; its resolution is notified."]
     return "\n".join(lines) + "\n"
 
 
+GENERATED_START = "(do not edit by hand; edit rules.yaml) -->\n"
+GENERATED_END = "<!-- end generated -->"
+
+
+def write_rules_page(path: Path | str) -> None:
+    """Replace the generated section of a Markdown page (docs/clinical-rules.md) with :func:`rules_markdown`."""
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    head, start, rest = text.partition(GENERATED_START)
+    _, end, tail = rest.partition(GENERATED_END)
+    if not start or not end:
+        raise RuleFileError(f"{path}: expected the generated-section markers {GENERATED_START.strip()!r} and {GENERATED_END!r}")
+    path.write_text(head + GENERATED_START + rules_markdown() + GENERATED_END + tail, encoding="utf-8")
+
+
 if __name__ == "__main__":
-    print(rules_markdown(), end="")
+    import sys
+
+    if len(sys.argv) > 1:
+        write_rules_page(sys.argv[1])
+    else:
+        print(rules_markdown(), end="")

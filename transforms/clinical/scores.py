@@ -2,7 +2,7 @@
 
 Published tables: PEWS age bands (Parshuram 2009), NEWS2 (RCP 2017), the NOAA heat
 index (Rothfusz regression with its adjustments) and the physiological strain index (Moran 1998).
-Missing inputs give missing outputs (or a 0 parameter score for NEWS2, which scores what it sees).
+Missing inputs give missing outputs: a NEWS2 parameter that was not measured is unknown, never 0.
 """
 
 from __future__ import annotations
@@ -44,11 +44,13 @@ def _band_lookup(band_ids: pd.Series, vital: str, rules: RuleSet) -> dict[str, V
 
 
 def pews_band(values: pd.Series, band_ids: pd.Series, vital: str, rules: RuleSet | None = None) -> pd.DataFrame:
-    """Where each value sits in its age band's PEWS ranges for ``vital`` (heart_rate or respiratory_rate).
+    """Where each value sits in its age band's Bedside PEWS item for ``vital`` (heart_rate or respiratory_rate).
 
-    Columns: ``above_normal``, ``below_normal``, ``extreme_high``, ``extreme_low`` (booleans, False
-    when the value or the band is unknown) and ``pews_band_score``: 0 normal, 1 outside the normal
-    range, 2 in the extreme band (NA when unknown).
+    Columns (booleans, False when the value or the band is unknown): ``above_normal`` /
+    ``below_normal`` (at or beyond an edge of the exclusive normal range), ``intermediate_high`` /
+    ``intermediate_low``, ``extreme_high`` / ``extreme_low``; and ``pews_subscore``, the published
+    item sub-score 0, 1, 2 or 4 (Parshuram 2009, Table 1; NA when unknown). A wearable measures two
+    of the seven Bedside PEWS items, so no total PEWS is computed from these.
     """
     rules = rules or default_rules()
     values = pd.Series(values, dtype="float64")
@@ -57,8 +59,8 @@ def pews_band(values: pd.Series, band_ids: pd.Series, vital: str, rules: RuleSet
     ids = pd.Series(band_ids, index=index, dtype="string").to_numpy(dtype=object, na_value=None)
     normal_low = np.full(len(numbers), np.nan)
     normal_high = np.full(len(numbers), np.nan)
-    extreme_high = np.zeros(len(numbers), dtype=bool)
-    extreme_low = np.zeros(len(numbers), dtype=bool)
+    sides = {name: np.zeros(len(numbers), dtype=bool)
+             for name in ("intermediate_high", "intermediate_low", "extreme_high", "extreme_low")}
     with np.errstate(invalid="ignore"):
         for band_id, band in _band_lookup(band_ids, vital, rules).items():
             in_band = ids == band_id
@@ -66,19 +68,21 @@ def pews_band(values: pd.Series, band_ids: pd.Series, vital: str, rules: RuleSet
                 continue
             normal_low[in_band] = band.normal[0]
             normal_high[in_band] = band.normal[1]
-            extreme_high |= in_band & _compare(numbers, band.extreme_high)
-            extreme_low |= in_band & _compare(numbers, band.extreme_low)
-        above = numbers > normal_high
-        below = numbers < normal_low
+            for name, flags in sides.items():
+                flags |= in_band & _compare(numbers, getattr(band, name))
+        # The published normal range is exclusive ("> 110 and < 150"): an edge value already scores 1.
+        above = numbers >= normal_high
+        below = numbers <= normal_low
     known = ~np.isnan(numbers) & ~np.isnan(normal_low)
-    score = np.where(extreme_high | extreme_low, 2, np.where(above | below, 1, 0))
+    extreme = sides["extreme_high"] | sides["extreme_low"]
+    intermediate = sides["intermediate_high"] | sides["intermediate_low"]
+    score = np.select([extreme, intermediate, above | below], [4, 2, 1], default=0)
     return pd.DataFrame(
         {
             "above_normal": above,
             "below_normal": below,
-            "extreme_high": extreme_high,
-            "extreme_low": extreme_low,
-            "pews_band_score": pd.Series(score, index=index).astype("Int16").where(pd.Series(known, index=index), pd.NA),
+            **sides,
+            "pews_subscore": pd.Series(score, index=index).astype("Int16").where(pd.Series(known, index=index), pd.NA),
         },
         index=index,
     )
@@ -95,16 +99,18 @@ def respiratory_rate_pews_band(respiratory_rate: pd.Series, band_ids: pd.Series,
 
 
 def _news2_parameter(values: pd.Series, bins: list[tuple[pd.Series, int]]) -> pd.Series:
-    """The first matching bin's score; 0 when nothing matches or the value is missing."""
+    """The first matching bin's score, 0 in the normal bin; NA when the value is missing (never 0)."""
     conditions = [condition.fillna(False).to_numpy(dtype=bool) for condition, _ in bins]
-    return pd.Series(np.select(conditions, [score for _, score in bins], default=0), index=values.index)
+    scored = pd.Series(np.select(conditions, [score for _, score in bins], default=0), index=values.index)
+    return scored.astype("Int16").where(values.notna(), pd.NA)
 
 
 def news2_parameter_scores(respiratory_rate, spo2, heart_rate, temperature) -> pd.DataFrame:
-    """NEWS2 score of each measured parameter (RCP 2017, SpO2 scale 1).
+    """NEWS2 score of each measured parameter (RCP 2017, SpO2 scale 1); NA where it was not measured.
 
     The published bins are on whole numbers (temperature on tenths); a value between two bins
-    (e.g. a heart rate of 90.5) falls in the more abnormal one, so nothing is under-scored.
+    (e.g. a heart rate of 90.5, a temperature of 38.04 or 35.05) falls in the more abnormal one,
+    so nothing is under-scored.
     """
     rr = pd.Series(respiratory_rate, dtype="float64")
     sat = pd.Series(spo2, dtype="float64", index=rr.index)
@@ -119,9 +125,7 @@ def news2_parameter_scores(respiratory_rate, spo2, heart_rate, temperature) -> p
             # <= 40: 3 | 41-50: 1 | 51-90: 0 | 91-110: 1 | 111-130: 2 | >= 131: 3
             "heart_rate": _news2_parameter(hr, [(hr < 41, 3), (hr < 51, 1), (hr > 130, 3), (hr > 110, 2), (hr > 90, 1)]),
             # <= 35.0: 3 | 35.1-36.0: 1 | 36.1-38.0: 0 | 38.1-39.0: 1 | >= 39.1: 2
-            "temperature": _news2_parameter(
-                temp, [(temp < 35.05, 3), (temp < 36.05, 1), (temp > 39.05, 2), (temp > 38.05, 1)]
-            ),
+            "temperature": _news2_parameter(temp, [(temp < 35.1, 3), (temp < 36.1, 1), (temp > 39.0, 2), (temp > 38.0, 1)]),
         }
     )
 
@@ -129,24 +133,33 @@ def news2_parameter_scores(respiratory_rate, spo2, heart_rate, temperature) -> p
 def news2_partial(respiratory_rate, spo2, heart_rate, temperature, age_years) -> pd.DataFrame:
     """Partial NEWS2 (what a wearable measures; air and alert score 0) for adults (>= 16 y).
 
-    Columns ``news2_partial`` (sum) and ``news2_max_parameter`` (highest single-parameter score),
-    nullable Int16, NA for children and unknown ages.
+    Columns, nullable Int16, NA for children and unknown ages: ``news2_partial``, the sum of the
+    four measured parameters, NA when any of them is missing (an incomplete score is unknown, not
+    a lower one); ``news2_max_parameter``, the highest score among the parameters measured;
+    ``news2_measured_sum``, the sum over the parameters measured (a lower bound of the score when
+    some are missing, which the news2 rule still acts on).
     """
     scores = news2_parameter_scores(respiratory_rate, spo2, heart_rate, temperature)
     ages = pd.Series(age_years, dtype="float64", index=scores.index)
     adult = (ages >= NEWS2_MIN_AGE_YEARS).fillna(False)
+    complete = scores.notna().all(axis=1)
+    measured = scores.notna().any(axis=1)
+    measured_sum = scores.sum(axis=1, skipna=True).astype("Int16")
     return pd.DataFrame(
         {
-            "news2_partial": scores.sum(axis=1).astype("Int16").where(adult, pd.NA),
-            "news2_max_parameter": scores.max(axis=1).astype("Int16").where(adult, pd.NA),
+            "news2_partial": measured_sum.where(adult & complete, pd.NA),
+            "news2_max_parameter": scores.max(axis=1, skipna=True).astype("Int16").where(adult & measured, pd.NA),
+            "news2_measured_sum": measured_sum.where(adult & measured, pd.NA),
         }
     )
 
 
 def heat_index_c(ambient_temp, ambient_humidity) -> pd.DataFrame:
-    """NOAA/NWS heat index in °C; the ambient temperature (a lower bound) where humidity is missing.
+    """NOAA/NWS heat index in °C; unknown (NaN) where humidity is missing.
 
-    Columns ``heat_index_c`` and ``heat_index_is_lower_bound`` (True when humidity was absent).
+    Columns ``heat_index_c`` and ``heat_index_unknown`` (True when the temperature is known but the
+    humidity is not). Without humidity the ambient temperature is no bound of the heat index either
+    way: 35 °C is a heat index of about 50 °C at 70 % RH, and of less than 35 °C in dry air.
     Follows https://www.wpc.ncep.noaa.gov/html/heatindex_equation.shtml: Steadman's simple formula
     below 80 °F, else the Rothfusz regression with the low- and high-humidity adjustments.
     """
@@ -165,12 +178,10 @@ def heat_index_c(ambient_temp, ambient_humidity) -> pd.DataFrame:
     humid_adjustment = ((rh - 85) / 10) * ((87 - t) / 5)
     regression = rothfusz - dry_adjustment.where(dry, 0) + humid_adjustment.where(humid, 0)
     fahrenheit = simple.where((simple + t) / 2 < 80, regression)
-    computed = (fahrenheit - 32) * 5 / 9
-    lower_bound = humidity.isna()
     return pd.DataFrame(
         {
-            "heat_index_c": computed.where(~lower_bound, celsius),
-            "heat_index_is_lower_bound": lower_bound & celsius.notna(),
+            "heat_index_c": ((fahrenheit - 32) * 5 / 9).where(humidity.notna()),
+            "heat_index_unknown": humidity.isna() & celsius.notna(),
         }
     )
 

@@ -91,3 +91,14 @@ def resolve(alert_id: int, by: str | None, note: str | None) -> None:
     from transforms.alerts.actions import resolve_alert
 
     _act(resolve_alert, alert_id, by, note, "resolved")
+
+
+@command.command()
+@click.argument("alert_id", type=int)
+@click.option("--by", default=None, help="who escalates (default: the login name)")
+@click.option("--note", default=None, help="why (sent with the escalation)")
+def escalate(alert_id: int, by: str | None, note: str | None) -> None:
+    """Escalate ALERT_ID now: notify the next tier (escalation channel, then second tier)."""
+    from transforms.alerts.actions import escalate_alert
+
+    _act(escalate_alert, alert_id, by, note, "escalated")

@@ -51,17 +51,27 @@ def status() -> None:
 
 
 @command.command()
-def url() -> None:
+@click.option("--as", "component", type=click.Choice(database.COMPONENTS), default=None,
+              help="the URL of a component's own login role (default: the owner's)")
+def url(component: str | None) -> None:
     """Print the libpq URL of the database (psql and SQLAlchemy accept it)."""
-    click.echo(database.database_url())
+    click.echo(database.component_url(component) if component else database.database_url())
 
 
 @command.command()
 def migrate() -> None:
-    """Apply the schema migrations in sql/ (safe to run again)."""
+    """Apply the schema migrations in sql/ and create the components' login roles (safe to run again).
+
+    Embedded: each component's login gets a random password (kept in $KIDJAMO_HOME/pg/passwords.json).
+    External: the logins whose password is in KIDJAMO_<COMPONENT>_DB_PASSWORD (ingest, pipeline,
+    analyst, care) are created or get that password.
+    """
     url_ = database.ensure_database()
     applied = migrations.migrate(url_)
     click.echo(f"schema at revision {migrations.current_revision(url_)}" + (f" (applied {', '.join(applied)})" if applied else " (up to date)"))
+    logins = database.ensure_component_logins() + database.provision_logins_from_environment(url_)
+    if logins:
+        click.echo(f"login roles ready: {', '.join(logins)}")
 
 
 @command.command(context_settings={"ignore_unknown_options": True})
@@ -85,7 +95,8 @@ def refresh(heavy: bool) -> None:
     """Refresh the analytics materialized views CONCURRENTLY (readers are never blocked)."""
     from transforms.views import refresh_views
 
-    result = refresh_views(database.ensure_database(), heavy=heavy, pseudonym_key=get_settings().pseudonym_key)
+    url_ = database.ensure_database()
+    result = refresh_views(url_, heavy=heavy, pseudonym_key=database.pseudonym_key_for(url_))
     for view, seconds in result["views"].items():
         click.echo(f"analytics.{view}: {seconds:.3f} s")
 
@@ -115,3 +126,101 @@ def retention(keep_days: int, as_of) -> None:
     day = as_of.date() if as_of else datetime.now(timezone.utc).date()
     dropped = apply_retention(database.ensure_database(), keep_days, day)
     click.echo("\n".join(dropped) if dropped else f"nothing older than {keep_days} days before {day}")
+
+
+# --- backups and point-in-time recovery (kidjamo/ops/backup.py; README "Recovery") ------------------
+def _instant(value: str):
+    from datetime import datetime, timezone
+
+    moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+@command.command()
+@click.option("--no-retention", is_flag=True, help="keep every older backup (skip KIDJAMO_BACKUP_RETENTION_DAYS)")
+def backup(no_retention: bool) -> None:
+    """Take a base backup of the warehouse into KIDJAMO_BACKUP_URL, then apply the retention."""
+    from datetime import datetime, timezone
+
+    from kidjamo.ops.backup import apply_retention, backup_url, base_backup
+
+    settings = get_settings()
+    taken = base_backup(database.database_url(settings), settings)
+    click.echo(f"base backup {taken.backup_id}: {taken.size_bytes:,} bytes in "
+               f"{(taken.finished_at - taken.started_at).total_seconds():.1f} s -> {taken.location}")
+    if not no_retention:
+        deleted = apply_retention(settings, datetime.now(timezone.utc))
+        click.echo(f"retention {settings.backup_retention_days} days on {backup_url(settings)}: "
+                   + (f"deleted {', '.join(deleted)}" if deleted else "nothing to delete"))
+
+
+@command.command()
+def backups() -> None:
+    """List the base backups in KIDJAMO_BACKUP_URL (restorable from when each one finished)."""
+    from kidjamo.ops.backup import list_backups
+
+    for item in list_backups(get_settings()):
+        click.echo(f"{item.backup_id}  finished {item.finished_at.isoformat()}  {item.size_bytes:>14,} bytes  {item.location}")
+
+
+@command.command("archive-wal")
+def archive_wal() -> None:
+    """Archive the WAL continuously: pg_receivewal into a local store (foreground), or archive_command for S3."""
+    from kidjamo.ops.backup import backup_url, configure_archiving, wal_receiver_command
+
+    settings = get_settings()
+    url = database.database_url(settings)
+    if backup_url(settings).startswith("s3://"):
+        values = configure_archiving(url, settings)
+        click.echo(f"archive_command set ({values['archive_command'].split()[0]}); restart the server once if "
+                   "archive_mode was off")
+        return
+    argv, user = wal_receiver_command(url, settings)
+    click.echo(f"receiving WAL into {argv[argv.index('--directory') + 1]} (slot kidjamo_backup); Ctrl-C stops")
+    import subprocess
+
+    raise SystemExit(subprocess.run(argv, user=user).returncode)
+
+
+@command.command()
+@click.option("--target-time", required=True, help="the instant to recover, ISO-8601 (UTC if no zone)")
+@click.option("--to", "directory", required=True, type=click.Path(file_okay=False), help="a NEW folder for the restored server")
+@click.option("--port", type=int, default=None, help="its TCP port [default: a free one]")
+@click.option("--stop", is_flag=True, help="stop the restored server once it is consistent (copy files elsewhere later)")
+def restore(target_time: str, directory: str, port: int | None, stop: bool) -> None:
+    """Point-in-time recovery into a new data directory and server (never over the live one)."""
+    from pathlib import Path
+
+    from kidjamo.ops.backup import restore as restore_to
+
+    server = restore_to(get_settings(), _instant(target_time), Path(directory), port=port)
+    click.echo(f"restored to {target_time}: {server.url()}  (data in {server.data_dir})")
+    if stop:
+        server.stop()
+
+
+@command.command()
+@click.option("--to", "directory", required=True, type=click.Path(file_okay=False), help="a NEW folder for the standby")
+@click.option("--port", type=int, default=None, help="its TCP port [default: a free one]")
+def standby(directory: str, port: int | None) -> None:
+    """Create and start a streaming standby of the warehouse (pg_basebackup -R, replication slot kidjamo_standby)."""
+    from pathlib import Path
+
+    from kidjamo.ops.backup import create_standby
+
+    settings = get_settings()
+    server = create_standby(database.database_url(settings), settings, Path(directory), port=port)
+    click.echo(f"standby replaying at {server.url()} (data in {server.data_dir}); `kidjamo db promote --data {directory}` fails over")
+
+
+@command.command()
+@click.option("--data", "directory", required=True, type=click.Path(exists=True, file_okay=False), help="the standby's folder")
+def promote(directory: str) -> None:
+    """Failover: promote the standby under DIRECTORY to primary; then point KIDJAMO_DATABASE_URL / kidjamo_postgres at it."""
+    from pathlib import Path
+
+    from kidjamo.ops.backup import promote as promote_standby
+    from kidjamo.warehouse.embedded_pg import EmbeddedPostgres
+
+    settings = get_settings()
+    click.echo(f"promoted: {promote_standby(EmbeddedPostgres(Path(directory), bin_dir=settings.pg_bin_dir))}")

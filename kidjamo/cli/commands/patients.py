@@ -23,9 +23,10 @@ def import_(csv_file: Path) -> None:
     """Validate CSV_FILE and upsert it into the registry (safe to run again)."""
     from transforms.registry import RegistryError, import_registry
 
+    url = database.ensure_database()
     try:
-        counts = import_registry(csv_file, database.ensure_database(), pseudonym_key=get_settings().pseudonym_key)
-    except RegistryError as error:
+        counts = import_registry(csv_file, url, pseudonym_key=database.pseudonym_key_for(url))
+    except (RegistryError, ValueError) as error:
         raise click.ClickException(str(error))
     click.echo(json.dumps(counts))
 
@@ -52,12 +53,18 @@ def export(patient_id: str, output: Path | None) -> None:
 @click.argument("patient_id")
 @click.option("--yes", is_flag=True, help="do not ask for confirmation")
 def erase(patient_id: str, yes: bool) -> None:
-    """Right of erasure: remove PATIENT_ID everywhere (database, landing, raw, bronze, silver, gold)."""
-    from transforms.rights import erase_patient
+    """Right of erasure: revoke PATIENT_ID's devices, erase them from every lake prefix, local state and the database, then verify."""
     from kidjamo.lake.storage import Lake
+    from transforms.rights import ErasureIncomplete, erase_patient
 
     if not yes:
         click.confirm(f"Erase every trace of {patient_id} from the database and the lake? This cannot be undone", abort=True)
-    summary = erase_patient(patient_id, database_url=database.ensure_database(), lake=Lake.from_settings(),
-                            pseudonym_key=get_settings().pseudonym_key, actor=getpass.getuser())
+    settings = get_settings()
+    url = database.ensure_database()
+    try:
+        summary = erase_patient(patient_id, database_url=url, lake=Lake.from_settings(), pseudonym_key=database.pseudonym_key_for(url),
+                                actor=getpass.getuser(), journal_dirs=[settings.home / "ingest" / "journal"],
+                                data_docs_dirs=[settings.home / "gx" / "uncommitted"])
+    except ErasureIncomplete as error:
+        raise click.ClickException(str(error))
     click.echo(json.dumps(summary, indent=1))

@@ -1,7 +1,8 @@
 """``kidjamo run``: the whole system on embedded defaults (what ``make run`` starts).
 
-Embedded PostgreSQL (migrated), the ingestion service, the simulator posting to it over HTTP, and
-``airflow standalone`` with the DAGs unpaused. With ``--minutes N`` it stops by itself after N
+Embedded PostgreSQL (migrated), the ingestion service, the simulator posting to it over HTTP, the
+metrics exporter, ``airflow standalone`` with the DAGs unpaused, and the care-team app with a demo clinician.
+With ``--minutes N`` it stops by itself after N
 minutes, prints a summary from the database and stops every process it started.
 """
 
@@ -82,7 +83,9 @@ def _wait_for(url: str, what: str, timeout_s: float, services: Services) -> None
 @click.option("--patients", default=20, show_default=True, help="Size of the simulated fleet.")
 @click.option("--ui-port", default=8080, show_default=True, help="Port of the Airflow UI.")
 @click.option("--ingest-port", default=8000, show_default=True, help="Port of the ingestion service.")
-def command(minutes: int | None, patients: int, ui_port: int, ingest_port: int) -> None:
+@click.option("--metrics-port", default=9464, show_default=True, help="Port of the metrics exporter (/metrics).")
+@click.option("--care-port", default=8090, show_default=True, help="Port of the care-team app.")
+def command(minutes: int | None, patients: int, ui_port: int, ingest_port: int, metrics_port: int, care_port: int) -> None:
     """Start PostgreSQL, the ingestion service, the simulator and Airflow; Ctrl-C (or --minutes) stops them."""
     settings = get_settings()
     settings.log_dir.mkdir(parents=True, exist_ok=True)
@@ -91,8 +94,11 @@ def command(minutes: int | None, patients: int, ui_port: int, ingest_port: int) 
     try:
         url = database.ensure_database(settings)
         migrations.migrate(url)
-        click.echo(f"PostgreSQL        {url}")
-        env = {**os.environ, **airflow_environment(settings, api_port=ui_port), "AIRFLOW_CONN_KIDJAMO_POSTGRES": url,
+        database.ensure_component_logins(settings)
+        click.echo(f"PostgreSQL        {database.embedded_server(settings).root if settings.uses_embedded_database else 'external'}")
+        # Airflow's tasks connect as the pipeline's own login, not as the owner.
+        env = {**os.environ, **airflow_environment(settings, api_port=ui_port),
+               "AIRFLOW_CONN_KIDJAMO_POSTGRES": database.component_url("pipeline", settings),
                "KIDJAMO_HOME": str(settings.home),
                "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}  # standalone starts `airflow` by name
         subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
@@ -106,6 +112,19 @@ def command(minutes: int | None, patients: int, ui_port: int, ingest_port: int) 
         services.start("simulator", [str(BIN / "kidjamo"), "simulate", "--patients", str(patients), "--mode", "http",
                                      "--url", ingest_url, "--realtime", "--provision", "--hypoxia", "--no-progress"], env)
         click.echo(f"Simulator         {patients} patients posting every 30 s (patient 1 has a hypoxia episode)")
+
+        metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
+        services.start("exporter", [str(BIN / "kidjamo"), "metrics", "serve", "--host", "127.0.0.1", "--port", str(metrics_port)], env)
+        _wait_for(metrics_url, "the metrics exporter", 60, services)
+        click.echo(f"Metrics exporter  {metrics_url}  (Prometheus rules: deploy/prometheus/)")
+
+        care_url = f"http://127.0.0.1:{care_port}"
+        login, password = _demo_clinician(url, settings, patients)
+        # Plain http on loopback: browsers keep Secure cookies for localhost, curl and some others do not.
+        services.start("care", [str(BIN / "kidjamo"), "care", "serve", "--host", "127.0.0.1", "--port", str(care_port)],
+                       {**env, "KIDJAMO_CARE_COOKIE_SECURE": "false"})
+        _wait_for(f"{care_url}/healthz", "the care-team app", 60, services)
+        click.echo(f"Care-team app     {care_url}  (demo clinician {login}, password {password})")
 
         services.start("airflow", [str(BIN / "airflow"), "standalone"], env)
         _wait_for(f"http://127.0.0.1:{ui_port}/api/v2/monitor/health", "the Airflow UI", 240, services)
@@ -124,6 +143,28 @@ def command(minutes: int | None, patients: int, ui_port: int, ingest_port: int) 
         services.stop()
         if started_database:
             database.embedded_server(settings).stop()
+
+
+def _demo_clinician(url: str, settings, patients: int) -> tuple[str, str]:
+    """The demo clinician of the simulated patient 1's care team (kept in $KIDJAMO_HOME/care/demo-login.json)."""
+    import secrets
+
+    from care.auth import provision_clinician
+    from ingestion.simulator.fleet import Fleet
+
+    stored = settings.home / "care" / "demo-login.json"
+    if stored.exists():
+        demo = json.loads(stored.read_text())
+        login, password = demo["login"], demo["password"]
+    else:
+        login, password = "demo.nurse", secrets.token_urlsafe(12)
+        stored.parent.mkdir(parents=True, exist_ok=True)
+        stored.touch(mode=0o600)
+        stored.write_text(json.dumps({"login": login, "password": password}))
+    team = Fleet.generate(patients, seed=0).care_teams[0]  # the simulator's default seed: patient 1 has the hypoxia episode
+    with database.connect(url, application_name="kidjamo-run") as connection:
+        provision_clinician(connection, login, [team], password)
+    return login, password
 
 
 def summary(url: str) -> str:

@@ -82,9 +82,10 @@ def command(patients, seed, mode, url, realtime, minutes, start_text, step_secon
         fleet.write_registry_csv(registry_path)
     if provision:
         from ingestion.simulator.fleet import provision_fleet
-        from kidjamo.warehouse.database import ensure_database
+        from kidjamo.warehouse.database import ensure_database, pseudonym_key_for
 
-        provision_fleet(ensure_database(settings), fleet, secrets_path, pseudonym_key=settings.pseudonym_key)
+        database_url = ensure_database(settings)
+        provision_fleet(database_url, fleet, secrets_path, pseudonym_key=pseudonym_key_for(database_url, settings))
         click.echo(f"provisioned {len(fleet)} patients and devices; secrets in {secrets_path}", err=True)
     if duration <= timedelta(0):
         return

@@ -1,0 +1,1 @@
+"""Operations: the metrics exporter Prometheus scrapes, and the warehouse backups."""
