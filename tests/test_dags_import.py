@@ -37,7 +37,7 @@ def test_vitals_tasks_run_in_pipeline_order(airflow_home):
         "gold.to_gold": {"silver.gate_silver"},
         "warehouse.load": {"silver.gate_silver"},
         "warehouse.refresh_views": {"warehouse.load"},
-        "alerts.raise_alerts": {"warehouse.load"},
+        "alerts.raise_alerts": {"silver.gate_silver"},
     }
 
 

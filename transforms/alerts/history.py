@@ -48,14 +48,10 @@ def read_history(connection, silver: pd.DataFrame, rules: RuleSet) -> pd.DataFra
     lookback = np.where(first["device_id"].isin(painful), _pain_lookback(rules), _history_lookback(rules))
     since = first["measured_at"] - pd.to_timedelta(lookback).to_numpy()
 
-    def floats(column: str) -> pa.Array:
-        values = pd.to_numeric(first[column], errors="coerce") if column in first else pd.Series(np.nan, index=first.index)
-        return pa.array(values.astype("float64").to_numpy(), pa.float64(), from_pandas=True)
-
     batch = pa.table({
         "device_id": arrow_strings(first["device_id"]),
         "since": arrow_times(since), "until": arrow_times(first["measured_at"]),
-        "spo2": floats("spo2"), "heart_rate": floats("heart_rate"),
+        "spo2": arrow_floats(first, "spo2"), "heart_rate": arrow_floats(first, "heart_rate"),
         "painful": pa.array(first["device_id"].isin(painful).to_numpy(), pa.bool_()),
     })
     stage(connection, "history_batch", "device_id text, since timestamptz, until timestamptz, spo2 float8,"
@@ -87,6 +83,12 @@ def arrow_strings(values) -> pa.Array:
     return pa.array(pd.Series(values).to_numpy(dtype=object), pa.string(), from_pandas=True)
 
 
+def arrow_floats(frame: pd.DataFrame, column: str) -> pa.Array:
+    """A numeric column as float64 (NaN where missing or not numeric; all NaN when the column is absent)."""
+    values = pd.to_numeric(frame[column], errors="coerce") if column in frame else pd.Series(np.nan, index=frame.index)
+    return pa.array(values.astype("float64").to_numpy(), pa.float64(), from_pandas=True)
+
+
 def arrow_times(values) -> pa.Array:
     return pa.array(pd.to_datetime(pd.Series(values), utc=True).to_numpy(dtype="datetime64[us]"),
                     pa.timestamp("us", tz="UTC"))
@@ -104,16 +106,11 @@ def update_last_seen(connection, frame: pd.DataFrame) -> int:
         return 0
     # The latest reading of each device (its SpO2 and heart rate are the state read_history uses).
     latest = frame.sort_values("measured_at", kind="stable").drop_duplicates("device_id", keep="last")
-
-    def floats(column: str) -> pa.Array:
-        values = pd.to_numeric(latest[column], errors="coerce") if column in latest else pd.Series(np.nan, index=latest.index)
-        return pa.array(values.astype("float64").to_numpy(), pa.float64(), from_pandas=True)
-
     stage(connection, "last_seen_batch", "device_id text, patient_id text, last_measured_at timestamptz,"
                                          " last_spo2 real, last_heart_rate real", pa.table({
         "device_id": arrow_strings(latest["device_id"]), "patient_id": arrow_strings(latest["patient_id"]),
-        "last_measured_at": arrow_times(latest["measured_at"]), "last_spo2": floats("spo2"),
-        "last_heart_rate": floats("heart_rate")}))
+        "last_measured_at": arrow_times(latest["measured_at"]), "last_spo2": arrow_floats(latest, "spo2"),
+        "last_heart_rate": arrow_floats(latest, "heart_rate")}))
     connection.execute(
         """
         INSERT INTO kidjamo.device_last_seen AS s (device_id, patient_id, last_measured_at, last_spo2, last_heart_rate)
