@@ -338,6 +338,10 @@ def restore(settings: Settings, target_time: datetime, directory: Path, *, port:
     os.chmod(data_dir, 0o700)
     _own(directory, SYSTEM_USER if os.geteuid() == 0 else None)
     server = EmbeddedPostgres(directory, bin_dir=settings.pg_bin_dir, port=port)
+    # The copy holds the live cluster's roles and password verifiers: its logins' passwords come along.
+    live_passwords = EmbeddedPostgres(live.parent, bin_dir=settings.pg_bin_dir).passwords()
+    if live_passwords:
+        server.store_passwords(live_passwords)
     server.start(timeout_s=timeout_s)
     _wait_promoted(server.url(), timeout_s)
     log.info("restored", backup_id=backup.backup_id, target_time=target_time.isoformat(), port=port,

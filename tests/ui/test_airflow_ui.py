@@ -147,6 +147,8 @@ def airflow_ui(postgres_server, tmp_path_factory):
         **{key: value for key, value in os.environ.items() if not key.startswith(("KIDJAMO_", "AIRFLOW"))},
         **airflow_environment(settings, api_port=port, parallelism=4),
         "KIDJAMO_HOME": str(home),
+        # This home has no embedded server of its own: the session's database counts as external.
+        "KIDJAMO_PSEUDONYM_KEY": os.environ["KIDJAMO_PSEUDONYM_KEY"],
         "AIRFLOW_CONN_KIDJAMO_POSTGRES": database_url,
         # Only kidjamo_vitals is unpaused below: the maintenance DAGs would otherwise start at once.
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "True",
