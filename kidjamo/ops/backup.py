@@ -339,9 +339,7 @@ def restore(settings: Settings, target_time: datetime, directory: Path, *, port:
     _own(directory, SYSTEM_USER if os.geteuid() == 0 else None)
     server = EmbeddedPostgres(directory, bin_dir=settings.pg_bin_dir, port=port)
     # The copy holds the live cluster's roles and password verifiers: its logins' passwords come along.
-    live_passwords = EmbeddedPostgres(live.parent, bin_dir=settings.pg_bin_dir).passwords()
-    if live_passwords:
-        server.store_passwords(live_passwords)
+    server.store_passwords(EmbeddedPostgres(live.parent, bin_dir=settings.pg_bin_dir).passwords())
     server.start(timeout_s=timeout_s)
     _wait_promoted(server.url(), timeout_s)
     log.info("restored", backup_id=backup.backup_id, target_time=target_time.isoformat(), port=port,
@@ -350,6 +348,15 @@ def restore(settings: Settings, target_time: datetime, directory: Path, *, port:
 
 
 # --- high availability: a streaming standby ----------------------------------------------------------
+def _cluster_passwords(url: str, settings: Settings) -> dict[str, str]:
+    """Login passwords of the cluster at ``url``: the embedded server's file, and the login ``url`` carries."""
+    parsed = psycopg.conninfo.conninfo_to_dict(libpq_url(url))
+    passwords = EmbeddedPostgres(settings.pg_data_dir, bin_dir=settings.pg_bin_dir).passwords()
+    if parsed.get("user") and parsed.get("password"):
+        passwords[parsed["user"]] = parsed["password"]
+    return passwords
+
+
 def create_standby(primary_url: str, settings: Settings, directory: Path, *, port: int | None = None) -> EmbeddedPostgres:
     """A streaming standby of ``primary_url`` in a new ``directory`` (``pg_basebackup -R``), started and replaying.
 
@@ -371,6 +378,7 @@ def create_standby(primary_url: str, settings: Settings, directory: Path, *, por
     kept = [line for line in auto_conf.read_text().splitlines() if not line.startswith(("port ", "port="))]
     auto_conf.write_text("\n".join([*kept, f"port = {port}"]) + "\n")
     server = EmbeddedPostgres(directory, bin_dir=settings.pg_bin_dir, port=port)
+    server.store_passwords(_cluster_passwords(primary_url, settings))  # the copy has the primary's logins
     server.start()
     return server
 

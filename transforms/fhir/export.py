@@ -314,7 +314,7 @@ def patient_everything(database_url: str, patient_id: str, *, start: datetime, e
             SELECT DISTINCT ON (device_id, measured_at) device_id, %(patient)s AS patient_id, measured_at, reason, detail
             FROM kidjamo.quarantine
             WHERE device_id = ANY(%(devices)s) AND measured_at >= %(start)s AND measured_at < %(end)s
-              AND reason <> ALL(%(not_absent)s)
+              AND reason <> ALL(%(not_absent)s) AND layer <> 'bronze_field'  -- those readings are in measurements
             ORDER BY device_id, measured_at, quarantined_at DESC""", {**parameters, "not_absent": sorted(NOT_ABSENT_REASONS)})
         flags, communications = _alert_resources(connection, [patient_id], start, end, clinical_window=True)
     for frame in (measurements, quarantined):
