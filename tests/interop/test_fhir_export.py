@@ -68,7 +68,9 @@ def test_each_patient_minute_of_gold_is_one_observation_per_vital_with_a_one_min
     lake = simulated_day.lake
     gold = lake.read_parquet([f.path for f in lake.list_files("gold/vitals") if f.path.endswith("/part-0.parquet")], GOLD).to_pandas()
     patient_minutes = gold[["patient_id", "minute"]].drop_duplicates()
-    valued = [o for o in resources["Observation"] if "dataAbsentReason" not in o or o["dataAbsentReason"]["coding"][0]["code"] != "error"]
+    # Every gold patient-minute has one Observation per vital (a value, or absent: not sent, or emptied
+    # by a field quarantine); minutes whose every reading was quarantined come on top.
+    valued = [o for o in resources["Observation"] if "of this minute quarantined" not in (o.get("note") or [{}])[0].get("text", "")]
     assert len(valued) == len(patient_minutes) * len(fhir.VITAL_SIGNS)
     assert {_code(o) for o in valued} == {"59408-5", "8867-4", "8310-5", "9279-1", "72514-3"}
     for observation in valued[:50]:
@@ -87,12 +89,7 @@ def test_a_minute_without_respiratory_rate_is_exported_as_not_performed(minute_e
     assert minute["9279-1"]["dataAbsentReason"]["coding"][0]["code"] == "not-performed"
     assert "valueQuantity" in minute["8867-4"]
     absent = [o for o in resources["Observation"] if o.get("dataAbsentReason", {}).get("coding", [{}])[0].get("code") == "not-performed"]
-    # Besides the quiet minute, only the malformed patient's readings whose bad fields were emptied
-    # (kept in silver without the value) lack a vital — inside the malformed window.
-    malformed = simulated_day.patient_ids[1]
-    assert {o["subject"]["reference"] for o in absent} <= {f"Patient/{quiet}", f"Patient/{malformed}"}
-    assert all(fhir.instant(MALFORMED[0]) <= o["effectivePeriod"]["start"] < fhir.instant(MALFORMED[1] + timedelta(minutes=2))
-               for o in absent if o["subject"]["reference"] == f"Patient/{malformed}")
+    assert {o["subject"]["reference"] for o in absent} == {f"Patient/{quiet}"}
 
 
 def test_the_hypoxia_hour_shows_in_the_minute_spo2_observations(minute_export, simulated_day):
@@ -144,9 +141,17 @@ def test_reading_granularity_exports_each_reading_and_each_quarantined_one_as_ab
         readings = connection.execute(
             "SELECT count(*) FROM kidjamo.measurements WHERE patient_id = %s AND arrival_minute >= %s AND arrival_minute < %s",
             (malformed, MALFORMED[0], MALFORMED[1] + timedelta(minutes=2))).fetchone()[0]
-    assert quarantined > 0
-    assert len(errors) == quarantined * len(fhir.VITAL_SIGNS)
-    assert all("quarantined" in o["note"][0]["text"] for o in errors)
+        emptied_fields = [path.strip().rsplit(".", 1)[-1] for (paths,) in connection.execute(
+            """SELECT q.field FROM kidjamo.quarantine AS q JOIN kidjamo.devices AS d ON d.device_id = q.device_id
+               WHERE d.patient_id = %s AND q.layer = 'bronze_field' AND q.arrival_minute >= %s AND q.arrival_minute < %s""",
+            (malformed, MALFORMED[0], MALFORMED[1] + timedelta(minutes=2))) for path in paths.split(",")]
+    assert quarantined > 0 or emptied_fields, "the malformed window quarantines readings or fields"
+    whole_readings = [o for o in errors if "note" in o]
+    assert len(whole_readings) == quarantined * len(fhir.VITAL_SIGNS)
+    assert all("quarantined" in o["note"][0]["text"] for o in whole_readings)
+    # A reading kept with a quarantined field emptied: that vital is error (not "not sent"), the others have values.
+    vital_columns = {vital.column for vital in fhir.VITAL_SIGNS}
+    assert len(errors) - len(whole_readings) == sum(column in vital_columns for column in emptied_fields)
     assert len(observations) == (readings + quarantined) * len(fhir.VITAL_SIGNS)
     assert all(not resource_problems(o) for o in observations)
 

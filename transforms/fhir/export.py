@@ -28,6 +28,7 @@ import pyarrow as pa
 from kidjamo.warehouse.database import connect
 from kidjamo.lake.storage import Lake
 from transforms.fhir import resources as fhir
+from transforms.bronze import FIELD_QUARANTINE_FILE
 from transforms.fhir.profile import check_resource
 from transforms.gold import AGGREGATES, silver_to_gold
 from kidjamo.lake.partitions import layer_prefix
@@ -186,11 +187,34 @@ def _quarantined_minutes(quarantined: pd.DataFrame, minutes: pd.DataFrame) -> pd
     return grouped[(known["_merge"] == "left_only").to_numpy()]
 
 
-def _observations(readings: pd.DataFrame | None, minutes: pd.DataFrame | None, quarantined: pd.DataFrame) -> list[dict]:
+def _emptied_fields(fields: pd.DataFrame, devices: pd.DataFrame) -> tuple[set, set]:
+    """Vitals that bronze emptied from kept readings (field quarantine rows: device_id, measured_at, field).
+
+    Returns the (device_id, instant, column) keys of readings and the (patient_id, minute, column) keys
+    of patient-minutes, so that those vitals are exported as quarantined (error), not as not sent.
+    """
+    columns = {vital.column for vital in fhir.VITAL_SIGNS}
+    by_reading, by_minute = set(), set()
+    if fields.empty:
+        return by_reading, by_minute
+    fields = fields.dropna(subset=["device_id", "measured_at", "field"]).merge(devices[["device_id", "patient_id"]], on="device_id")
+    for row in fields.itertuples(index=False):
+        measured_at = pd.Timestamp(row.measured_at)
+        for path in str(row.field).split(","):
+            column = path.strip().rsplit(".", 1)[-1]
+            if column in columns:
+                by_reading.add((row.device_id, fhir.instant(measured_at), column))
+                by_minute.add((row.patient_id, fhir.instant(measured_at.floor("min")), column))
+    return by_reading, by_minute
+
+
+def _observations(readings: pd.DataFrame | None, minutes: pd.DataFrame | None, quarantined: pd.DataFrame,
+                  emptied: tuple[set, set] = (set(), set())) -> list[dict]:
     if readings is not None:
         # Quarantined first: a valid reading of the same device and instant wins.
-        return fhir.quarantined_reading_observations(quarantined) + fhir.reading_observations(readings)
-    return fhir.minute_observations(minutes) + fhir.quarantined_minute_observations(_quarantined_minutes(quarantined, minutes))
+        return fhir.quarantined_reading_observations(quarantined) + fhir.reading_observations(readings, emptied[0])
+    return (fhir.minute_observations(minutes, emptied[1])
+            + fhir.quarantined_minute_observations(_quarantined_minutes(quarantined, minutes)))
 
 
 # --- the Bulk Data export -------------------------------------------------------------------------
@@ -215,6 +239,8 @@ def export_bulk(lake: Lake, database_url: str, *, since: datetime, until: dateti
 
     wanted = set(patient_filter) if patient_filter else None
     quarantined, unattributed = _quarantined(lake, since, until, devices)
+    emptied = _emptied_fields(read_layer(lake, "quarantine", FIELD_QUARANTINE_FILE, since, until, QUARANTINE)
+                              .select(["device_id", "measured_at", "field"]).to_pandas(), devices)
     readings = minutes = None
     if granularity == "reading":
         readings = read_layer(lake, "silver", "part-0.parquet", since, until, SILVER).to_pandas()
@@ -233,7 +259,7 @@ def export_bulk(lake: Lake, database_url: str, *, since: datetime, until: dateti
 
     exported = ResourceSet()
     exported.add(_registry_resources(patients, devices, firmware))
-    exported.add(_observations(readings, minutes, quarantined))
+    exported.add(_observations(readings, minutes, quarantined, emptied))
     exported.add(flags)
     exported.add(communications)
 
@@ -316,8 +342,12 @@ def patient_everything(database_url: str, patient_id: str, *, start: datetime, e
             WHERE device_id = ANY(%(devices)s) AND measured_at >= %(start)s AND measured_at < %(end)s
               AND reason <> ALL(%(not_absent)s) AND layer <> 'bronze_field'  -- those readings are in measurements
             ORDER BY device_id, measured_at, quarantined_at DESC""", {**parameters, "not_absent": sorted(NOT_ABSENT_REASONS)})
+        fields = _frame(connection, """
+            SELECT device_id, measured_at, field FROM kidjamo.quarantine
+            WHERE layer = 'bronze_field' AND device_id = ANY(%(devices)s) AND measured_at >= %(start)s AND measured_at < %(end)s""",
+                        parameters)
         flags, communications = _alert_resources(connection, [patient_id], start, end, clinical_window=True)
-    for frame in (measurements, quarantined):
+    for frame in (measurements, quarantined, fields):
         frame["measured_at"] = pd.to_datetime(frame["measured_at"], utc=True)
     readings = minutes = None
     if granularity == "reading":
@@ -328,7 +358,7 @@ def patient_everything(database_url: str, patient_id: str, *, start: datetime, e
         minutes = fhir.merge_minutes(gold.to_pandas())
     bundle = ResourceSet()
     bundle.add(_registry_resources(patients, devices, _firmware(measurements)))
-    bundle.add(_observations(readings, minutes, quarantined))
+    bundle.add(_observations(readings, minutes, quarantined, _emptied_fields(fields, devices)))
     bundle.add(flags)
     bundle.add(communications)
     entries = [{"fullUrl": f"{base_url}/{resource['resourceType']}/{resource['id']}", "resource": resource,

@@ -206,17 +206,23 @@ def _reading_observation(row, vital: VitalSign) -> dict:
     return observation
 
 
-def reading_observations(silver: pd.DataFrame) -> list[dict]:
+def _absent_reason(key: tuple, emptied: frozenset | set) -> str:
+    return ABSENT_QUARANTINED if key in emptied else ABSENT_NOT_SENT
+
+
+def reading_observations(silver: pd.DataFrame, emptied: frozenset | set = frozenset()) -> list[dict]:
     """One Observation per vital of each silver reading (effectiveDateTime = measured_at).
 
-    A vital the device did not send gets ``dataAbsentReason`` not-performed; SpO2 below 70 % (outside
-    the oximeter's specified accuracy) carries a note.
+    A vital the device did not send gets ``dataAbsentReason`` not-performed; one that bronze emptied
+    because its value was quarantined (``emptied``: (device_id, instant, column) keys) gets error.
+    SpO2 below 70 % (outside the oximeter's specified accuracy) carries a note.
     """
     observations = []
     for row in silver.itertuples(index=False):
         for vital in VITAL_SIGNS:
             observation = _reading_observation(row, vital)
-            _set_value(observation, vital, getattr(row, vital.column))
+            _set_value(observation, vital, getattr(row, vital.column),
+                       _absent_reason((row.device_id, instant(row.measured_at), vital.column), emptied))
             if vital.column == "spo2" and getattr(row, "spo2_low_confidence", False):
                 observation["note"] = [{"text": "below 70 %: outside the oximeter's specified accuracy (ISO 80601-2-61)"}]
             observations.append(observation)
@@ -265,11 +271,13 @@ def _minute_observation(row, vital: VitalSign) -> dict:
                         {"effectivePeriod": {"start": instant(start), "end": instant(start + timedelta(minutes=1))}})
 
 
-def minute_observations(minutes: pd.DataFrame) -> list[dict]:
+def minute_observations(minutes: pd.DataFrame, emptied: frozenset | set = frozenset()) -> list[dict]:
     """One Observation per vital and patient-minute (effectivePeriod = the minute), from :func:`merge_minutes`.
 
     The value is the aggregate named by the ``aggregate-statistic`` extension (minimum SpO2, mean
     heart rate, maximum temperature, respiratory rate and pain) over ``aggregate-readings`` readings.
+    A vital without value is error when a reading of that minute had it quarantined (``emptied``:
+    (patient_id, minute instant, column) keys), else not-performed.
     """
     observations = []
     for row in minutes.itertuples(index=False):
@@ -279,7 +287,8 @@ def minute_observations(minutes: pd.DataFrame) -> list[dict]:
                 {"url": STATISTIC_EXTENSION, "valueCodeableConcept": {"coding": [{"system": OBSERVATION_STATISTICS, "code": vital.statistic}]}},
                 {"url": READINGS_EXTENSION, "valueInteger": int(row.readings)},
             ]
-            _set_value(observation, vital, getattr(row, vital.minute_column))
+            _set_value(observation, vital, getattr(row, vital.minute_column),
+                       _absent_reason((row.patient_id, instant(row.minute), vital.column), emptied))
             observations.append(observation)
     return observations
 
