@@ -25,7 +25,7 @@ from datetime import timedelta
 
 import numpy as np
 
-from bench.warehouse_refresh import BENCH_KEY, HISTORY_START, MEASURED_GAP, load_history_day, minute_batch, write_registry
+from bench.warehouse_refresh import HISTORY_START, MEASURED_GAP, add_database_arguments, fleet_database, load_history_day, minute_batch
 
 WARD = "ward-bench"
 NURSE = "bench_nurse"
@@ -108,28 +108,16 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--ward", type=int, default=200, help="patients of the measured care team")
     parser.add_argument("--alerts", type=int, default=40, help="open alerts on the ward")
     parser.add_argument("--repeat", type=int, default=15, help="measured requests per page")
-    parser.add_argument("--database-url", help="an existing, migrated-or-empty database to fill (default: a private embedded server)")
-    parser.add_argument("--pg-bin-dir", help="PostgreSQL binaries of the private server (default: embedded PostgreSQL 18)")
+    add_database_arguments(parser)
     args = parser.parse_args(argv)
 
-    from kidjamo.warehouse import migrations
     from kidjamo.warehouse.database import connect
-    from kidjamo.warehouse.embedded_pg import EmbeddedPostgres
     from transforms.load import load_measurements
-    from transforms.registry import import_registry
 
     workdir = tempfile.mkdtemp(prefix="kidjamo-bench-care-")
     server = None
     try:
-        if args.database_url:
-            url = args.database_url
-        else:
-            server = EmbeddedPostgres(os.path.join(workdir, "pg"), bin_dir=args.pg_bin_dir)
-            url = server.start()
-        migrations.migrate(url)
-        registry = os.path.join(workdir, "registry.csv")
-        write_registry(registry, args.sensors)
-        import_registry(registry, url, pseudonym_key=BENCH_KEY)
+        url, server = fleet_database(args, workdir)
         history_s = 0.0
         for day in range(args.days):
             history_s += load_history_day(url, day, args.sensors)

@@ -151,31 +151,51 @@ def measure(url: str, days_loaded: int, sensors: int, repeat: int, rng: np.rando
             "step_s": statistics.median(totals), "step_max_s": max(totals), "heavy_s": heavy_s, "heavy_views": heavy["views"]}
 
 
+def add_database_arguments(parser: argparse.ArgumentParser) -> None:
+    """--database-url and --pg-bin-dir: where the benchmark's warehouse lives."""
+    parser.add_argument("--database-url", help="an existing, migrated-or-empty database to fill (default: a private embedded server)")
+    parser.add_argument("--pg-bin-dir", help="PostgreSQL binaries of the private server (default: embedded PostgreSQL 18)")
+
+
+def fleet_database(args: argparse.Namespace, workdir: str):
+    """A migrated warehouse holding the registry of ``args.sensors`` devices; (url, private server or None).
+
+    ``args.database_url`` when given, else a private embedded server under ``workdir`` (the caller stops it).
+    """
+    from kidjamo.warehouse import migrations
+    from kidjamo.warehouse.embedded_pg import EmbeddedPostgres
+    from transforms.registry import import_registry
+
+    server = None
+    if args.database_url:
+        url = args.database_url
+    else:
+        server = EmbeddedPostgres(os.path.join(workdir, "pg"), bin_dir=args.pg_bin_dir)
+        url = server.start()
+    try:
+        migrations.migrate(url)
+        registry = os.path.join(workdir, "registry.csv")
+        write_registry(registry, args.sensors)
+        import_registry(registry, url, pseudonym_key=BENCH_KEY)
+    except BaseException:
+        if server is not None:
+            server.stop()
+        raise
+    return url, server
+
+
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--days", type=int, default=7, help="days of history (measured after day 1 and after the last)")
     parser.add_argument("--sensors", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=7, help="measured minutes at each point")
-    parser.add_argument("--database-url", help="an existing, migrated-or-empty database to fill (default: a private embedded server)")
-    parser.add_argument("--pg-bin-dir", help="PostgreSQL binaries of the private server (default: embedded PostgreSQL 18)")
+    add_database_arguments(parser)
     args = parser.parse_args(argv)
-
-    from kidjamo.warehouse import migrations
-    from kidjamo.warehouse.embedded_pg import EmbeddedPostgres
-    from transforms.registry import import_registry
 
     workdir = tempfile.mkdtemp(prefix="kidjamo-bench-warehouse-")
     server = None
     try:
-        if args.database_url:
-            url = args.database_url
-        else:
-            server = EmbeddedPostgres(os.path.join(workdir, "pg"), bin_dir=args.pg_bin_dir)
-            url = server.start()
-        migrations.migrate(url)
-        registry = os.path.join(workdir, "registry.csv")
-        write_registry(registry, args.sensors)
-        import_registry(registry, url, pseudonym_key=BENCH_KEY)
+        url, server = fleet_database(args, workdir)
         rng = np.random.default_rng(7)
 
         results, history_s = [], 0.0
