@@ -28,7 +28,8 @@ clock catches up. A failed publication is reported on ``/readyz`` until one succ
 After a crash, :meth:`LandingWriter.recover` replays the journal: the idempotency keys of every
 part that reached the lake are remembered again (so a re-sent reading that was written but never
 acknowledged is a duplicate), a publish that was cut short is finished, and the parts left by this
-journal's earlier instances are published into the current minute (the minute they now arrive in).
+journal's earlier instances are published into the current minute (the minute they now arrive in);
+their temporary files (a write the crash cut short, never acknowledged) are deleted.
 Keys are remembered for ``dedupe_window_s``; older re-sends are caught by silver's
 (device_id, measured_at) deduplication.
 """
@@ -108,6 +109,14 @@ def _partition_stamp(path: str) -> str:
     """``landing/vitals/dt=2026-11-27/hh=10/mm=05/...`` -> ``20261127T1005``."""
     day, hour, minute = (piece.split("=", 1)[1] for piece in path.split("/")[2:5])
     return f"{day.replace('-', '')}T{hour}{minute}"
+
+
+def _is_own_temporary(name: str, instances: set[str]) -> bool:
+    """Is ``name`` the temporary file of a part or publication of one of ``instances`` (``.<name>.<uuid>.tmp``)?"""
+    if not (name.startswith(".") and name.endswith(".tmp")):
+        return False
+    final = name[1:]
+    return any(final.startswith((f"{PART_PREFIX}{instance}-", f"ingest-{instance}-")) for instance in instances)
 
 
 ERASED_LINE = b'{"erased":true}\n'
@@ -275,8 +284,13 @@ class LandingWriter:
     def _publish_leftovers(self, publishing: dict[str, str]) -> None:
         instances_file = self.state_dir / "instances"
         mine = set(instances_file.read_text().split()) if instances_file.exists() else set()
-        leftovers = [f.path for f in self.lake.list_files(LANDING_PREFIX)
-                     if posixpath.basename(f.path).startswith(PART_PREFIX) and _part_instance(posixpath.basename(f.path)) in mine]
+        files = [f.path for f in self.lake.list_files(LANDING_PREFIX)]
+        leftovers = [path for path in files
+                     if posixpath.basename(path).startswith(PART_PREFIX) and _part_instance(posixpath.basename(path)) in mine]
+        for path in files:
+            if _is_own_temporary(posixpath.basename(path), mine):
+                # A write cut short by the crash: never renamed, so never acknowledged (its sensors re-send).
+                self.lake.delete(path)
         unfinished: dict[str, list[str]] = {}
         orphans: dict[str, list[str]] = {}
         now = self.clock()

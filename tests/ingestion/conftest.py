@@ -114,8 +114,11 @@ class ServiceProcess:
                 self.kill()
 
     def landing_files(self) -> list[str]:
-        """Landing files and unpublished parts, without the parts of a minute whose file is being published."""
-        paths = [f.path for f in self.lake.list_files("landing/vitals")]
+        """Landing files and unpublished parts, without the parts of a minute whose file is being published.
+
+        A temporary file (``.name.tmp``, a write not yet renamed) is not a landing file: the pipeline skips it too.
+        """
+        paths = [f.path for f in self.lake.list_files("landing/vitals") if not posixpath.basename(f.path).startswith(".")]
         published = set(paths)
         return [path for path in paths if not (posixpath.basename(path).startswith(PART_PREFIX) and _target_of(path) in published)]
 

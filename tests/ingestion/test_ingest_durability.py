@@ -51,6 +51,8 @@ def test_sigkill_and_restart_keep_every_acknowledged_reading_exactly_once(start_
     assert {message_id: n for message_id, n in landed.items() if n != 1} == {}
     assert set(landed) == generated
     assert all(posixpath.basename(path).startswith("ingest-") for path in service.landing_files())  # no part left behind
+    # nor a temporary file of a write the kill cut short (the restarted writer deletes them)
+    assert [f.path for f in service.lake.list_files("landing/vitals") if f.path.endswith(".tmp")] == []
 
 
 def _writer(lake, state_dir) -> LandingWriter:

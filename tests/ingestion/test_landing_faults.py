@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import posixpath
 import time
 import types
@@ -213,3 +214,36 @@ def test_readyz_reports_a_failed_publication_until_one_succeeds(tmp_path, ingest
         thread.join(20)
     assert len(statuses) == 2 and "No space left on device" in statuses[0] and statuses[1] == "ok"
     assert _readings(lake) == [reading["message_id"]]
+
+
+class CrashBeforeRenameLake(Lake):
+    """A real local lake whose next part write dies after its temporary file is written, before the rename (a SIGKILL there)."""
+
+    crash = False
+
+    def write_bytes(self, path: str, data: bytes, *, durable: bool = True) -> None:
+        if self.crash and posixpath.basename(path).startswith("_ingest-"):
+            directory = posixpath.dirname(self.local_path(path))
+            os.makedirs(directory, exist_ok=True)
+            with open(posixpath.join(directory, f".{posixpath.basename(path)}.0123abcd.tmp"), "wb") as handle:
+                handle.write(data)
+            raise SystemExit("killed before the rename")
+        super().write_bytes(path, data, durable=durable)
+
+
+def test_a_part_cut_short_before_its_rename_is_deleted_at_restart_and_its_resend_lands_once(tmp_path):
+    lake = CrashBeforeRenameLake(f"file://{tmp_path / 'lake'}")
+    writer = LandingWriter(lake, tmp_path / "state")
+    writer.recover()
+    lake.crash = True
+    with pytest.raises(SystemExit):
+        writer._write([_line("m-5")], ["m:device-1|m-5"])  # never acknowledged: the request got no 202
+    assert any(posixpath.basename(f.path).endswith(".tmp") for f in lake.list_files("landing/vitals"))
+    lake.crash = False
+    restarted = LandingWriter(lake, tmp_path / "state")
+    restarted.recover()
+    assert not restarted.is_known(("m:device-1|m-5",))  # the sensor's re-send is accepted ...
+    restarted._write([_line("m-5")], ["m:device-1|m-5"])
+    restarted.publish_closed_minutes(float("inf"))
+    assert [posixpath.basename(f.path).startswith("ingest-") for f in lake.list_files("landing/vitals")] == [True]
+    assert _readings(lake) == ["m-5"]  # ... and lands exactly once, with no temporary file left behind
