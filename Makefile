@@ -24,7 +24,8 @@ $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
 	@touch $(STAMP)
 
-# Debian packages the tests drive for real: Chromium (UI test), PostgreSQL 15 (portability), Prometheus and Alertmanager (system alerts).
+# Debian packages the tests drive for real: Chromium (UI test), PostgreSQL 15 (portability, the deploy test's warehouse),
+# Prometheus and Alertmanager (system alerts), Redis (the deploy test's Celery broker).
 system-deps:
 	@bash .ci/system-deps
 
@@ -36,7 +37,7 @@ PG15_BIN := /usr/lib/postgresql/15/bin
 # The whole suite on embedded PostgreSQL 18, then the warehouse suite again on Debian's PostgreSQL 15.
 test: $(STAMP) system-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
-	KIDJAMO_TEST_PG_BIN_DIR=$(PG15_BIN) $(BIN)/python -m pytest -q tests/warehouse tests/test_migrations.py
+	KIDJAMO_TEST_PG_BIN_DIR=$(PG15_BIN) $(BIN)/python -m pytest -q tests/warehouse
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

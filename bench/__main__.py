@@ -4,7 +4,7 @@ import importlib
 import sys
 
 BENCHMARKS = ["bench.floor", "bench.pipeline_minute", "bench.reprocess_day", "bench.airflow_minute", "bench.alert_latency",
-              "bench.warehouse_refresh", "bench.ingestion_load", "bench.metrics_scrape", "bench.backup_restore", "bench.care_pages"]
+              "bench.scale", "bench.warehouse_refresh", "bench.ingestion_load", "bench.metrics_scrape", "bench.backup_restore", "bench.care_pages"]
 
 if __name__ == "__main__":
     for name in BENCHMARKS:

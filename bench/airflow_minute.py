@@ -12,8 +12,6 @@ Usage: ``python -m bench.airflow_minute --sensors 10000 --repeat 3``.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -82,28 +80,26 @@ def _child(sensors: int, repeat: int) -> dict:
             "tasks_s": measured[-1]["tasks"], "dags_test_s": round(dags_test_s, 1)}
 
 
-def main(argv: list[str] | None = None) -> dict | None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sensors", type=int, default=10_000)
-    parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.child:
-        print(json.dumps(_child(args.sensors, args.repeat)))
-        return None
-    from bench.fleet import load_average, run_in_fresh_home
+def _report(result: dict) -> str:
+    from bench.fleet import load_average
     from bench.floor import ratio
 
-    result = run_in_fresh_home("bench.airflow_minute", ["--sensors", str(args.sensors), "--repeat", str(args.repeat)])
-    print(f"kidjamo_vitals in airflow standalone, {result['sensors']} sensors; load average {load_average()}")
-    print(f"run wall: median {result['median_s']} s (runs {result['runs_s']}, warm-up {result['warmup_s']} s); "
-          f"target <= 8 s; {ratio(result['median_s'], result['floor_s'])}x the floor ({result['floor_s']} s)")
-    print(f"the steps one after the other, their own work: {result['median_work_s']} s; the rest "
-          f"({round(result['median_s'] - result['median_work_s'], 2)} s) is Airflow: scheduling between tasks, "
-          f"task process start-up, XCom")
-    print("last run, per task as Airflow times it (s): " + ", ".join(f"{k} {v}" for k, v in result["tasks_s"].items()))
-    print(f"airflow dags test of one minute, process start to exit: {result['dags_test_s']} s")
-    return result
+    return "\n".join([
+        f"kidjamo_vitals in airflow standalone, {result['sensors']} sensors; load average {load_average()}",
+        f"run wall: median {result['median_s']} s (runs {result['runs_s']}, warm-up {result['warmup_s']} s); "
+        f"target <= 8 s; {ratio(result['median_s'], result['floor_s'])}x the floor ({result['floor_s']} s)",
+        f"the steps one after the other, their own work: {result['median_work_s']} s; the rest "
+        f"({round(result['median_s'] - result['median_work_s'], 2)} s) is Airflow: scheduling between tasks, "
+        f"task process start-up, XCom",
+        "last run, per task as Airflow times it (s): " + ", ".join(f"{k} {v}" for k, v in result["tasks_s"].items()),
+        f"airflow dags test of one minute, process start to exit: {result['dags_test_s']} s"])
+
+
+def main(argv: list[str] | None = None) -> dict | None:
+    from bench.fleet import child_or_parent
+
+    return child_or_parent("bench.airflow_minute", __doc__.splitlines()[0], argv, {"sensors": 10_000, "repeat": 3},
+                           _child, _report)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from typing import Iterator
 
 import httpx
 
-from kidjamo.cli.airflow_env import PROJECT_ROOT, airflow_environment, pool_commands
+from kidjamo.cli.airflow_env import PROJECT_ROOT, airflow_environment, start_standalone
 from kidjamo.warehouse.embedded_pg import free_port
 from kidjamo.settings import get_settings
 
@@ -89,13 +89,8 @@ def airflow_standalone(database_url: str, *, parallelism: int = 4, timeout_s: fl
         "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")])),
         "PATH": os.pathsep.join([str(Path(AIRFLOW).parent), os.environ.get("PATH", "")]),
     }
-    subprocess.run([AIRFLOW, "db", "migrate"], env=environment, check=True, capture_output=True)
-    for pool in pool_commands(AIRFLOW):
-        subprocess.run(pool, env=environment, check=True, capture_output=True)
     log_path = settings.airflow_home / "standalone.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen([AIRFLOW, "standalone"], env=environment, stdout=log, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, start_new_session=True)
+    process = start_standalone(AIRFLOW, environment, log_path)
     base_url = f"http://127.0.0.1:{port}"
     api = httpx.Client(base_url=base_url, timeout=60)
     try:

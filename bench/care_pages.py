@@ -17,9 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import shutil
 import statistics
-import tempfile
 import time
 from datetime import timedelta
 
@@ -114,10 +112,7 @@ def main(argv: list[str] | None = None) -> dict:
     from kidjamo.warehouse.database import connect
     from transforms.load import load_measurements
 
-    workdir = tempfile.mkdtemp(prefix="kidjamo-bench-care-")
-    server = None
-    try:
-        url, server = fleet_database(args, workdir)
+    with fleet_database(args, "kidjamo-bench-care-") as (url, version):
         history_s = 0.0
         for day in range(args.days):
             history_s += load_history_day(url, day, args.sensors)
@@ -128,7 +123,6 @@ def main(argv: list[str] | None = None) -> dict:
         prepare_ward(url, args.ward, args.alerts, now)
         results = measure(url, now, args.repeat, args.ward)
         with connect(url) as connection:
-            version = connection.execute("SHOW server_version").fetchone()[0]
             rows = connection.execute("SELECT count(*) FROM kidjamo.measurements").fetchone()[0]
         print(f"\nCare-team pages, server time in process ({rows:,} readings: {args.days} days of {args.sensors} sensors; "
               f"ward of {args.ward} patients, {args.alerts} open alerts): PostgreSQL {version}, {platform.machine()}, "
@@ -138,10 +132,6 @@ def main(argv: list[str] | None = None) -> dict:
             target = TARGETS_MS.get(name)
             print(f"{name:<14} {result['median_ms']:>10.1f} {result['max_ms']:>8.1f} {target or '':>10} {result['bytes'] / 1024:>7.0f}")
         return results
-    finally:
-        if server is not None:
-            server.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -9,8 +9,6 @@ Usage: ``python -m bench.reprocess_day --sensors 1000 --hours 24``.
 
 from __future__ import annotations
 
-import argparse
-import json
 import resource
 import tempfile
 import time
@@ -45,24 +43,21 @@ def _child(sensors: int, hours: int) -> dict:
     }
 
 
-def main(argv: list[str] | None = None) -> dict | None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sensors", type=int, default=1000)
-    parser.add_argument("--hours", type=int, default=24)
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.child:
-        print(json.dumps(_child(args.sensors, args.hours)))
-        return None
-    from bench.fleet import load_average, run_in_fresh_home
+def _report(result: dict) -> str:
+    from bench.fleet import load_average
     from bench.floor import ratio
 
-    result = run_in_fresh_home("bench.reprocess_day", ["--sensors", str(args.sensors), "--hours", str(args.hours)])
-    print(f"{result['sensors']} sensors x {result['hours']} h = {result['readings']:,} readings re-processed in one run: "
-          f"{result['total_s']} s (target <= 200 s for 24 h), {ratio(result['total_s'], result['floor_s'])}x the floor "
-          f"({result['floor_s']} s); peak RSS {result['peak_rss_mb']} MB; load average {load_average()}")
-    print("per step (s, summed over chunks): " + ", ".join(f"{k} {v}" for k, v in result["steps_s"].items()))
-    return result
+    return (f"{result['sensors']} sensors x {result['hours']} h = {result['readings']:,} readings re-processed in one run: "
+            f"{result['total_s']} s (target <= 200 s for 24 h), {ratio(result['total_s'], result['floor_s'])}x the floor "
+            f"({result['floor_s']} s); peak RSS {result['peak_rss_mb']} MB; load average {load_average()}\n"
+            "per step (s, summed over chunks): " + ", ".join(f"{k} {v}" for k, v in result["steps_s"].items()))
+
+
+def main(argv: list[str] | None = None) -> dict | None:
+    from bench.fleet import child_or_parent
+
+    return child_or_parent("bench.reprocess_day", __doc__.splitlines()[0], argv, {"sensors": 1000, "hours": 24},
+                           _child, _report)
 
 
 if __name__ == "__main__":

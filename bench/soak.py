@@ -202,11 +202,7 @@ def soak(minutes: int, sensors: int) -> dict:
     async def simulate() -> None:
         sender = HttpSender(service.url, secrets, spool_dir=home / "spool", max_attempts=3, first_backoff_s=0.5)
         await run_simulation(fleet, sender, start=start, end=end, realtime=True, step_s=10)
-        for _ in range(120):  # drain the spool
-            if sender.stats.spooled == 0:
-                break
-            await sender.send([])
-            await asyncio.sleep(0.5)
+        await sender.drain_spool(attempts=120, pause_s=0.5)
         await sender.close()
         outcome["stats"] = sender.stats
 

@@ -20,6 +20,8 @@ import shutil
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
@@ -157,31 +159,37 @@ def add_database_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pg-bin-dir", help="PostgreSQL binaries of the private server (default: embedded PostgreSQL 18)")
 
 
-def fleet_database(args: argparse.Namespace, workdir: str):
-    """A migrated warehouse holding the registry of ``args.sensors`` devices; (url, private server or None).
+@contextmanager
+def fleet_database(args: argparse.Namespace, prefix: str) -> Iterator[tuple[str, str]]:
+    """A migrated warehouse holding the registry of ``args.sensors`` devices, for the ``with`` block: (url, server version).
 
-    ``args.database_url`` when given, else a private embedded server under ``workdir`` (the caller stops it).
+    ``args.database_url`` when given, else a private embedded server in a scratch folder named ``prefix…``,
+    stopped and removed at the end of the block.
     """
     from kidjamo.warehouse import migrations
+    from kidjamo.warehouse.database import connect
     from kidjamo.warehouse.embedded_pg import EmbeddedPostgres
     from transforms.registry import import_registry
 
+    workdir = tempfile.mkdtemp(prefix=prefix)
     server = None
-    if args.database_url:
-        url = args.database_url
-    else:
-        server = EmbeddedPostgres(os.path.join(workdir, "pg"), bin_dir=args.pg_bin_dir)
-        url = server.start()
     try:
+        if args.database_url:
+            url = args.database_url
+        else:
+            server = EmbeddedPostgres(os.path.join(workdir, "pg"), bin_dir=args.pg_bin_dir)
+            url = server.start()
         migrations.migrate(url)
         registry = os.path.join(workdir, "registry.csv")
         write_registry(registry, args.sensors)
         import_registry(registry, url, pseudonym_key=BENCH_KEY)
-    except BaseException:
+        with connect(url) as connection:
+            version = connection.execute("SHOW server_version").fetchone()[0]
+        yield url, version
+    finally:
         if server is not None:
             server.stop()
-        raise
-    return url, server
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def main(argv: list[str] | None = None) -> list[dict]:
@@ -192,10 +200,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     add_database_arguments(parser)
     args = parser.parse_args(argv)
 
-    workdir = tempfile.mkdtemp(prefix="kidjamo-bench-warehouse-")
-    server = None
-    try:
-        url, server = fleet_database(args, workdir)
+    with fleet_database(args, "kidjamo-bench-warehouse-") as (url, version):
         rng = np.random.default_rng(7)
 
         results, history_s = [], 0.0
@@ -204,11 +209,6 @@ def main(argv: list[str] | None = None) -> list[dict]:
             if day + 1 in (1, args.days):
                 results.append(measure(url, day + 1, args.sensors, args.repeat, rng))
                 print(f"  measured after day {day + 1} (history generation so far {history_s:.0f} s)", flush=True)
-
-        from kidjamo.warehouse.database import connect
-
-        with connect(url) as connection:
-            version = connection.execute("SHOW server_version").fetchone()[0]
         print(f"\nPer-minute database step ({args.sensors} sensors, {2 * args.sensors} readings a minute): "
               f"PostgreSQL {version}, {platform.machine()}, {os.cpu_count()} CPUs, median of {args.repeat} minutes")
         print(f"{'history':>8} {'rows':>12} {'load s':>8} {'refresh s':>10} {'step s':>8} {'max s':>7} {'heavy s':>8}")
@@ -218,10 +218,6 @@ def main(argv: list[str] | None = None) -> list[dict]:
             print(f"step growth from day {results[0]['days']} to day {results[1]['days']}: x{results[1]['step_s'] / results[0]['step_s']:.2f}"
                   f" (target: <= 2 s and flat); heavy views at day {results[1]['days']}: {results[1]['heavy_views']}")
         return results
-    finally:
-        if server is not None:
-            server.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

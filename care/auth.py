@@ -51,18 +51,32 @@ class Clinician:
     session_hash: bytes
 
 
-def provision_clinician(connection: psycopg.Connection, login: str, teams: list[str], password: str) -> None:
-    """Create or update a clinician: the login role and its teams (``add_clinician``), and its web password.
+def provision_clinician(connection: psycopg.Connection, login: str, teams: list[str], password: str | None, *,
+                        oidc_issuer: str | None = None, oidc_subject: str | None = None) -> None:
+    """Create or update a clinician: the login role and its teams (``add_clinician``), its web password
+    (``None``: keep the one it has, if any) and its identity at the hospital's provider (issuer, subject).
 
     Run on the database owner's connection; the caller commits.
     """
-    if len(password) < MIN_PASSWORD_LENGTH:
+    if password is not None and len(password) < MIN_PASSWORD_LENGTH:
         raise ValueError(f"the password of {login!r} must have at least {MIN_PASSWORD_LENGTH} characters")
+    if oidc_subject is not None and not (oidc_issuer and oidc_subject.strip()):
+        raise ValueError(f"the hospital identity of {login!r} needs an issuer (KIDJAMO_CARE_OIDC_ISSUER) and a subject")
     add_clinician(connection, login, teams)
-    connection.execute(
-        "INSERT INTO kidjamo.clinician_credentials (role_name, password_hash) VALUES (%s, %s)"
-        " ON CONFLICT (role_name) DO UPDATE SET password_hash = excluded.password_hash, updated_at = now()",
-        (login, PASSWORD_HASHER.hash(password)))
+    if password is not None:
+        connection.execute(
+            "INSERT INTO kidjamo.clinician_credentials (role_name, password_hash) VALUES (%s, %s)"
+            " ON CONFLICT (role_name) DO UPDATE SET password_hash = excluded.password_hash, updated_at = now()",
+            (login, PASSWORD_HASHER.hash(password)))
+    if oidc_subject is not None:
+        owner = connection.execute("SELECT role_name FROM kidjamo.clinician_identities WHERE issuer = %s AND subject = %s",
+                                   (oidc_issuer, oidc_subject)).fetchone()
+        if owner is not None and owner[0] != login:
+            raise ValueError(f"subject {oidc_subject!r} of {oidc_issuer} is already clinician {owner[0]!r}")
+        connection.execute("INSERT INTO kidjamo.clinician_identities (issuer, subject, role_name) VALUES (%s, %s, %s)"
+                           " ON CONFLICT DO NOTHING", (oidc_issuer, oidc_subject, login))
+        connection.execute("SELECT kidjamo.record_audit_event('clinician_identity_added', %s::jsonb)",
+                           (json.dumps({"login": login, "issuer": oidc_issuer, "subject": oidc_subject}),))
 
 
 def _hash_token(token: str) -> bytes:
@@ -126,15 +140,23 @@ class Gatekeeper:
                 audit(connection, "care_login_refused", {"login": login, "client": client, "reason": "bad_login"})
                 connection.commit()
                 raise LoginRefused("bad_login")
-            token, csrf_token = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
-            session_hash = _hash_token(token)
-            connection.execute(
-                "INSERT INTO kidjamo.care_sessions (session_hash, role_name, csrf_token, client, created_at, last_seen_at,"
-                " expires_at) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                (session_hash, login, csrf_token, client, now, now,
-                 now + timedelta(minutes=self.settings.care_session_minutes)))
-            connection.execute("DELETE FROM kidjamo.care_sessions WHERE expires_at < %s", (now,))
-            audit(connection, "care_login", {"login": login, "client": client})
+            return self.open_session(connection, login, client=client, now=now, method="password")
+
+    def open_session(self, connection: psycopg.Connection, login: str, *, client: str | None, now: datetime,
+                     method: str, detail: dict | None = None) -> tuple[str, Clinician]:
+        """A new session of ``login`` (after a password or a hospital login), audited; returns its cookie value.
+
+        Runs in the caller's authenticator transaction; ``detail`` is added to the audit row.
+        """
+        token, csrf_token = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+        session_hash = _hash_token(token)
+        connection.execute(
+            "INSERT INTO kidjamo.care_sessions (session_hash, role_name, csrf_token, client, created_at, last_seen_at,"
+            " expires_at, method) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+            (session_hash, login, csrf_token, client, now, now,
+             now + timedelta(minutes=self.settings.care_session_minutes), method))
+        connection.execute("DELETE FROM kidjamo.care_sessions WHERE expires_at < %s", (now,))
+        audit(connection, "care_login", {"login": login, "client": client, "method": method, **(detail or {})})
         return token, Clinician(login, csrf_token, session_hash)
 
     def session(self, token: str | None, *, now: datetime) -> Clinician | None:

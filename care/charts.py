@@ -5,6 +5,11 @@ points, the bucket's min-max as a band, the patient's own thresholds as dashed r
 their rule id, and the alerts of the period as vertical markers labelled with their severity icon
 and rule (text, not colour only).
 
+Times are drawn in the care team's time zone (``KIDJAMO_CARE_TIMEZONE``), named on the time axis.
+Vega formats times either in UTC or in the *browser's* zone, so the data carry the team's
+wall-clock times written as UTC and the axis formats them as UTC: a ward PC set to another zone
+still shows the team's times.
+
 Building a chart with Altair costs far more than a page may (hundreds of milliseconds), so the
 specification is built once per language and time format with *named* datasets, and each page
 only fills ``datasets`` with the patient's rows.
@@ -34,9 +39,10 @@ ALERT_COLOUR = "#b00020"
 
 def _vital_chart(vital: str, t: Translator, time_format: str) -> alt.LayerChart:
     title = f"{t(vital)} ({UNITS[vital]})"
+    time_title = f"{t('time')} ({t.zone_name})"
 
     def time_axis(field: str) -> alt.X:
-        return alt.X(f"{field}:T", title=f"{t('time')} (UTC)", scale=alt.Scale(type="utc"),
+        return alt.X(f"{field}:T", title=time_title, scale=alt.Scale(type="utc"),
                      axis=alt.Axis(labelOverlap=True, labelExpr=f"utcFormat(datum.value, '{time_format}')"))
 
     x = time_axis("bucket")
@@ -45,7 +51,7 @@ def _vital_chart(vital: str, t: Translator, time_format: str) -> alt.LayerChart:
     band = series.mark_area(opacity=0.25, invalid="break-paths-filter-domains").encode(
         x=x, y=alt.Y(f"{vital}_min:Q"), y2=f"{vital}_max:Q")
     line = series.mark_line(invalid="break-paths-filter-domains", strokeWidth=1.5).encode(
-        x=x, y=y, tooltip=[alt.Tooltip("bucket:T", title=f"{t('time')} (UTC)", format="%d %b %H:%M", formatType="utc"),
+        x=x, y=y, tooltip=[alt.Tooltip("bucket:T", title=time_title, format="%d %b %H:%M", formatType="utc"),
                            alt.Tooltip(f"{vital}:Q", title=title, format=".1f")])
     # Points too: a bucket between two gaps has no line to draw.
     points = series.mark_point(size=8, filled=True, opacity=0.8).encode(x=x, y=y)
@@ -70,8 +76,8 @@ def _vital_chart(vital: str, t: Translator, time_format: str) -> alt.LayerChart:
 
 
 @lru_cache(maxsize=16)
-def _template(language: str, time_format: str, *, validate: bool = False) -> dict:
-    t = Translator(language)
+def _template(language: str, zone: str, time_format: str, *, validate: bool = False) -> dict:
+    t = Translator(language, zone)
     charts = [_vital_chart(vital, t, time_format) for vital in VITALS]
     spec = alt.vconcat(*charts).resolve_scale(x="shared").configure_view(stroke=None).configure_axis(
         labelFontSize=11, titleFontSize=12)
@@ -79,14 +85,15 @@ def _template(language: str, time_format: str, *, validate: bool = False) -> dic
     return spec.to_dict(validate=validate)
 
 
-def _records(frame: pd.DataFrame) -> list[dict]:
+def _records(frame: pd.DataFrame, t: Translator) -> list[dict]:
+    """Rows for Vega: NaN as null, times as the care team's wall-clock time written as UTC (see above)."""
     rows = frame.to_dict("records")
     for row in rows:
         for key, value in row.items():
             if isinstance(value, float) and math.isnan(value):
                 row[key] = None
             elif isinstance(value, pd.Timestamp):
-                row[key] = value.isoformat()
+                row[key] = value.tz_convert(t.zone).tz_localize(None).isoformat() + "Z"
     return rows
 
 
@@ -94,14 +101,14 @@ def patient_charts(series: pd.DataFrame, thresholds: dict[str, list[tuple[str, f
                    t: Translator) -> dict:
     """The Vega-Lite specification (a dict) of the patient page's six charts, with the patient's data."""
     several_days = len(series) > 1 and series["bucket"].iloc[-1] - series["bucket"].iloc[0] > pd.Timedelta(days=1)
-    spec = copy.deepcopy(_template(t.language, "%d %b %H:%M" if several_days else "%H:%M"))
+    spec = copy.deepcopy(_template(t.language, t.zone_name, "%d %b %H:%M" if several_days else "%H:%M"))
     start = series["bucket"].min() if len(series) else None
     markers = [{"first_reading_at": max(pd.Timestamp(a["first_reading_at"]), start) if start is not None
                 else pd.Timestamp(a["first_reading_at"]),  # an alert that began before the period is marked at its start
                 "marker": f"{SEVERITY_ICONS[a['severity']]} {a['rule_id']}",
-                "label": f"#{a['alert_id']} {t('severity_' + a['severity'])} — {a['title'] or a['rule_id']}",
+                "label": f"#{a['alert_id']} {t('severity_' + a['severity'])} — {t.rule_title(a['title'], a['rule_id'])}",
                 "line": 10 + 12 * (i % 8)} for i, a in enumerate(alerts)]
-    datasets = {"series": _records(series), "alerts": _records(pd.DataFrame(markers))}
+    datasets = {"series": _records(series, t), "alerts": _records(pd.DataFrame(markers), t)}
     for vital in VITALS:
         datasets[f"extent_{vital}"] = [{"value": value} for value in Y_EXTENTS[vital]]
         datasets[f"thresholds_{vital}"] = [

@@ -1,119 +1,61 @@
-"""French and English for the care-team screen: messages, dates, numbers and units.
+"""French and English for the care-team screen: messages, dates, times, numbers and units.
 
 The language comes from the switch (a cookie), else the browser's ``Accept-Language``, else French
-(the care teams are largely francophone). Dates and numbers are formatted by Babel with the
-locale's conventions (``37,2 °C`` and ``2 déc. 2026, 15:04`` in French).
+(the care teams are largely francophone). Every text lives in one Babel message catalogue per
+language, ``care/locale/<language>/LC_MESSAGES/care.po``: the screen's own texts by id, and the
+French of texts written in English elsewhere (rule titles and conditions from ``rules.yaml``, an
+alert's qualifiers). Dates and numbers are formatted by Babel with the locale's conventions (``37,2 °C``
+and ``2 déc. 2026, 16:04`` in French), times in the care team's time zone (``KIDJAMO_CARE_TIMEZONE``).
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+import re
+from datetime import datetime, timedelta, timezone
+from functools import lru_cache
+from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_datetime, format_timedelta
+from babel.messages.pofile import read_po
 from babel.numbers import get_decimal_symbol, get_group_symbol
 from markupsafe import Markup
 
 LANGUAGES = ("fr", "en")
 DEFAULT_LANGUAGE = "fr"
-
-MESSAGES: dict[str, dict[str, str]] = {
-    "app_title": {"en": "Kidjamo care team", "fr": "Kidjamo équipe soignante"},
-    "ward_board": {"en": "Ward board", "fr": "Tableau du service"},
-    "alert_queue": {"en": "Alert queue", "fr": "File des alertes"},
-    "log_in": {"en": "Log in", "fr": "Se connecter"},
-    "log_out": {"en": "Log out", "fr": "Se déconnecter"},
-    "login": {"en": "Login", "fr": "Identifiant"},
-    "password": {"en": "Password", "fr": "Mot de passe"},
-    "bad_login": {"en": "Unknown login or wrong password.", "fr": "Identifiant inconnu ou mot de passe erroné."},
-    "too_many_attempts": {"en": "Too many failed attempts: wait 15 minutes or ask an administrator.",
-                          "fr": "Trop d'essais manqués : attendez 15 minutes ou appelez un administrateur."},
-    "signed_in_as": {"en": "Signed in as", "fr": "Connecté(e) :"},
-    "care_teams": {"en": "Care teams", "fr": "Équipes soignantes"},
-    "patient": {"en": "Patient", "fr": "Patient"},
-    "patients": {"en": "patients", "fr": "patients"},
-    "age": {"en": "Age", "fr": "Âge"},
-    "years": {"en": "y", "fr": "ans"},
-    "genotype": {"en": "Genotype", "fr": "Génotype"},
-    "open_alerts": {"en": "Open alerts", "fr": "Alertes ouvertes"},
-    "no_open_alert": {"en": "no open alert", "fr": "aucune alerte ouverte"},
-    "score": {"en": "Early-warning score", "fr": "Score d'alerte précoce"},
-    "last_reading": {"en": "Last reading", "fr": "Dernière mesure"},
-    "battery": {"en": "Battery", "fr": "Batterie"},
-    "battery_low": {"en": "battery low", "fr": "batterie faible"},
-    "silent": {"en": "Silent sensor", "fr": "Capteur muet"},
-    "no_reading": {"en": "no reading", "fr": "aucune mesure"},
-    "ago": {"en": "ago", "fr": "il y a"},
-    "minutes_short": {"en": "min", "fr": "min"},
-    "rising": {"en": "rising", "fr": "en hausse"},
-    "falling": {"en": "falling", "fr": "en baisse"},
-    "steady": {"en": "steady", "fr": "stable"},
-    "spo2": {"en": "SpO2", "fr": "SpO2"},
-    "heart_rate": {"en": "Heart rate", "fr": "Fréquence cardiaque"},
-    "temperature": {"en": "Temperature", "fr": "Température"},
-    "respiratory_rate": {"en": "Respiratory rate", "fr": "Fréquence respiratoire"},
-    "hydration_pct": {"en": "Hydration", "fr": "Hydratation"},
-    "pain_scale": {"en": "Pain", "fr": "Douleur"},
-    "severity_critical": {"en": "Critical", "fr": "Critique"},
-    "severity_high": {"en": "High", "fr": "Élevée"},
-    "severity_warning": {"en": "Warning", "fr": "Attention"},
-    "severity_info": {"en": "Info", "fr": "Info"},
-    "status_open": {"en": "open", "fr": "ouverte"},
-    "status_acknowledged": {"en": "acknowledged", "fr": "prise en compte"},
-    "status_resolved": {"en": "resolved", "fr": "résolue"},
-    "rule": {"en": "Rule", "fr": "Règle"},
-    "severity": {"en": "Severity", "fr": "Gravité"},
-    "evidence": {"en": "Evidence", "fr": "Éléments"},
-    "opened": {"en": "Opened", "fr": "Ouverte"},
-    "status": {"en": "Status", "fr": "Statut"},
-    "acknowledge": {"en": "Acknowledge", "fr": "Prendre en compte"},
-    "resolve": {"en": "Resolve", "fr": "Résoudre"},
-    "escalate": {"en": "Escalate", "fr": "Escalader"},
-    "reason": {"en": "Reason", "fr": "Motif"},
-    "reason_required": {"en": "a resolution needs its reason.", "fr": "une résolution demande son motif."},
-    "note": {"en": "Note (optional)", "fr": "Note (facultative)"},
-    "acknowledged_by": {"en": "acknowledged by", "fr": "prise en compte par"},
-    "no_alerts": {"en": "No open alert for your care teams.", "fr": "Aucune alerte ouverte pour vos équipes."},
-    "no_patients": {"en": "No patient in your care teams.", "fr": "Aucun patient dans vos équipes."},
-    "window": {"en": "Period", "fr": "Période"},
-    "window_6h": {"en": "6 hours", "fr": "6 heures"},
-    "window_24h": {"en": "24 hours", "fr": "24 heures"},
-    "window_7d": {"en": "7 days", "fr": "7 jours"},
-    "thresholds_note": {"en": "Dashed lines: this patient's alert thresholds (age band, genotype baseline).",
-                        "fr": "Traits pointillés : seuils d'alerte de ce patient (tranche d'âge, valeur de base du génotype)."},
-    "gaps": {"en": "Gaps (no reading)", "fr": "Trous (aucune mesure)"},
-    "quarantined": {"en": "Quarantined readings", "fr": "Mesures mises en quarantaine"},
-    "none": {"en": "none", "fr": "aucune"},
-    "quarantine_reason": {"en": "Reason", "fr": "Motif"},
-    "count": {"en": "Count", "fr": "Nombre"},
-    "alerts_of_patient": {"en": "Alerts in this period", "fr": "Alertes sur la période"},
-    "not_found_title": {"en": "Not available", "fr": "Non disponible"},
-    "not_found": {"en": "No such patient or alert in your care teams.",
-                  "fr": "Aucun patient ni alerte de ce numéro dans vos équipes."},
-    "refused_title": {"en": "Refused", "fr": "Refusé"},
-    "bad_form": {"en": "This form is out of date or was not sent by this page: nothing was changed. Reload the page and try again.",
-                 "fr": "Ce formulaire est périmé ou ne vient pas de cette page : rien n'a été modifié. Rechargez la page et recommencez."},
-    "action_refused": {"en": "Nothing was changed:", "fr": "Rien n'a été modifié :"},
-    "done_acknowledged": {"en": "Alert {alert_id} acknowledged.", "fr": "Alerte {alert_id} prise en compte."},
-    "done_resolved": {"en": "Alert {alert_id} resolved.", "fr": "Alerte {alert_id} résolue."},
-    "done_escalated": {"en": "Alert {alert_id} escalated.", "fr": "Alerte {alert_id} escaladée."},
-    "new_critical": {"en": "New critical alert", "fr": "Nouvelle alerte critique"},
-    "updated_at": {"en": "Updated", "fr": "Mis à jour"},
-    "back_to_board": {"en": "Back to the ward board", "fr": "Retour au tableau du service"},
-    "language": {"en": "Language", "fr": "Langue"},
-    "charts_need_js": {"en": "Charts need JavaScript; the latest values are in the table below.",
-                       "fr": "Les courbes demandent JavaScript ; les dernières valeurs sont dans le tableau ci-dessous."},
-    "latest_values": {"en": "Latest values", "fr": "Dernières valeurs"},
-    "threshold": {"en": "threshold", "fr": "seuil"},
-    "time": {"en": "Time", "fr": "Heure"},
-}
+SOURCE_LANGUAGE = "en"  # the language of rules.yaml and of the alert evaluation's qualifiers
+CATALOGUE_DIR = Path(__file__).resolve().parent / "locale"
+RULE_TITLE = "rule title"  # msgctxt of the rule titles
+RULE_CONDITION = "rule condition"  # msgctxt of the rule conditions
+QUALIFIER = "qualifier"  # msgctxt of the qualifiers
 
 UNITS = {"spo2": "%", "heart_rate": "bpm", "temperature": "°C", "respiratory_rate": "/min", "hydration_pct": "%",
          "pain_scale": "/10"}
-UNITS_FR = {"heart_rate": "bpm", "respiratory_rate": "/min"}
 DECIMALS = {"spo2": 0, "heart_rate": 0, "temperature": 1, "respiratory_rate": 0, "hydration_pct": 0, "pain_scale": 0}
 # Characters of common text fonts (no emoji font needed on a ward PC).
 SEVERITY_ICONS = {"critical": "‼", "high": "▲", "warning": "●", "info": "ℹ"}
+
+
+@lru_cache(maxsize=None)
+def catalogue(language: str) -> dict[tuple[str | None, str], str]:
+    """The translated messages of ``language`` by (context, id); fuzzy or empty translations are left out."""
+    with open(CATALOGUE_DIR / language / "LC_MESSAGES" / "care.po", "rb") as file:
+        messages = read_po(file, locale=language, domain="care")
+    return {(message.context, message.id): message.string for message in messages
+            if message.id and message.string and not message.fuzzy}
+
+
+@lru_cache(maxsize=None)
+def _qualifier_patterns() -> list[tuple[re.Pattern, str]]:
+    """Each qualifier's English text as a pattern (``{name}`` matches a number), with its id."""
+    ids = {message_id for language in LANGUAGES for context, message_id in catalogue(language) if context == QUALIFIER}
+    patterns = []
+    for message_id in sorted(ids, key=len, reverse=True):
+        parts = re.split(r"\{(\w+)\}", message_id)
+        pattern = "".join(re.escape(part) if i % 2 == 0 else f"(?P<{part}>-?[0-9.]+)" for i, part in enumerate(parts))
+        patterns.append((re.compile(pattern + "$"), message_id))
+    return patterns
 
 
 def negotiate(accept_language: str | None, chosen: str | None = None) -> str:
@@ -137,22 +79,24 @@ def negotiate(accept_language: str | None, chosen: str | None = None) -> str:
 
 
 class Translator:
-    """Messages and formats of one language, handed to the templates as ``t``."""
+    """Messages and formats of one language and time zone, handed to the templates as ``t``."""
 
-    def __init__(self, language: str):
+    def __init__(self, language: str, zone: str = "UTC"):
         try:
             self.locale = Locale.parse(language)
         except (ValueError, UnknownLocaleError):
             self.locale = Locale.parse(DEFAULT_LANGUAGE)
         self.language = language if language in LANGUAGES else DEFAULT_LANGUAGE
+        self.zone = ZoneInfo(zone)
+        self._messages = catalogue(self.language)
         # Babel's symbols, applied to Python's formatting: a board formats ~2,000 numbers.
         self._decimal = get_decimal_symbol(self.locale)
         self._group = get_group_symbol(self.locale)
 
     @property
     def messages(self) -> dict[str, str]:
-        """Every message in this language (templates read it once before a long loop)."""
-        return {key: texts[self.language] for key, texts in MESSAGES.items()}
+        """Every screen message in this language by id (templates read it once before a long loop)."""
+        return {key: text for (context, key), text in self._messages.items() if context is None}
 
     def trend_arrows(self) -> dict[str | None, Markup]:
         """The HTML of each trend, by name (``None``: no trend)."""
@@ -161,8 +105,32 @@ class Translator:
             for name, arrow in (("rising", "↑"), ("falling", "↓"), ("steady", "→"))}
 
     def __call__(self, key: str, **values) -> str:
-        message = MESSAGES[key][self.language]
+        message = self._messages[(None, key)]
         return message.format(**values) if values else message
+
+    def rule_title(self, title: str | None, rule_id: str) -> str:
+        """A rule's title (its English title from rules.yaml) in this language; the rule id when it has none."""
+        if not title:
+            return rule_id
+        return title if self.language == SOURCE_LANGUAGE else self._messages.get((RULE_TITLE, title), title)
+
+    def rule_condition(self, condition: str | None) -> str:
+        """A rule's condition (English, from rules.yaml) in this language; as written if it has no translation."""
+        if not condition or self.language == SOURCE_LANGUAGE:
+            return condition or ""
+        return self._messages.get((RULE_CONDITION, condition), condition)
+
+    def qualifier(self, text: str) -> str:
+        """An alert's qualifier (written in English by the alert evaluation) in this language; as written if unknown."""
+        if self.language == SOURCE_LANGUAGE:
+            return text
+        for pattern, message_id in _qualifier_patterns():
+            match = pattern.match(text)
+            if match and (QUALIFIER, message_id) in self._messages:
+                values = {name: self.number(float(value), decimals=0 if float(value).is_integer() else 1)
+                          for name, value in match.groupdict().items()}
+                return self._messages[(QUALIFIER, message_id)].format(**values)
+        return text
 
     def number(self, value: float | None, decimals: int = 0) -> str:
         if value is None:
@@ -178,17 +146,41 @@ class Translator:
         spacer = "" if unit.startswith("/") or (unit == "%" and self.language == "en") else "\u202f"
         return f"{self.number(value, DECIMALS[name])}{spacer}{unit}"
 
-    def datetime(self, value: datetime | None) -> str:
+    @property
+    def zone_name(self) -> str:
+        """The time zone's IANA name, as the pages and chart axes name it (``Africa/Douala``)."""
+        return self.zone.key
+
+    def zone_label(self, at: datetime | None = None) -> str:
+        """The zone's name with its offset at ``at`` (default now): ``Africa/Douala (UTC+01:00)``, or ``UTC``."""
+        if self.zone.key == "UTC":
+            return "UTC"
+        offset = (at or datetime.now(timezone.utc)).astimezone(self.zone).strftime("%z")
+        return f"{self.zone.key} (UTC{offset[:3]}:{offset[3:]})"
+
+    def local(self, value: datetime) -> datetime:
+        """``value`` (UTC) as the care team's wall-clock time."""
+        return value.astimezone(self.zone)
+
+    def datetime(self, value: datetime | str | None) -> str:
+        """A date and time in the care team's zone, in the locale's format (``2 déc. 2026, 16:04:05 WAT``)."""
         if value is None:
             return "–"
-        return format_datetime(value, format="medium", locale=self.locale, tzinfo=timezone.utc) + " UTC"
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        local = value.astimezone(self.zone)
+        return f"{format_datetime(local, format='medium', locale=self.locale, tzinfo=self.zone)} {local.strftime('%Z')}"
 
     def age(self, value: datetime | None, now: datetime) -> str:
         """How long ago, in words of the locale (``il y a 3 minutes``)."""
         if value is None:
             return self("no_reading")
-        # A pipeline step stamps its rows with the end of its interval, up to a minute ahead of the clock.
-        return format_timedelta(min(value, now) - now, add_direction=True, locale=self.locale, threshold=1.1)
+        # A pipeline step stamps its rows with the end of its interval, up to a minute ahead of the clock:
+        # such a time reads "1 second ago", never "in 0 seconds".
+        return format_timedelta(min(value - now, -timedelta(seconds=1)), add_direction=True, locale=self.locale,
+                                threshold=1.1)
 
     def percent(self, value: float | None) -> str:
         if value is None:

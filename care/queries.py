@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from transforms.clinical import scores
-from transforms.clinical.rules import RuleSet, default_rules
+from transforms.clinical.rules import RuleSet
 
 VITALS = ("spo2", "heart_rate", "temperature", "respiratory_rate", "hydration_pct", "pain_scale")
 #: A change larger than this between the latest reading and the mean of the 5-20 minutes before it
@@ -90,14 +90,13 @@ def _trend(latest, before, step: float) -> str | None:
     return "rising" if change >= step else "falling" if change <= -step else "steady"
 
 
-def ward_board(connection, *, now: datetime, silent_minutes: float = 5.0, rules: RuleSet | None = None) -> list[dict]:
+def ward_board(connection, *, now: datetime, rules: RuleSet, silent_minutes: float = 5.0) -> list[dict]:
     """The clinician's patients, most urgent first: open critical alerts, open high alerts, then NEWS2/PEWS.
 
     Each row has the latest vitals with a trend (``rising``/``falling``/``steady`` against the
     mean of the 5-20 minutes before), the minutes since the last reading (``silent`` past the
     sensor_silent rule's minutes), battery and the open alerts.
     """
-    rules = rules or default_rules()
     patients = _rows(connection.execute(_BOARD))
     if not patients:
         return []
@@ -235,9 +234,8 @@ def alert(connection, alert_id: int) -> dict | None:
     return rows[0] if rows else None
 
 
-def thresholds(latest: dict | None, rules: RuleSet | None = None) -> dict[str, list[tuple[str, float]]]:
+def thresholds(latest: dict | None, rules: RuleSet) -> dict[str, list[tuple[str, float]]]:
     """The patient's own alert thresholds per vital (by value), from the rules, their age band and their baselines."""
-    rules = rules or default_rules()
     lines: dict[str, list[tuple[str, float]]] = {vital: [] for vital in VITALS}
     lines["spo2"].append((rules["hypoxia"].id, rules["hypoxia"].thresholds.spo2_at_most))
     lines["spo2"].append((rules["hypoxia_severe"].id, rules["hypoxia_severe"].thresholds.spo2_below))

@@ -77,8 +77,9 @@ def kidjamo_maintenance():
     @task(doc_md="Recomputes personal baselines from the last 7 days of readings outside alert episodes (transforms.clinical.baselines).")
     def recompute_baselines() -> dict:
         from transforms.clinical.baselines import recompute_baselines as recompute
+        from transforms.clinical.rules import default_rules
 
-        return recompute(kidjamo_database_url(), _as_of())
+        return recompute(kidjamo_database_url(), _as_of(), rules=default_rules())
 
     @task(doc_md="Merges the per-minute Parquet files of each closed day of bronze, quarantine, silver and gold into one file; raw is never touched.")
     def compact_lake() -> dict:

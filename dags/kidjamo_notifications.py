@@ -30,9 +30,10 @@ from plugins.airflow_glue import DAG_ARGUMENTS, default_args, failure_notifiers,
 def kidjamo_notifications():
     @task(doc_md="Escalates unacknowledged critical alerts and delivers due notifications (webhook, SNS, log), once each.")
     def escalate_and_deliver() -> dict:
+        from transforms.clinical.rules import default_rules
         from transforms.pipeline import escalate_and_deliver as run
 
-        return run(kidjamo_database_url(), as_of=get_current_context()["data_interval_end"])
+        return run(kidjamo_database_url(), as_of=get_current_context()["data_interval_end"], rules=default_rules())
 
     escalate_and_deliver()
 

@@ -11,6 +11,7 @@ import os
 from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -51,6 +52,8 @@ class Settings(BaseSettings):
     pseudonym_key: str = Field(default=DEFAULT_PSEUDONYM_KEY, description="key of analytics patient hashes (refused when weak with an external database)")
     backup_url: str | None = Field(default=None, description="warehouse backups: file:///path or s3://bucket/prefix; unset = $KIDJAMO_HOME/backups")
     backup_retention_days: int = Field(default=7, ge=1, description="every instant of the last N days stays recoverable")
+    shards: int = Field(default=1, ge=1, le=64,
+                        description="shards of a minute, processed in parallel by the DAG's mapped tasks (1 = one task per step)")
     log_level: str = Field(default="INFO", description="level of the project's JSON logs: DEBUG, INFO, WARNING, ERROR")
 
     # Ingestion service (ingestion/service.py, docs/ingestion.md).
@@ -100,11 +103,32 @@ class Settings(BaseSettings):
     care_login_max_failures: int = Field(default=5, description="failed logins per login name in 15 minutes before refusing")
     care_login_max_client_failures: int = Field(default=20, description="failed logins per client address in 15 minutes")
     care_refresh_seconds: float = Field(default=5.0, description="how often the board and alert queue poll for changes")
+    care_timezone: str = Field(default="UTC", description="IANA time zone the care pages and charts show times in, e.g. Africa/Douala")
+    # Optional hospital login (OpenID Connect): on when issuer and client id are set (docs/care-team.md).
+    care_oidc_issuer: str | None = Field(default=None, description="OpenID Connect issuer URL of the hospital's identity provider")
+    care_oidc_client_id: str | None = Field(default=None, description="the care app's client id at the identity provider")
+    care_oidc_client_secret: str | None = Field(default=None, repr=False, description="the care app's client secret at the identity provider")
+    care_oidc_redirect_url: str | None = Field(default=None, description="callback URL registered at the provider; unset = this app's /login/oidc/callback")
+    care_oidc_provider_name: str = Field(default="", description="name on the login page's button (e.g. the hospital's)")
 
     @field_validator("home")
     @classmethod
     def _absolute_home(cls, home: Path) -> Path:
         return home.expanduser().resolve()
+
+    @field_validator("care_timezone")
+    @classmethod
+    def _known_timezone(cls, name: str) -> str:
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"KIDJAMO_CARE_TIMEZONE {name!r} is not an IANA time zone (e.g. Africa/Douala, UTC)") from None
+        return name
+
+    @property
+    def care_oidc_enabled(self) -> bool:
+        """Whether the care app offers the hospital's OpenID Connect login (issuer and client id set)."""
+        return bool(self.care_oidc_issuer and self.care_oidc_client_id)
 
     @property
     def lake_root(self) -> str:

@@ -14,11 +14,11 @@ from airflow.sdk import Asset
 
 from kidjamo.lake.storage import Lake
 from kidjamo.warehouse import database
+from plugins.pools import WAREHOUSE
 
 CONNECTION_ID = "kidjamo_postgres"
-#: Bounds the concurrent warehouse writers (loads, alerts, view refreshes) across minute, backfill and
-#: re-process runs; created by ``kidjamo run`` (kidjamo/cli/airflow_env.py POOLS) and airflow-init.
-WAREHOUSE_POOL = "kidjamo_warehouse"
+#: The pool of the warehouse writers (plugins/pools.py); tasks take it by name.
+WAREHOUSE_POOL = WAREHOUSE.name
 
 LAYER_ASSETS = {layer: Asset(name=f"kidjamo_{layer}_vitals", uri=f"kidjamo://lake/{layer}/vitals")
                 for layer in ("raw", "bronze", "silver", "gold")}
@@ -58,11 +58,24 @@ def kidjamo_lake() -> Lake:
     return Lake.from_settings()
 
 
-def run_pipeline_step(step: str, *, drain_landing_backlog: bool = False) -> dict:
+def configured_shards() -> int:
+    """``KIDJAMO_SHARDS`` where the DAG is parsed: the number of map indexes of a sharded step.
+
+    Each task receives the count as an argument, so the shards of one run agree even if a worker's
+    environment differs; a new count applies to runs created after the DAG is parsed again.
+    """
+    from kidjamo.settings import get_settings
+
+    return get_settings().shards
+
+
+def run_pipeline_step(step: str, *, drain_landing_backlog: bool = False, shards: int | None = None,
+                      shard: int | None = None) -> dict:
     """Run ``transforms.pipeline.step_<step>`` over the running task's data interval; return its counts.
 
     The step's context (lake, database, settings, rules, run id) is built here, once per task.
     ``drain_landing_backlog``: a minute run's ``to_raw`` also takes earlier minutes' landing files.
+    ``shards``/``shard``: the run's shard count and this task's shard (None for a step joining them).
     """
     from airflow.sdk import get_current_context
 
@@ -71,18 +84,36 @@ def run_pipeline_step(step: str, *, drain_landing_backlog: bool = False) -> dict
     context = get_current_context()
     interval = pipeline.Interval.for_task(context["data_interval_start"], context["data_interval_end"], lake=kidjamo_lake(),
                                           database_url=kidjamo_database_url(), run_id=context["run_id"],
-                                          drain_landing_backlog=drain_landing_backlog)
+                                          drain_landing_backlog=drain_landing_backlog, shards=shards, shard=shard)
     return getattr(pipeline, f"step_{step}")(interval)
 
 
-def step_task(step: str, *, task_id: str | None = None, drain_landing_backlog: bool = False, **arguments):
-    """An Airflow task (``task_id``, default ``step``) that runs :func:`run_pipeline_step` for ``step``."""
+def step_task(step: str, *, task_id: str | None = None, drain_landing_backlog: bool = False, shards: int = 1,
+              **arguments):
+    """An Airflow task (``task_id``, default ``step``) that runs :func:`run_pipeline_step` for ``step`` once per run
+    (with several ``shards``, the run's step that joins them)."""
     from airflow.sdk import task
 
     def run() -> dict:
-        return run_pipeline_step(step, drain_landing_backlog=drain_landing_backlog)
+        return run_pipeline_step(step, drain_landing_backlog=drain_landing_backlog, shards=shards)
 
     return task(task_id=task_id or step, **arguments)(run)
+
+
+def shard_step(step: str, shards: int, *, task_id: str | None = None, **arguments):
+    """The task of ``step`` in a run: one task with one shard, else mapped over the shards (dynamic task
+    mapping: one task instance per shard, labelled ``shard k of n``, each returning its own counts)."""
+    from airflow.sdk import get_current_context, task
+
+    if shards == 1:
+        return step_task(step, task_id=task_id, **arguments)()
+
+    def run(shard: int, shards: int) -> dict:
+        get_current_context()["shard_label"] = f"shard {shard} of {shards}"
+        return run_pipeline_step(step, shards=shards, shard=shard)
+
+    mapped = task(task_id=task_id or step, map_index_template="{{ shard_label }}", **arguments)(run)
+    return mapped.partial(shards=shards).expand(shard=list(range(shards)))
 
 
 def failure_notifiers() -> list:

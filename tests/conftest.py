@@ -103,3 +103,21 @@ def airflow_home(kidjamo_home: Path, migrated_url: str) -> Path:
     subprocess.run([airflow, "db", "migrate"], check=True, env=os.environ.copy(),
                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     return Path(os.environ["AIRFLOW_HOME"])
+
+
+#: Debian's Chromium (a CI machine installs it: .ci/system-deps), headless, with no sandbox (containers)
+#: and no background traffic to Google.
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-gpu", "--disable-component-update",
+                 "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """A headless Chromium driven by Playwright, for the tests marked ``browser`` (Airflow UI, care-team app)."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()

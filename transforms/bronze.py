@@ -97,19 +97,24 @@ class _RawRecords:
     file_spans: list[tuple[int, int]] = field(default_factory=list)  # [start, end) of each file's lines
 
 
-def _read_raw(lake: Lake, start: datetime, end: datetime, run_id: str, database_url: str | None) -> _RawRecords:
+def _read_raw(lake: Lake, start: datetime, end: datetime, run_id: str, database_url: str | None,
+              part: tuple[int, int] | None = None) -> _RawRecords:
+    """The records of the interval's raw files; with ``part=(j, n)`` only every n-th file from the j-th
+    (in (minute, name) order): the files a to_bronze shard parses."""
     records = _RawRecords()
     with PartitionLocks(database_url) as locks:
         manifests = [(minute, reconcile_raw_partition(lake, minute, run_id=run_id, locks=locks)) for minute in minutes_between(start, end)]
-    for minute, manifest in manifests:
-        for name, entry in sorted(manifest.items()):
-            lines = split_records(lake.read_bytes(entry["path"]), name)
-            first = len(records.lines)
-            records.lines.extend(lines)
-            records.raw_file.extend([entry["path"]] * len(lines))
-            records.record_index.extend(range(len(lines)))
-            records.arrival_minute.extend([minute] * len(lines))
-            records.file_spans.append((first, len(records.lines)))
+    files = [(minute, name, entry) for minute, manifest in manifests for name, entry in sorted(manifest.items())]
+    if part is not None:
+        files = files[part[0]::part[1]]
+    for minute, name, entry in files:
+        lines = split_records(lake.read_bytes(entry["path"]), name)
+        first = len(records.lines)
+        records.lines.extend(lines)
+        records.raw_file.extend([entry["path"]] * len(lines))
+        records.record_index.extend(range(len(lines)))
+        records.arrival_minute.extend([minute] * len(lines))
+        records.file_spans.append((first, len(records.lines)))
     return records
 
 
@@ -356,13 +361,15 @@ def raw_to_bronze(
     future_tolerance: timedelta = timedelta(minutes=5),
     write: bool = True,
     database_url: str | None = None,
+    part: tuple[int, int] | None = None,
 ) -> BronzeResult:
     """Type every raw record of arrival minutes [start, end); write bronze and quarantine partitions.
 
     Each raw partition's listing is compared with its manifest first: unlisted raw files are adopted
     (under the partition's lock when ``database_url`` is given), listed ones that are gone fail the step.
+    ``part=(j, n)`` types only the raw files of to_bronze shard j of n (:func:`_read_raw`).
     """
-    records = _read_raw(lake, start, end, run_id, database_url)
+    records = _read_raw(lake, start, end, run_id, database_url, part)
     candidates, parse_errors, fast = _parse(records)
     frame = candidates.to_pandas(types_mapper={pa.string(): pd.StringDtype()}.get)
     frame["arrival_minute"] = pd.to_datetime(pd.Series(records.arrival_minute, dtype=object), utc=True) if records.lines else pd.Series([], dtype="datetime64[us, UTC]")

@@ -27,7 +27,9 @@ import pyarrow as pa
 from ingestion.to_raw import landing_to_raw
 from kidjamo.jsonable import jsonable
 from kidjamo.lake.manifest import read_manifest
-from kidjamo.lake.partitions import minutes_between, read_partitions, write_partitions
+from kidjamo.lake.partitions import (
+    minutes_between, partition_path, read_partitions, remove_other_layouts, shard_file_name, write_partitions,
+)
 from kidjamo.logs import get_logger, log_context
 from kidjamo.warehouse.database import connect, pseudonym_key_for
 from kidjamo.settings import Settings, get_settings
@@ -48,6 +50,8 @@ GATE_REJECTED_SCHEMA = pa.schema(
 
 
 SILVER_CANDIDATES = "silver_candidates.parquet"  # to_silver's output, before the silver gate (gates/ layer)
+#: Files to_bronze writes: with several shards, each to_bronze task routes its rows to every shard.
+ROUTED_FILES = {("bronze", "part-0.parquet"), ("quarantine", "bronze.parquet"), ("quarantine", FIELD_QUARANTINE_FILE)}
 
 
 class AccountingError(RuntimeError):
@@ -72,18 +76,24 @@ class Interval:
     rules: RuleSet
     #: Minute runs also take landing files of earlier minutes (skipped or failed runs): landing is always drained.
     drain_landing_backlog: bool = False
+    #: How many shards the run splits the interval into (README, "Scaling out"), and which one this
+    #: task is: None for a step that joins them (to_raw, accounting, view refresh, the alerts sweep).
+    shards: int = 1
+    shard: int | None = None
 
     def __post_init__(self) -> None:
         self.start = _utc_minute(self.start)
         self.end = _utc_minute(self.end)
         if self.end <= self.start:
             raise ValueError(f"empty interval: start {self.start:%Y-%m-%dT%H:%MZ} must be before end {self.end:%Y-%m-%dT%H:%MZ}")
+        if self.shards < 1 or (self.shard is not None and not 0 <= self.shard < self.shards):
+            raise ValueError(f"shard {self.shard} of {self.shards}: expected 0 <= shard < shards and shards >= 1")
 
     @classmethod
     def for_task(cls, start: datetime, end: datetime, *, lake: Lake, database_url: str, run_id: str,
                  settings: Settings | None = None, rules: RuleSet | None = None,
-                 drain_landing_backlog: bool = False) -> "Interval":
-        """The context of a task, with the configured settings and rules unless given.
+                 drain_landing_backlog: bool = False, shards: int | None = None, shard: int | None = None) -> "Interval":
+        """The context of a task, with the configured settings, rules and shard count unless given.
 
         Refuses to start against a database that is not the embedded one with a weak pseudonym key
         (:meth:`kidjamo.settings.Settings.checked_pseudonym_key`).
@@ -91,7 +101,24 @@ class Interval:
         settings = settings or get_settings()
         pseudonym_key_for(database_url, settings)
         return cls(start, end, lake, database_url, run_id, settings, rules or default_rules(),
-                   drain_landing_backlog)
+                   drain_landing_backlog, shards or settings.shards, shard)
+
+    def for_shard(self, shard: int | None) -> "Interval":
+        """The same context for shard ``shard`` (None: the joining steps); a registry already read is shared."""
+        other = replace(self, shard=shard)
+        if "registry" in self.__dict__:
+            other.__dict__["registry"] = self.__dict__["registry"]
+        return other
+
+    @property
+    def step_run_id(self) -> str:
+        """The run id of this task's bookkeeping rows (pipeline_runs, gate results): one per shard.
+
+        Rows of the data (lake, measurements, alerts) carry ``run_id`` itself, the same for every shard.
+        """
+        if self.shards == 1:
+            return self.run_id
+        return f"{self.run_id}#shard-{'joined' if self.shard is None else self.shard}-of-{self.shards}"
 
     @cached_property
     def registry(self) -> pd.DataFrame:
@@ -101,10 +128,23 @@ class Interval:
         return load_registry(self.database_url)
 
     def read(self, layer: str, file_name: str, schema: pa.Schema) -> pa.Table:
-        return read_partitions(self.lake, layer, self.start, self.end, file_name, schema)
+        """``file_name`` of the interval's partitions: this shard's file, or every shard's for a joining step."""
+        if self.shards == 1:
+            return read_partitions(self.lake, layer, self.start, self.end, file_name, schema)
+        shards = range(self.shards) if self.shard is None else [self.shard]
+        sources = range(self.shards) if (layer, file_name) in ROUTED_FILES else [None]
+        names = [shard_file_name(file_name, shard, self.shards, source) for shard in shards for source in sources]
+        if self.shard is None and (layer, file_name) not in ROUTED_FILES:
+            names.append(shard_file_name(file_name, None, self.shards))
+        paths = [partition_path(layer, minute, name) for minute in minutes_between(self.start, self.end) for name in names]
+        return self.lake.read_parquet([path for path in paths if self.lake.exists(path)], schema)
 
-    def write(self, layer: str, file_name: str, table: pa.Table) -> int:
-        return write_partitions(self.lake, layer, table, self.start, self.end, file_name)
+    def write(self, layer: str, file_name: str, table: pa.Table, *, source: int | None = None) -> int:
+        """Rewrite this shard's ``file_name`` in the interval's partitions (``source``: the to_bronze task
+        that routed the rows to this shard); files of another shard count are removed."""
+        remove_other_layouts(self.lake, layer, self.start, self.end, file_name, self.shards)
+        name = shard_file_name(file_name, self.shard, self.shards, source)
+        return write_partitions(self.lake, layer, table, self.start, self.end, name)
 
 
 def _utc_minute(moment: datetime) -> datetime:
@@ -158,22 +198,25 @@ def record_step(interval: Interval, step: str, status: str, counts: dict, starte
                 interval_start = excluded.interval_start, interval_end = excluded.interval_end,
                 finished_at = excluded.finished_at
             """,
-            (interval.run_id, step, interval.start, interval.end, status, json.dumps(counts, default=str)),
+            (interval.step_run_id, step, interval.start, interval.end, status, json.dumps(counts, default=str)),
         )
     return counts
 
 
-def _recorded(step: str):
+def _recorded(step: str, *, sharded: bool = False):
     """Time a step and record its counts (or its failure) in kidjamo.pipeline_runs.
 
     Each step holds the erasure guard (shared): an erasure in progress holds it back, and waits for
-    it, so no step reads a file before an erasure rewrites it and writes it back after.
+    it, so no step reads a file before an erasure rewrites it and writes it back after. A ``sharded``
+    step of a run with several shards runs once per shard, and refuses to run without one.
     """
 
     def decorate(function):
         def run(interval: Interval) -> dict:
+            if sharded and interval.shards > 1 and interval.shard is None:
+                raise ValueError(f"step {step} runs once per shard: give the shard (0..{interval.shards - 1})")
             started = time.perf_counter()
-            with log_context(run_id=interval.run_id, step=step, arrival_minute=interval.start.isoformat(),
+            with log_context(run_id=interval.step_run_id, step=step, arrival_minute=interval.start.isoformat(),
                              interval_end=interval.end.isoformat()):
                 log.debug("step started")
                 try:
@@ -202,23 +245,46 @@ def step_to_raw(interval: Interval) -> dict:
                           database_url=interval.database_url, drain_backlog=interval.drain_landing_backlog).counts()
 
 
-@_recorded("to_bronze")
+@_recorded("to_bronze", sharded=True)
 def step_to_bronze(interval: Interval) -> dict:
-    """Raw -> bronze typed rows and bronze quarantine (reason, field, detail, original text)."""
+    """Raw -> bronze typed rows and bronze quarantine (reason, field, detail, original text).
+
+    With several shards, to_bronze task j types every shards-th raw file from the j-th, and routes
+    each row to the shard of its device's patient (transforms.shards): the steps after it find all
+    of a device's and a patient's readings of the interval in one shard.
+    """
+    from transforms.shards import shard_of_devices
+
+    part = None if interval.shards == 1 else (interval.shard, interval.shards)
     result = raw_to_bronze(
         interval.lake, interval.start, interval.end, run_id=interval.run_id,
         registry=interval.registry, ingested_at=interval.end,
         lateness=interval.settings.lateness, future_tolerance=interval.settings.future_tolerance,
-        database_url=interval.database_url,
+        database_url=interval.database_url, write=False, part=part,
     )
-    return result.counts()
+    counts = result.counts()
+    outputs = (("bronze", "part-0.parquet", result.bronze), ("quarantine", "bronze.parquet", result.quarantine),
+               ("quarantine", FIELD_QUARANTINE_FILE, result.field_quarantine))
+    if interval.shards == 1:
+        for layer, file_name, table in outputs:
+            interval.write(layer, file_name, table)
+        return counts
+    routed = np.zeros(interval.shards, dtype=np.int64)
+    for layer, file_name, table in outputs:
+        destination = shard_of_devices(table.column("device_id"), interval.registry, interval.shards, unrouted=interval.shard)
+        for shard in range(interval.shards):
+            rows = table.filter(pa.array(destination == shard))
+            interval.for_shard(shard).write(layer, file_name, rows, source=interval.shard)
+            if layer == "bronze":
+                routed[shard] += rows.num_rows
+    return {**counts, "bronze_rows_to_shard": routed.tolist()}
 
 
 def _record_gate(interval: Interval, result) -> None:
     """Store a gate's outcome: a summary row in PostgreSQL, the full result in the lake (Data Docs)."""
     from expectations.data_docs import save_validation
 
-    save_validation(interval.lake, result.suite, interval.start, interval.run_id, result.document)
+    save_validation(interval.lake, result.suite, interval.start, interval.step_run_id, result.document)
     with connect(interval.database_url) as connection:
         connection.execute(
             """
@@ -229,7 +295,7 @@ def _record_gate(interval: Interval, result) -> None:
                 failed_rows = excluded.failed_rows, statistics = excluded.statistics, results = excluded.results,
                 validated_at = now()
             """,
-            (interval.run_id, result.suite, interval.start, interval.end, result.success, result.evaluated_rows,
+            (interval.step_run_id, result.suite, interval.start, interval.end, result.success, result.evaluated_rows,
              result.rejected.num_rows, json.dumps(result.statistics, default=str), json.dumps(result.results, default=str)),
         )
 
@@ -289,7 +355,7 @@ def _record_device_incidents(interval: Interval, flooding: pd.DataFrame, frame: 
                     row.device_id, interval.start, interval.end, row.bad_readings, row.readings)
 
 
-@_recorded("gate_bronze")
+@_recorded("gate_bronze", sharded=True)
 def step_gate_bronze(interval: Interval) -> dict:
     """Great Expectations bronze suite: failing rows set aside for quarantine, batch failures stop the run.
 
@@ -316,7 +382,7 @@ def step_gate_bronze(interval: Interval) -> dict:
     return {**result.counts(), "flooding_devices": sorted(flooding["device_id"]), "device_flooding_rows": len(flooded)}
 
 
-@_recorded("to_silver")
+@_recorded("to_silver", sharded=True)
 def step_to_silver(interval: Interval) -> dict:
     """Bronze -> silver: deduplicated, registry-joined, enriched with indices, scores and flags."""
     from transforms.clinical.baselines import patient_baselines
@@ -341,7 +407,7 @@ def step_to_silver(interval: Interval) -> dict:
     return result.counts()
 
 
-@_recorded("gate_silver")
+@_recorded("gate_silver", sharded=True)
 def step_gate_silver(interval: Interval) -> dict:
     """Great Expectations silver suite; failing rows move from silver to quarantine; accounting checked."""
     from expectations import silver as silver_suite
@@ -357,11 +423,18 @@ def step_gate_silver(interval: Interval) -> dict:
     interval.write("silver", "part-0.parquet", kept)
     interval.write("quarantine", "silver_gate.parquet", rejected)  # also clears an earlier run's rejections
     counts = result.counts()
-    counts["accounting"] = check_accounting(interval)
+    if interval.shards == 1:
+        counts["accounting"] = check_accounting(interval)
     return counts
 
 
-@_recorded("to_gold")
+@_recorded("accounting")
+def step_accounting(interval: Interval) -> dict:
+    """Accounting over every shard of the interval (several shards; with one, gate_silver checks it)."""
+    return check_accounting(interval.for_shard(None))
+
+
+@_recorded("to_gold", sharded=True)
 def step_to_gold(interval: Interval) -> dict:
     """Silver -> gold patient-minute features."""
     gold = silver_to_gold(interval.read("silver", "part-0.parquet", SILVER))
@@ -369,7 +442,7 @@ def step_to_gold(interval: Interval) -> dict:
     return {"gold_rows": gold.num_rows}
 
 
-@_recorded("load")
+@_recorded("load", sharded=True)
 def step_load(interval: Interval) -> dict:
     """Silver rows and every quarantine row of the interval into PostgreSQL (COPY, idempotent)."""
     from transforms.load import load_measurements, load_quarantine
@@ -386,26 +459,47 @@ def step_load(interval: Interval) -> dict:
     }
 
 
-@_recorded("alerts")
+@_recorded("alerts", sharded=True)
 def step_alerts(interval: Interval) -> dict:
     """Clinical rules over the interval's silver rows and recent history; alerts upserted; notifications sent."""
     from transforms.alerts.store import raise_alerts
 
     silver = interval.read("silver", "part-0.parquet", SILVER)
+    whole = interval.shards == 1  # a shard leaves the sweep over every device and alert to alerts_sweep
     result = raise_alerts(interval.database_url, silver, interval_start=interval.start, interval_end=interval.end,
                           run_id=interval.run_id, rules=interval.rules, settings=interval.settings,
                           quarantine=pa.concat_tables([interval.read("quarantine", name, QUARANTINE)
-                                                       for name in ("bronze.parquet", FIELD_QUARANTINE_FILE)]))
+                                                       for name in ("bronze.parquet", FIELD_QUARANTINE_FILE)]),
+                          sweep=whole)
+    _write_candidates(interval, result)
+    if whole:
+        result.update(escalate_and_deliver(interval.database_url, as_of=interval.end, rules=interval.rules,
+                                           settings=interval.settings))
+    return jsonable(result)
+
+
+@_recorded("alerts_sweep")
+def step_alerts_sweep(interval: Interval) -> dict:
+    """After every shard's alerts (several shards): silent devices, auto-resolution, escalation, notifications."""
+    from transforms.alerts.store import sweep_alerts
+
+    joined = interval.for_shard(None)
+    result = sweep_alerts(joined.database_url, interval_end=joined.end, run_id=joined.run_id, rules=joined.rules,
+                          settings=joined.settings)
+    _write_candidates(joined, result)
+    result.update(escalate_and_deliver(joined.database_url, as_of=joined.end, rules=joined.rules, settings=joined.settings))
+    return jsonable(result)
+
+
+def _write_candidates(interval: Interval, result: dict) -> None:
+    """Replace the result's candidates DataFrame by its count, writing it to gold (alert_candidates)."""
     candidates = result.pop("candidates", None)
     if candidates is not None:
         interval.write("gold", "alert_candidates.parquet", _candidates_table(candidates, interval))
         result["candidates"] = len(candidates)
-    result.update(escalate_and_deliver(interval.database_url, as_of=interval.end, rules=interval.rules,
-                                       settings=interval.settings))
-    return jsonable(result)
 
 
-def escalate_and_deliver(database_url: str, *, as_of: datetime, rules: RuleSet | None = None,
+def escalate_and_deliver(database_url: str, *, as_of: datetime, rules: RuleSet,
                          settings: Settings | None = None) -> dict:
     """Escalate unacknowledged alerts and deliver every due notification, whatever state the minute batch is in.
 
@@ -417,7 +511,7 @@ def escalate_and_deliver(database_url: str, *, as_of: datetime, rules: RuleSet |
     from transforms.alerts.escalation import escalate
 
     settings = settings or get_settings()
-    return {"escalations": escalate(database_url, as_of=as_of, rules=rules or default_rules(), settings=settings),
+    return {"escalations": escalate(database_url, as_of=as_of, rules=rules, settings=settings),
             "notifications": deliver_notifications(database_url, now=as_of, settings=settings)}
 
 
@@ -431,12 +525,42 @@ def step_refresh_views(interval: Interval) -> dict:
 
 STEPS = (step_to_raw, step_to_bronze, step_gate_bronze, step_to_silver, step_gate_silver, step_to_gold,
          step_load, step_alerts, step_refresh_views)
+#: With several shards: each step, and whether it runs once per shard (True) or once, joining them.
+#: Every shard finishes a step before the next starts: to_bronze routes rows to every shard, and the
+#: DAG's mapped tasks wait for all of their upstream's map indexes the same way.
+SHARDED_STEPS = ((step_to_raw, False), (step_to_bronze, True), (step_gate_bronze, True), (step_to_silver, True),
+                 (step_gate_silver, True), (step_accounting, False), (step_to_gold, True), (step_load, True),
+                 (step_alerts, True), (step_alerts_sweep, False), (step_refresh_views, False))
+
+
+def run_steps(interval: Interval) -> dict:
+    """Every step over ``interval`` in order, shard by shard where the step is sharded; counts per step
+    (a sharded step's counts summed over its shards, with ``by_shard`` listing each shard's)."""
+    if interval.shards == 1:
+        return {step.__name__.removeprefix("step_"): step(interval) for step in STEPS}
+    interval.registry  # read once: every shard of the interval routes and checks with the same registry
+    counts = {}
+    for step, sharded in SHARDED_STEPS:
+        name = step.__name__.removeprefix("step_")
+        if not sharded:
+            counts[name] = step(interval.for_shard(None))
+            continue
+        by_shard = [step(interval.for_shard(shard)) for shard in range(interval.shards)]
+        total: dict = {}
+        for shard_counts in by_shard:
+            total = _add_counts(total, shard_counts)
+        counts[name] = {**total, "by_shard": by_shard}
+    return counts
 
 
 def process_interval(start: datetime, end: datetime, *, lake: Lake, database_url: str, run_id: str,
                      settings: Settings | None = None, rules: RuleSet | None = None,
-                     chunk: timedelta = timedelta(hours=1), drain_landing_backlog: bool = False) -> dict:
+                     chunk: timedelta = timedelta(hours=1), drain_landing_backlog: bool = False,
+                     shards: int | None = None) -> dict:
     """Run every step for arrival minutes [start, end): one minute, or a whole day in one run.
+
+    ``shards`` (default ``KIDJAMO_SHARDS``) splits the interval as the DAG's mapped tasks do, the
+    shards one after the other: the lake, warehouse and alerts come out the same for any count.
 
     A wide interval is processed ``chunk`` by chunk, in arrival order, so that memory stays bounded;
     each chunk is recorded in kidjamo.pipeline_runs as ``<run_id>#<chunk start>``. Returns the
@@ -444,9 +568,9 @@ def process_interval(start: datetime, end: datetime, *, lake: Lake, database_url
     (earlier minutes' landing files are taken too); re-processing leaves the current backlog alone.
     """
     whole = Interval.for_task(start, end, lake=lake, database_url=database_url, run_id=run_id, settings=settings,
-                              rules=rules, drain_landing_backlog=drain_landing_backlog)
+                              rules=rules, drain_landing_backlog=drain_landing_backlog, shards=shards)
     if whole.end - whole.start <= chunk:
-        return {step.__name__.removeprefix("step_"): step(whole) for step in STEPS}
+        return run_steps(whole)
     totals: dict = {}
     chunk_start = whole.start
     while chunk_start < whole.end:
@@ -454,9 +578,8 @@ def process_interval(start: datetime, end: datetime, *, lake: Lake, database_url
         part = replace(whole, start=chunk_start, end=chunk_end, run_id=f"{run_id}#{chunk_start:%Y%m%dT%H%M}",
                        drain_landing_backlog=drain_landing_backlog and chunk_start == whole.start)
         with log_context(chunk=f"{chunk_start:%Y%m%dT%H%M}"):
-            for step in STEPS:
-                name = step.__name__.removeprefix("step_")
-                totals[name] = _add_counts(totals.get(name, {}), step(part))
+            for name, counts in run_steps(part).items():
+                totals[name] = _add_counts(totals.get(name, {}), counts)
         chunk_start = chunk_end
     return totals
 

@@ -157,6 +157,16 @@ class HttpSender:
         elif path.exists():
             path.unlink()
 
+    async def drain_spool(self, *, attempts: int, pause_s: float) -> bool:
+        """Send what waits in the spool, up to ``attempts`` times ``pause_s`` apart (say, until a restarted
+        service is back); True when nothing is left in it."""
+        for _ in range(attempts):
+            if self.stats.spooled == 0:
+                return True
+            await self.send([])
+            await asyncio.sleep(pause_s)
+        return self.stats.spooled == 0
+
     async def close(self) -> None:
         await self._client.aclose()
 

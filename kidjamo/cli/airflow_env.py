@@ -8,24 +8,42 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from pathlib import Path
 
 from kidjamo.warehouse.embedded_pg import free_port
 from kidjamo.settings import Settings, get_settings
+from plugins.pools import POOLS
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 DAGS_FOLDER = PROJECT_ROOT / "dags"
 
-#: Airflow pools the DAGs use: name -> (slots, description). Created by `make run`, the UI test and
-#: the compose file's airflow-init (`airflow pools set NAME SLOTS DESCRIPTION`).
-POOLS = {
-    "kidjamo_warehouse": (2, "tasks writing the warehouse (loads, alerts, view refreshes) across minute, backfill and re-process runs"),
-}
-
-
 def pool_commands(airflow: str) -> list[list[str]]:
-    """The ``airflow pools set`` commands that create :data:`POOLS`."""
-    return [[airflow, "pools", "set", name, str(slots), description] for name, (slots, description) in POOLS.items()]
+    """The ``airflow pools set`` commands that create the DAGs' pools (:data:`plugins.pools.POOLS`)."""
+    return [[airflow, "pools", "set", pool.name, str(pool.slots), pool.description] for pool in POOLS]
+
+
+def prepare_airflow(airflow: str, environment: dict[str, str], *, timeout: float = 300) -> None:
+    """Migrate Airflow's metadata database and create the DAGs' pools: what a local Airflow needs before it starts.
+
+    Raises RuntimeError with the command's own error output when one fails.
+    """
+    for command in [[airflow, "db", "migrate"], *pool_commands(airflow)]:
+        result = subprocess.run(command, env=environment, capture_output=True, text=True, timeout=timeout)
+        if result.returncode != 0:
+            raise RuntimeError(f"{' '.join(command[1:4])} failed:\n{(result.stdout + result.stderr)[-3000:]}")
+
+
+def start_standalone(airflow: str, environment: dict[str, str], log_path: Path) -> subprocess.Popen:
+    """Prepare Airflow (:func:`prepare_airflow`), then start ``airflow standalone`` logging to ``log_path``.
+
+    It runs in a process group of its own (api-server, scheduler, dag-processor, triggerer and their
+    tasks), so that the caller can stop all of it at once with ``os.killpg``.
+    """
+    prepare_airflow(airflow, environment)
+    with open(log_path, "wb") as log:
+        return subprocess.Popen([airflow, "standalone"], env=environment, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
 
 
 def airflow_environment(settings: Settings | None = None, *, api_port: int = 8080, parallelism: int = 4) -> dict[str, str]:

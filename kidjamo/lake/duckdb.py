@@ -18,9 +18,10 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from kidjamo.warehouse.pseudonyms import pseudonym
+from kidjamo.lake.partitions import is_layer_file
 from kidjamo.lake.storage import Lake
 
-#: Layer view name -> (lake prefix, the Parquet file of each partition).
+#: Layer view name -> (lake prefix, the Parquet file of each partition, or its shards' files).
 LAYERS = {"silver": ("silver/vitals", "part-0.parquet"), "gold": ("gold/vitals", "part-0.parquet"),
           "alert_candidates": ("gold/vitals", "alert_candidates.parquet")}
 PARTITIONING = ds.partitioning(pa.schema([("dt", pa.string()), ("hh", pa.int8()), ("mm", pa.int8())]), flavor="hive")
@@ -32,7 +33,7 @@ def layer_dataset(lake: Lake, layer: str) -> ds.Dataset | None:
     """The Arrow dataset of one layer's partition files (None while the layer is empty)."""
     prefix, file_name = LAYERS[layer]
     paths = [lake.local_path(f.path) if not lake.is_s3 else f"{lake.uri(f.path).removeprefix('s3://')}"
-             for f in lake.list_files(prefix) if posixpath.basename(f.path) == file_name]
+             for f in lake.list_files(prefix) if is_layer_file(posixpath.basename(f.path), file_name)]
     if not paths:
         return None
     base = lake.local_path(prefix) if not lake.is_s3 else lake.uri(prefix).removeprefix("s3://")

@@ -28,6 +28,7 @@ TOO_DEEP = "too_deeply_nested"  # objects/arrays nested deeper than MAX_NESTING_
 
 CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f-\x9f]")
 _STRING_LITERAL = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_RAW_CONTROL = bytes(range(0x20)) + b"\x7f"  # C0 and DEL as raw bytes (C1 in UTF-8 starts with 0xC2)
 _OPEN = np.frombuffer(b"[{", dtype=np.uint8)
 _CLOSE = np.frombuffer(b"]}", dtype=np.uint8)
 
@@ -79,6 +80,30 @@ def unsafe_content(document, *, max_depth: int = MAX_NESTING_DEPTH) -> UnsafeCon
                         return UnsafeContent(INVALID_TEXT, _join(path, key), f"{_join(path, key)}: the key has a {problem}")
                 pending.append((item, _join(path, key), depth + 1))
     return None
+
+
+def certainly_safe(text: bytes, readings: list) -> bool:
+    """True when JSON text and its decoded readings can hold no control character and no deep nesting.
+
+    Cheap checks for the ingestion service's hot path, over-inclusive on purpose: the text has no
+    raw C0/DEL byte, no 0xC2 byte (which starts every C1 character in UTF-8) and no backslash (no
+    escape can then produce a control character), and every reading is an object whose values are
+    scalars or objects of scalars (the contract's 2 levels). When True, :func:`unsafe_content`
+    would find nothing and need not walk the readings; when False, walk them to name the field.
+    """
+    if b"\\" in text or b"\xc2" in text or len(text.translate(None, _RAW_CONTROL)) != len(text):
+        return False
+    for reading in readings:  # plain loops: this runs for every request
+        if type(reading) is not dict:
+            return False
+        for value in reading.values():
+            if type(value) is list:
+                return False
+            if type(value) is dict:
+                for inner in value.values():
+                    if type(inner) is dict or type(inner) is list:
+                        return False
+    return True
 
 
 def text_nesting_depth(text: bytes) -> int:

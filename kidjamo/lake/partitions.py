@@ -7,6 +7,8 @@ Every layer (landing included) is laid out the same way:
 
 from __future__ import annotations
 
+import posixpath
+import re
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -43,6 +45,57 @@ def minutes_between(start: datetime, end: datetime) -> list[datetime]:
         minutes.append(minute)
         minute += timedelta(minutes=1)
     return minutes
+
+
+# --- shard layout (KIDJAMO_SHARDS, README "Scaling out") -------------------------------------------
+#: ``part-0.shard-2-of-4.parquet``, ``bronze.shard-joined-of-4.parquet``, ``part-0.shard-2-of-4.from-1.parquet``.
+_SHARD_NAME = re.compile(r"^(?P<stem>.+)\.shard-(?P<label>\d+|joined)-of-(?P<shards>\d+)(?:\.from-\d+)?\.(?P<ext>[^.]+)$")
+
+
+def shard_file_name(file_name: str, shard: int | None, shards: int, source: int | None = None) -> str:
+    """The name of ``file_name`` in a minute partition written by shard ``shard`` of ``shards``.
+
+    One shard (the default) is today's layout: the name itself. With several, each shard writes its
+    own file (``part-0.shard-2-of-4.parquet``); ``shard=None`` is a step that joins the shards
+    (``…shard-joined-of-4…``); ``source`` names the to_bronze task that routed the rows there
+    (``…shard-2-of-4.from-1…``): to_bronze splits by raw file, the later steps by patient.
+    """
+    if shards == 1:
+        return file_name
+    stem, extension = file_name.rsplit(".", 1)
+    label = "joined" if shard is None else str(shard)
+    origin = "" if source is None else f".from-{source}"
+    return f"{stem}.shard-{label}-of-{shards}{origin}.{extension}"
+
+
+def is_layer_file(base_name: str, file_name: str) -> bool:
+    """Whether a partition's file ``base_name`` holds rows of ``file_name``, in any shard layout."""
+    if base_name == file_name:
+        return True
+    match = _SHARD_NAME.match(base_name)
+    return bool(match) and f"{match['stem']}.{match['ext']}" == file_name
+
+
+def _shard_count(base_name: str) -> int:
+    match = _SHARD_NAME.match(base_name)
+    return int(match["shards"]) if match else 1
+
+
+def remove_other_layouts(lake: Lake, layer: str, start: datetime, end: datetime, file_name: str, shards: int) -> int:
+    """Delete ``file_name``'s files of [start, end) written with another shard count than ``shards``.
+
+    A minute re-processed with a new ``KIDJAMO_SHARDS`` must not keep the old layout's rows beside
+    the new ones (a reader of the partition would count them twice). Files of the same shard count
+    are never touched, so the shards of one run can call this concurrently. Returns how many went.
+    """
+    removed = 0
+    for minute in minutes_between(start, end):
+        for lake_file in lake.list_files(partition_path(layer, minute), recursive=False):
+            base_name = posixpath.basename(lake_file.path)
+            if is_layer_file(base_name, file_name) and _shard_count(base_name) != shards:
+                lake.delete(lake_file.path)
+                removed += 1
+    return removed
 
 
 def write_partitions(lake: Lake, layer: str, table: pa.Table, start: datetime, end: datetime, file_name: str) -> int:

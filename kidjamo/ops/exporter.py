@@ -45,8 +45,14 @@ LAYER_COUNTS = {
 STAGES = {"gold": "to_gold", "warehouse": "load", "alerts": "alerts"}
 
 # The newest successful run of each step, by the end of its interval (index pipeline_runs_newest_success).
+# With several shards (KIDJAMO_SHARDS) a step has one row per shard, run ids ``<run>#shard-k-of-n``:
+# the counts of every shard of that run and interval are returned, to be summed.
 _NEWEST_RUNS = """
-SELECT s.step, r.run_id, r.interval_start, r.interval_end, r.counts, r.finished_at
+SELECT s.step, r.run_id, r.interval_start, r.interval_end, r.counts, r.finished_at,
+       (SELECT jsonb_agg(o.counts) FROM kidjamo.pipeline_runs AS o
+        WHERE o.step = s.step AND o.status = 'success' AND o.interval_end = r.interval_end
+          AND o.interval_start = r.interval_start
+          AND split_part(o.run_id, '#shard-', 1) = split_part(r.run_id, '#shard-', 1)) AS shard_counts
 FROM unnest(%(steps)s::text[]) AS s(step)
 CROSS JOIN LATERAL (
     SELECT run_id, interval_start, interval_end, counts, finished_at FROM kidjamo.pipeline_runs
@@ -137,7 +143,9 @@ class PipelineCollector(Collector):
     # --- warehouse ---------------------------------------------------------------------------------
     def _warehouse(self, connection: psycopg.Connection, now: datetime) -> Iterator[GaugeMetricFamily]:
         steps = sorted({*STAGES.values(), *(step for step, _ in LAYER_COUNTS.values()), "refresh_views"})
-        newest = {row[0]: row[1:] for row in connection.execute(_NEWEST_RUNS, {"steps": steps})}
+        newest = {step: (run_id, start, end, _summed(shard_counts or [counts]), finished)
+                  for step, run_id, start, end, counts, finished, shard_counts
+                  in connection.execute(_NEWEST_RUNS, {"steps": steps})}
 
         newest_minute = GaugeMetricFamily(
             "kidjamo_pipeline_newest_minute_timestamp_seconds",
@@ -301,3 +309,15 @@ def serve(config: ExporterConfig, host: str, port: int, stop: threading.Event | 
     finally:
         server.shutdown()
         thread.join(timeout=5)
+
+
+def _summed(counts: list[dict]) -> dict:
+    """One step's counts summed over its shards (numbers added, other values from the first shard)."""
+    total = dict(counts[0])
+    for more in counts[1:]:
+        for key, value in more.items():
+            if isinstance(value, dict) and isinstance(total.get(key), dict):
+                total[key] = _summed([total[key], value])
+            elif isinstance(value, (int, float)) and not isinstance(value, bool) and isinstance(total.get(key), (int, float)):
+                total[key] = total[key] + value
+    return total

@@ -9,8 +9,13 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+
+import boto3
 
 
 class WebhookReceiver:
@@ -90,3 +95,32 @@ class MotoServer:
         if self.process:
             self.process.terminate()
             self.process.wait(timeout=10)
+
+
+@dataclass
+class SnsTopic:
+    """An SNS topic on moto_server with one SQS queue subscribed to it (what a care team's pager reads)."""
+
+    url: str
+    topic_arn: str
+    sqs: object
+    queue_url: str
+
+    def messages(self) -> list[dict]:
+        """The messages waiting in the subscribed queue (up to 10)."""
+        return self.sqs.receive_message(QueueUrl=self.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
+
+
+@contextmanager
+def sns_topic_with_queue(monkeypatch) -> Iterator[SnsTopic]:
+    """moto_server with the topic ``kidjamo-alerts`` and the queue ``care-team`` subscribed, on test credentials."""
+    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(name, value)
+    with MotoServer() as moto:
+        sns = boto3.client("sns", region_name="us-east-1", endpoint_url=moto.url)
+        sqs = boto3.client("sqs", region_name="us-east-1", endpoint_url=moto.url)
+        topic_arn = sns.create_topic(Name="kidjamo-alerts")["TopicArn"]
+        queue_url = sqs.create_queue(QueueName="care-team")["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
+        yield SnsTopic(moto.url, topic_arn, sqs, queue_url)

@@ -6,7 +6,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from kidjamo.settings import Settings
-from transforms.alerts.fast_path import PatientContext, evaluate_fast_path, single_reading_rules
+from tests.alerts.conftest import alerts
+from transforms.alerts.fast_path import PatientContext, evaluate_fast_path, raise_fast_path_alerts, single_reading_rules
 from transforms.clinical.matching import CROSS_READING_RULES, MATCHERS
 from transforms.clinical.rules import default_rules
 
@@ -22,7 +23,8 @@ def context(alerts_db):
 
 def payload(patient: str = "p1", at: datetime = RECEIVED - timedelta(seconds=15), **vitals) -> dict:
     normal = {"p1": dict(spo2=97.0, heart_rate=75, temperature=36.8, respiratory_rate=14),
-              "p2": dict(spo2=98.0, heart_rate=90, temperature=36.8, respiratory_rate=22)}[patient]
+              "p2": dict(spo2=98.0, heart_rate=90, temperature=36.8, respiratory_rate=22),
+              "p3": dict(spo2=98.0, heart_rate=130, temperature=36.8, respiratory_rate=35)}[patient]
     return {"device_id": f"d{patient[1:]}", "patient_id": patient, "timestamp": at.isoformat().replace("+00:00", "Z"),
             "vitals": {**normal, **vitals}, "metadata": {"battery_level": 80, "signal_quality": 90}}
 
@@ -44,6 +46,16 @@ def test_a_normal_reading_raises_nothing(context):
 
 def test_a_child_at_exactly_38_5_raises_the_critical_fever_alert(context):
     assert fired(context, payload("p2", temperature=38.5)) == {"fever": "critical"}
+
+
+@pytest.mark.parametrize("temperature", [38.5, 38.0])
+def test_an_infants_fever_is_one_fever_infant_alert_row_not_fever(alerts_db, context, temperature):
+    # NICE feverish-child red flags: under 1 year, 38.0 °C or more is critical (fever_infant, which
+    # replaces NHLBI's 38.5 °C fever); p3 is 6 months old. The load bench expects this row.
+    raise_fast_path_alerts(alerts_db, [payload("p3", temperature=temperature)], received_at=RECEIVED, rules=RULES,
+                           settings=Settings(), context=context)
+    assert [(a["patient_id"], a["rule_id"], a["severity"], a["source"]) for a in alerts(alerts_db)] == \
+        [("p3", "fever_infant", "critical", "fast_path")]
 
 
 def test_an_eight_year_old_breathing_8_per_minute_is_critical_at_once(context):

@@ -36,9 +36,9 @@ def silver_day(fleet: Fleet, database_url: str) -> pd.DataFrame:
     })
     registry = load_registry(database_url)
     frame = frame.merge(registry[["device_id", "birth_date", "genotype"]], on="device_id")
-    frame = frame.merge(patient_baselines(database_url, registry, at=DAY), on="patient_id")
+    frame = frame.merge(patient_baselines(database_url, registry, at=DAY, rules=RULES), on="patient_id")
     frame["age_years"] = scores.age_years(frame["birth_date"], frame["measured_at"])
-    frame["age_band"] = scores.age_band(frame["age_years"])
+    frame["age_band"] = scores.age_band(frame["age_years"], RULES)
     frame = frame.join(scores.news2_partial(frame["respiratory_rate"], frame["spo2"], frame["heart_rate"],
                                             frame["temperature"], frame["age_years"]))
     frame = frame.join(scores.heat_index_c(frame["ambient_temp"], pd.Series(np.nan, index=frame.index)))

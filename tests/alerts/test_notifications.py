@@ -6,12 +6,11 @@ import json
 import threading
 from datetime import timedelta
 
-import boto3
 import pytest
 
 from kidjamo.settings import Settings
 from tests.alerts.conftest import alerts, count, query
-from tests.alerts.servers import MotoServer, WebhookReceiver
+from tests.alerts.servers import WebhookReceiver, sns_topic_with_queue
 from tests.clinical.readings import T0, frame, reading
 from transforms.alerts.delivery import deliver_notifications
 from transforms.alerts.escalation import escalate
@@ -181,21 +180,12 @@ def test_fast_path_raises_nothing_for_a_normal_reading_nor_an_unknown_patient(al
 
 
 def test_sns_notifications_reach_a_subscribed_queue_through_moto_server(alerts_db, tmp_path, monkeypatch):
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                        "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(name, value)
-    with MotoServer() as moto:
-        sns = boto3.client("sns", region_name="us-east-1", endpoint_url=moto.url)
-        sqs = boto3.client("sqs", region_name="us-east-1", endpoint_url=moto.url)
-        topic_arn = sns.create_topic(Name="kidjamo-alerts")["TopicArn"]
-        queue_url = sqs.create_queue(QueueName="care-team")["QueueUrl"]
-        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
-        settings = Settings(home=tmp_path, notify_channels="sns", sns_topic_arn=topic_arn, sns_endpoint_url=moto.url)
+    with sns_topic_with_queue(monkeypatch) as topic:
+        settings = Settings(home=tmp_path, notify_channels="sns", sns_topic_arn=topic.topic_arn, sns_endpoint_url=topic.url)
         raise_fever(alerts_db, settings)
         assert deliver_notifications(alerts_db, now=END, settings=settings)["sent"] == 1
         assert deliver_notifications(alerts_db, now=END, settings=settings)["claimed"] == 0
-        messages = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
+        messages = topic.messages()
         assert len(messages) == 1
         document = json.loads(json.loads(messages[0]["Body"])["Message"])
         assert (document["rule_id"], document["severity"], document["patient_id"]) == ("fever", "critical", "p2")

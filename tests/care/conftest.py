@@ -14,7 +14,6 @@ import httpx
 import psycopg
 import pytest
 import uvicorn
-from psycopg import sql
 
 from care.app import create_app
 from care.auth import provision_clinician
@@ -24,7 +23,7 @@ from kidjamo.settings import Settings
 from kidjamo.lake.storage import Lake
 from transforms.pipeline import process_interval
 from kidjamo.warehouse.roles import AUTHENTICATOR
-from tests.security.support import login_url, set_test_password
+from tests.security.support import drop_logins, login_url, set_test_password
 from transforms.registry import import_registry
 
 TEAMS = ["team-a", "team-a", "team-b", "team-b"]
@@ -95,10 +94,7 @@ def ward(postgres_server, tmp_path_factory, request) -> CareWard:
         try:
             yield ward
         finally:
-            with psycopg.connect(url, autocommit=True) as connection:
-                for login in CLINICIANS:
-                    connection.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(login)))
-                    connection.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(login)))
+            drop_logins(url, CLINICIANS)
 
 
 class Served:

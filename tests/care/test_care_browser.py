@@ -22,9 +22,6 @@ from tests.care.conftest import ARTIFACTS, PASSWORD, Served, free_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-gpu", "--disable-component-update",
-                 "--disable-sync"]
 NEW_ALERT_WITHIN_MS = 15_000
 WIDTHS = {"phone": 390, "desk": 1280}
 
@@ -36,16 +33,6 @@ def secure_app(ward):
     served = Served(create_app(ward.app_url, settings), free_port()).start()
     yield served
     served.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 def open_session(browser, base_url: str, login: str, *, language: str = "fr", width: int = 1280):

@@ -7,6 +7,7 @@ import pytest
 
 from care import charts, queries
 from care.i18n import Translator
+from transforms.clinical.rules import default_rules
 
 END = datetime(2026, 12, 2, 16, 0, tzinfo=timezone.utc)
 
@@ -24,7 +25,7 @@ def series(window: queries.Window, *, missing: slice = slice(0, 0)) -> pd.DataFr
 @pytest.mark.parametrize("time_format", ["%H:%M", "%d %b %H:%M"])
 def test_every_chart_template_is_valid_vega_lite(language, time_format):
     charts._template.cache_clear()
-    spec = charts._template(language, time_format, validate=True)
+    spec = charts._template(language, "UTC", time_format, validate=True)
     assert len(spec["vconcat"]) == len(queries.VITALS)
 
 
@@ -52,7 +53,7 @@ def test_a_window_ends_with_the_bucket_that_holds_now():
 
 
 def test_thresholds_follow_the_age_band_and_the_baseline():
-    lines = queries.thresholds({"age_years": 0.5, "age_band": "3-12m", "spo2_baseline": 95.0, "hydration_baseline": 80.0})
+    lines = queries.thresholds({"age_years": 0.5, "age_band": "3-12m", "spo2_baseline": 95.0, "hydration_baseline": 80.0}, default_rules())
     assert ("fever_infant", 38.0) in lines["temperature"]
     assert ("heart_rate", 100) in lines["heart_rate"] and ("heart_rate", 150) in lines["heart_rate"]
     assert ("spo2_drop", 92.0) in lines["spo2"]

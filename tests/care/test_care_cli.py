@@ -35,6 +35,7 @@ def carol(ward):
         connection.execute("DELETE FROM kidjamo.clinician_credentials WHERE role_name = 'care_carol'")
         connection.execute("DELETE FROM kidjamo.care_team_members WHERE role_name = 'care_carol'")
         connection.execute("DELETE FROM kidjamo.care_sessions WHERE role_name = 'care_carol'")
+        connection.execute("DELETE FROM kidjamo.clinician_identities WHERE role_name = 'care_carol'")
         connection.execute(sql.SQL("DROP ROLE IF EXISTS care_carol"))
 
 
@@ -47,6 +48,23 @@ def test_clinicians_add_provisions_a_login_that_opens_the_board_of_its_team(ward
     board = log_in(care_app.base_url, carol, "a long passphrase").get("/board").text
     assert set(re.findall(r'data-patient="([^"]+)"', board)) == set(ward.team_b)
 
+
+def test_clinicians_add_maps_a_hospital_identity_without_a_web_password(ward, carol):
+    issuer = "https://idp.hopital-laquintinie.cm/realms/staff"
+    result = cli(ward, "clinicians", "add", carol, "--team", "team-b", "--no-password", "--oidc-subject", "f3a9-carol",
+                 "--oidc-issuer", issuer)
+    assert result.returncode == 0, result.stderr
+    assert f"hospital login: subject f3a9-carol of {issuer}" in result.stdout
+    assert ward.query("SELECT issuer, subject, role_name FROM kidjamo.clinician_identities WHERE role_name = %s",
+                      (carol,)) == [(issuer, "f3a9-carol", carol)]
+    assert ward.query("SELECT count(*) FROM kidjamo.clinician_credentials WHERE role_name = %s", (carol,)) == [(0,)]
+    taken = cli(ward, "clinicians", "add", "care_alice", "--team", "team-a", "--no-password", "--oidc-subject",
+                "f3a9-carol", "--oidc-issuer", issuer)
+    assert taken.returncode != 0 and "already clinician 'care_carol'" in taken.stderr
+    no_way_in = cli(ward, "clinicians", "add", carol, "--team", "team-b", "--no-password")
+    assert no_way_in.returncode != 0 and "--no-password needs --oidc-subject" in no_way_in.stderr
+    no_issuer = cli(ward, "clinicians", "add", carol, "--team", "team-b", "--no-password", "--oidc-subject", "x")
+    assert no_issuer.returncode != 0 and "KIDJAMO_CARE_OIDC_ISSUER" in no_issuer.stderr
 
 def test_clinicians_add_refuses_a_short_password_and_a_reserved_login(ward, carol):
     short = cli(ward, "clinicians", "add", carol, "--team", "team-a", "--password-stdin", stdin="short\n")

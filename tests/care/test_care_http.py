@@ -6,12 +6,16 @@ as the clinician; every refusal changes nothing and leaves an audit row.
 
 from __future__ import annotations
 
+import json
 import re
 
 import httpx
 import pytest
+from markupsafe import escape
 
-from tests.care.conftest import PASSWORD, csrf_of, log_in
+from care.app import create_app
+from care.i18n import RULE_TITLE, Translator, catalogue
+from tests.care.conftest import PASSWORD, Served, csrf_of, free_port, log_in
 
 pytestmark = pytest.mark.slow  # a uvicorn server and the pipeline
 
@@ -45,6 +49,22 @@ def test_the_board_lists_only_the_clinicians_team_with_the_alerting_patient_firs
     assert listed[0] == ward.fleet.patient_ids[0]
     assert set(listed) == set(ward.team_a)
     assert "‼ Critical" in page
+
+
+def test_a_french_page_shows_the_alert_title_and_its_qualifiers_in_french(ward, care_app, hypoxic_alert):
+    """(Before the tests that acknowledge and resolve the alert: the queue shows it while it is open.)"""
+    (english, qualifiers), = ward.query("SELECT evidence -> 'rule' ->> 'title', evidence -> 'qualifiers' FROM kidjamo.alerts"
+                                        " WHERE alert_id = %s", (hypoxic_alert,))
+    french = catalogue("fr")[(RULE_TITLE, english)]
+    alice = log_in(care_app.base_url, "care_alice")
+    queue = alice.get("/alerts", headers={"Accept-Language": "fr-CM,fr;q=0.9,en;q=0.5"}).text
+    article = queue.split(f'id="alert-{hypoxic_alert}"', 1)[1].split("</article>", 1)[0]
+    assert str(escape(french)) in article and str(escape(english)) not in article
+    for qualifier in qualifiers or []:
+        assert str(escape(Translator("fr").qualifier(qualifier))) in article
+    assert str(escape(french)) in alice.get("/board", headers={"Accept-Language": "fr"}).text
+    english_queue = alice.get("/alerts", headers={"Accept-Language": "en"}).text
+    assert str(escape(english)) in english_queue.split(f'id="alert-{hypoxic_alert}"', 1)[1].split("</article>", 1)[0]
 
 
 def test_a_clinician_of_another_team_sees_neither_the_patient_nor_the_alert(ward, care_app, hypoxic_alert):
@@ -208,3 +228,21 @@ def test_french_by_default_and_english_by_the_browser_or_the_switch(care_app):
     switched = alice.get("/language/en", params={"back": "/alerts"})
     assert switched.status_code == 303 and switched.headers["location"] == "/alerts"
     assert "Alert queue" in alice.get("/alerts", headers={"Accept-Language": "fr"}).text
+
+
+def test_the_pages_show_times_in_the_care_teams_zone(ward, hypoxic_alert):
+    settings = ward.settings.model_copy(update={"care_timezone": "Africa/Douala"})
+    served = Served(create_app(ward.app_url, settings), free_port()).start()
+    try:
+        alice = log_in(served.base_url, "care_alice")
+        english = {"Accept-Language": "en"}
+        page = alice.get(f"/patients/{ward.fleet.patient_ids[0]}", params={"window": "6h"}, headers=english).text
+        assert 'data-zone="Africa/Douala"' in page and "Times in Africa/Douala (UTC+01:00)." in page
+        spec = json.loads(page.split('id="chart-spec">', 1)[1].split("</script>", 1)[0])
+        assert spec["vconcat"][0]["layer"][1]["encoding"]["x"]["title"] == "Time (Africa/Douala)"
+        (opened_at,), = ward.query("SELECT opened_at FROM kidjamo.alerts WHERE alert_id = %s", (hypoxic_alert,))
+        shown = Translator("en", "Africa/Douala").datetime(opened_at)
+        assert shown.endswith(" WAT") and str(escape(shown)) in alice.get("/alerts", headers=english).text
+        assert Translator("en").datetime(opened_at) != shown  # not the UTC time
+    finally:
+        served.stop()

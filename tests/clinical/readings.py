@@ -7,6 +7,7 @@ from datetime import datetime, timedelta, timezone
 import pandas as pd
 
 from transforms.clinical import scores
+from transforms.clinical.rules import default_rules
 
 T0 = datetime(2026, 11, 27, 10, 0, tzinfo=timezone.utc)
 # A typical age in each PEWS band, with well values inside the band's normal ranges.
@@ -17,7 +18,7 @@ WELL_RESPIRATORY_RATE = {"0-3m": 40, "3-12m": 35, "1-4y": 28, "4-12y": 22, ">12y
 
 def reading(age: float = 30.0, at: datetime = T0, patient_id: str = "p1", device_id: str = "d1", index: int = 0,
             **vitals) -> dict:
-    band = scores.age_band(pd.Series([age])).iloc[0]
+    band = scores.age_band(pd.Series([age]), default_rules()).iloc[0]
     row = {
         "device_id": device_id, "patient_id": patient_id, "measured_at": at,
         "spo2": 98.0, "heart_rate": float(WELL_HEART_RATE[band]), "temperature": 36.8, "ambient_temp": 24.0,

@@ -8,8 +8,10 @@ import psycopg
 import pytest
 
 from transforms.clinical import baselines
+from transforms.clinical.rules import default_rules
 
 AS_OF = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)
+RULES = default_rules()
 
 
 @pytest.mark.parametrize(
@@ -17,7 +19,7 @@ AS_OF = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)
     [("HbSS", 96.0), ("HbSB0", 96.0), ("HbSC", 98.0), ("HbSB+", 98.0), ("other", 98.0), ("unheard-of", 98.0)],
 )
 def test_genotype_default_spo2(genotype, spo2):
-    assert baselines.genotype_default_spo2(pd.Series([genotype])).iloc[0] == spo2
+    assert baselines.genotype_default_spo2(pd.Series([genotype]), RULES).iloc[0] == spo2
 
 
 def _registry(rows):
@@ -49,7 +51,7 @@ def test_registry_then_genotype_fallbacks_when_nothing_is_stored(fresh_database_
         ("d2", "p-genotype", date(2016, 1, 1), "F", "HbSC", "t", None, True),
         ("d3", "p-infant", date(2026, 10, 1), "M", "HbSS", "t", None, True),
     ])
-    result = baselines.patient_baselines(fresh_database_url, registry, at=AS_OF).set_index("patient_id")
+    result = baselines.patient_baselines(fresh_database_url, registry, at=AS_OF, rules=RULES).set_index("patient_id")
     assert result.loc["p-registry", "spo2_baseline"] == 93.0
     assert result.loc["p-genotype", "spo2_baseline"] == 98.0
     assert result.loc["p-registry", "heart_rate_baseline"] == 90.0  # 4-12 y mid-normal
@@ -72,11 +74,11 @@ def test_recompute_stores_the_median_of_six_hours_and_more_outside_alert_episode
             " evidence, status) VALUES ('p1', 'hypoxia', '1', 'high', %s, %s, %s, 'resolved')",
             (episode_start, episode_start + timedelta(hours=1), json.dumps({})))
         _insert_readings(connection, "p-short", start, 60, spo2=90.0)
-    counts = baselines.recompute_baselines(fresh_database_url, AS_OF)
+    counts = baselines.recompute_baselines(fresh_database_url, AS_OF, rules=RULES)
     assert counts["stored"] == 1
     registry = _registry([("d1", "p1", date(2016, 1, 1), "F", "HbSS", "t", 99.0, True),
                           ("d2", "p-short", date(2016, 1, 1), "F", "HbSS", "t", None, True)])
-    result = baselines.patient_baselines(fresh_database_url, registry, at=AS_OF).set_index("patient_id")
+    result = baselines.patient_baselines(fresh_database_url, registry, at=AS_OF, rules=RULES).set_index("patient_id")
     assert result.loc["p1", "spo2_baseline"] == 95.0  # personal baseline wins over the registry's 99
     assert result.loc["p1", "heart_rate_baseline"] == 90.0
     assert result.loc["p1", "hydration_baseline"] == 80.0
@@ -87,5 +89,5 @@ def test_recompute_drops_a_baseline_that_no_longer_has_enough_data(fresh_databas
     with psycopg.connect(fresh_database_url) as connection:
         _insert_patient(connection, "p1")
         _insert_readings(connection, "p1", AS_OF - timedelta(hours=7), 7 * 120, spo2=95.0)
-    assert baselines.recompute_baselines(fresh_database_url, AS_OF)["stored"] == 1
-    assert baselines.recompute_baselines(fresh_database_url, AS_OF + timedelta(days=8))["removed"] == 1
+    assert baselines.recompute_baselines(fresh_database_url, AS_OF, rules=RULES)["stored"] == 1
+    assert baselines.recompute_baselines(fresh_database_url, AS_OF + timedelta(days=8), rules=RULES)["removed"] == 1

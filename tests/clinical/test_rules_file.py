@@ -83,3 +83,23 @@ def test_fever_alerts_never_resolve_themselves():
     rules = load_rules()
     assert [rule.id for rule in rules.rules.values() if not rule.auto_resolve] == \
         ["fever", "fever_infant", "fever_onset", "implausible_vital"]
+
+
+# Issue 11: "cite exactly the one used" (hypoxia) and "a correct source" (hypothermia, slow breathing,
+# heat). The citation each rule's threshold comes from, written from the issue and CLINICAL.md.
+CITED = {
+    "fever": ["NHLBI 2014", "38.5"],
+    "hypoxia": ["BCSH 2015", "≤ 94"],
+    "hypothermia": ["NEWS2", "35.0", "NICE NG143", "36"],
+    "tachypnoea": ["WHO/IMCI", "≥ 60", "≥ 50", "≥ 40", "PEWS", "Parshuram 2009", "NEWS2"],
+    "bradypnoea": ["PEWS", "Parshuram 2009", "NEWS2"],
+    "heat_exposure": ["NWS", "danger", "39.4"],
+    "news2": ["NEWS2 (2017)"],
+    "voc_pattern": ["NHLBI 2014"],
+}
+
+
+@pytest.mark.parametrize("rule_id", list(CITED))
+def test_each_threshold_cites_the_published_source_it_comes_from(rule_id):
+    source = load_rules()[rule_id].source
+    assert [part for part in CITED[rule_id] if part not in source] == [], source

@@ -6,6 +6,9 @@ import pandas as pd
 import pytest
 
 from transforms.clinical import scores
+from transforms.clinical.rules import default_rules
+
+RULES = default_rules()
 
 
 def _one(value):
@@ -32,11 +35,11 @@ def test_age_years_is_the_fractional_age_at_the_reading(birth, at, years):
     ],
 )
 def test_age_band_edges(age, band):
-    assert scores.age_band(_one(age)).iloc[0] == band
+    assert scores.age_band(_one(age), RULES).iloc[0] == band
 
 
 def test_age_band_of_unknown_age_is_missing():
-    assert scores.age_band(pd.Series([None], dtype="float64")).isna().all()
+    assert scores.age_band(pd.Series([None], dtype="float64"), RULES).isna().all()
 
 
 # Bedside PEWS, Parshuram 2009 (Crit Care 13:R135) Table 1, written from the paper. For each band:
@@ -61,20 +64,20 @@ PEWS_RESP = {
 def test_pews_subscores_follow_the_published_table(vital, table):
     for band, ((low, high), (two_high, two_low), (four_high, four_low)) in table.items():
         values = [low + 1, high - 1, low, high, two_high, two_low, four_high, four_low, None]
-        result = scores.pews_band(pd.Series(values, dtype="float64"), pd.Series([band] * len(values)), vital)
+        result = scores.pews_band(pd.Series(values, dtype="float64"), pd.Series([band] * len(values)), vital, RULES)
         assert result["pews_subscore"].tolist() == [0, 0, 1, 1, 2, 2, 4, 4, pd.NA], (vital, band)
 
 
 @pytest.mark.parametrize(("vital", "table"), [("heart_rate", PEWS_HEART), ("respiratory_rate", PEWS_RESP)])
 def test_pews_normal_range_is_exclusive(vital, table):
     for band, ((low, high), _, _) in table.items():
-        result = scores.pews_band(pd.Series([low, high], dtype="float64"), pd.Series([band, band]), vital)
+        result = scores.pews_band(pd.Series([low, high], dtype="float64"), pd.Series([band, band]), vital, RULES)
         assert result["below_normal"].tolist() == [True, False], (vital, band)
         assert result["above_normal"].tolist() == [False, True], (vital, band)
 
 
 def test_pews_heart_rate_extreme_above_150_is_strict_for_4_to_12_years():
-    result = scores.heart_rate_pews_band(pd.Series([150.0, 151.0]), pd.Series(["4-12y", "4-12y"]))
+    result = scores.heart_rate_pews_band(pd.Series([150.0, 151.0]), pd.Series(["4-12y", "4-12y"]), RULES)
     assert result["extreme_high"].tolist() == [False, True]
     assert result["pews_subscore"].tolist() == [2, 4]
 

@@ -23,11 +23,7 @@ def test_sigkill_and_restart_keep_every_acknowledged_reading_exactly_once(start_
     async def simulate():
         sender = HttpSender(service.url, secrets, spool_dir=tmp_path / "spool", max_attempts=3, first_backoff_s=0.2)
         await run_simulation(fleet, sender, start=start, end=end, realtime=False, step_s=30)
-        for _ in range(100):  # drain the spool once the service is back
-            if sender.stats.spooled == 0:
-                break
-            await sender.send([])
-            await asyncio.sleep(0.2)
+        await sender.drain_spool(attempts=100, pause_s=0.2)  # once the service is back
         await sender.close()
         outcome["stats"] = sender.stats
 

@@ -121,6 +121,35 @@ def test_an_invalid_field_gets_422_with_path_expected_and_got(service, post, new
     assert landed(service, payload["message_id"]) == []
 
 
+@pytest.mark.parametrize("kept", [("heart_rate", "temperature"), ("temperature",), ("spo2",), ("pain_scale",)])
+def test_a_reading_lacking_vitals_is_accepted_with_those_it_has(service, post, new_reading, fleet, secrets, kept):
+    payload = new_reading(4)
+    payload["vitals"] = {name: payload["vitals"][name] for name in kept}
+    response = post(service, fleet.device_ids[4], secrets[fleet.device_ids[4]], payload)
+    assert response.status_code == 202, response.text
+    assert response.json()["accepted"] == 1
+    assert landed(service, payload["message_id"]) == [payload]
+
+
+@pytest.mark.parametrize("vitals, got", [({}, "no vital sign"), ({"spo2": None, "temperature": None}, "none of them (spo2: null, temperature: null)"),
+                                         ({"ambient_light": 3}, "none of them (ambient_light: 3 (integer))")])
+def test_a_reading_without_any_vital_gets_422_naming_vitals(service, post, new_reading, fleet, secrets, vitals, got):
+    payload = {**new_reading(4), "vitals": vitals}
+    response = post(service, fleet.device_ids[4], secrets[fleet.device_ids[4]], payload)
+    assert response.status_code == 422
+    (error,) = response.json()["detail"]
+    assert error["path"] == "vitals" and error["got"] == got
+    assert error["expected"].startswith("at least one vital sign (spo2, heart_rate, temperature")
+    assert landed(service, payload["message_id"]) == []
+
+
+def test_a_malformed_vital_alone_gets_422_naming_that_vital(service, post, new_reading, fleet, secrets):
+    payload = {**new_reading(4), "vitals": {"temperature": "38.5"}}
+    response = post(service, fleet.device_ids[4], secrets[fleet.device_ids[4]], payload)
+    assert response.status_code == 422
+    assert response.json()["detail"] == [{"path": "vitals.temperature", "expected": "a number", "got": '"38.5" (string)'}]
+
+
 def test_a_batch_with_some_invalid_readings_keeps_the_valid_ones(service, post, new_reading, fleet, secrets):
     good, bad = new_reading(4), new_reading(4, pain_scale=7.5)
     response = post(service, fleet.device_ids[4], secrets[fleet.device_ids[4]], [good, bad])
@@ -291,6 +320,9 @@ def test_openapi_documents_the_endpoint(service):
     operation = spec["paths"]["/v1/vitals"]["post"]
     assert {"202", "401", "403", "413", "415", "422", "429"} <= set(operation["responses"])
     assert "application/json" in operation["requestBody"]["content"]
+    reading = operation["requestBody"]["content"]["application/json"]["schema"]["oneOf"][0]
+    assert reading["required"] == ["device_id", "patient_id", "timestamp", "vitals"]
+    assert "required" not in reading["properties"]["vitals"] and reading["properties"]["vitals"]["minProperties"] == 1
 
 
 def test_an_unreachable_database_gets_503_and_not_ready(start_service, post, new_reading, fleet, secrets, postgres_server):

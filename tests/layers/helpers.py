@@ -1,14 +1,17 @@
-"""Small builders shared by the layer tests: payloads, landing files and a registry frame."""
+"""Small builders shared by the layer tests: payloads, landing files, a registry frame and a registered fleet."""
 
 from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pandas as pd
 
+from ingestion.simulator.fleet import Fleet
 from kidjamo.lake.partitions import minute_partition
 from kidjamo.lake.storage import Lake
+from transforms.registry import import_registry
 
 ARRIVAL = datetime(2026, 11, 27, 15, 31, tzinfo=timezone.utc)
 NEXT = ARRIVAL + timedelta(minutes=1)
@@ -56,3 +59,17 @@ def registry(count: int = 5) -> pd.DataFrame:
             "device_active": [True] * count,
         }
     )
+
+
+def registered_fleet(database_url: str, folder: Path, patients: int, *, seed: int) -> Fleet:
+    """A simulated fleet of ``patients`` whose registry (written under ``folder``) is imported into ``database_url``."""
+    fleet = Fleet.generate(patients, seed=seed)
+    import_registry(fleet.write_registry_csv(folder / "registry.csv"), database_url, pseudonym_key="test-key")
+    return fleet
+
+
+def register_devices(database_url: str, csv_path: Path | str, count: int = 5) -> None:
+    """Import into ``database_url`` the registry :func:`registry` describes (device-1..count of patient-1..count)."""
+    lines = [f"patient-{i},2015-03-01,F,HbSS,device-{i},team-a," for i in range(1, count + 1)]
+    Path(csv_path).write_text("patient_id,birth_date,sex,genotype,device_id,care_team,baseline_spo2\n" + "\n".join(lines) + "\n")
+    import_registry(csv_path, database_url, pseudonym_key="test-key")

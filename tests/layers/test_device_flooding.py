@@ -8,17 +8,13 @@ from datetime import timedelta
 import psycopg
 import pytest
 
-from ingestion.simulator.fleet import Fleet
-from tests.layers.helpers import ARRIVAL, NEXT, land
+from tests.layers.helpers import ARRIVAL, NEXT, land, registered_fleet
 from transforms.pipeline import STEPS, Interval, check_accounting
-from transforms.registry import import_registry
 
 
 @pytest.fixture
 def fleet(fresh_database_url, tmp_path):
-    fleet = Fleet.generate(4, seed=8)
-    import_registry(fleet.write_registry_csv(tmp_path / "registry.csv"), fresh_database_url, pseudonym_key="test-key")
-    return fleet
+    return registered_fleet(fresh_database_url, tmp_path, 4, seed=8)
 
 
 def test_a_flooding_device_is_quarantined_and_reported_while_the_others_load(lake, fleet, fresh_database_url):

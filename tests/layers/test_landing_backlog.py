@@ -8,15 +8,13 @@ from datetime import datetime, timedelta, timezone
 import psycopg
 import pytest
 
-from ingestion.simulator.fleet import Fleet
 from ingestion.simulator.payloads import write_landing
 from kidjamo.lake.manifest import read_manifest
 from kidjamo.lake.landing import landing_backlog
 from kidjamo.lake.partitions import minute_partition
 from kidjamo.lake.storage import Lake
-from tests.layers.helpers import ARRIVAL, NEXT, land, payload
+from tests.layers.helpers import ARRIVAL, NEXT, land, payload, registered_fleet
 from transforms.pipeline import STEPS, Interval, check_accounting
-from transforms.registry import import_registry
 
 
 def test_the_backlog_counts_files_of_ended_minutes_and_the_oldest_ones_age(lake):
@@ -37,9 +35,7 @@ def test_an_empty_landing_has_no_backlog(lake):
 
 @pytest.fixture
 def fleet(fresh_database_url, tmp_path):
-    fleet = Fleet.generate(3, seed=4)
-    import_registry(fleet.write_registry_csv(tmp_path / "registry.csv"), fresh_database_url, pseudonym_key="test-key")
-    return fleet
+    return registered_fleet(fresh_database_url, tmp_path, 3, seed=4)
 
 
 def test_a_minute_run_takes_the_landing_files_of_minutes_no_run_processed(lake, fleet, fresh_database_url):
@@ -78,8 +74,7 @@ def test_the_minute_dag_processes_the_minutes_airflow_skipped(airflow_home, migr
 
     from kidjamo.cli.airflow_env import DAGS_FOLDER
 
-    fleet = Fleet.generate(3, seed=21)
-    import_registry(fleet.write_registry_csv(tmp_path / "registry.csv"), migrated_url, pseudonym_key="test-key")
+    fleet = registered_fleet(migrated_url, tmp_path, 3, seed=21)
     lake = Lake.from_settings()
     landed = 0
     for back in (3, 2, 1, 0):

@@ -35,20 +35,12 @@ json_values = st.recursive(
 )
 
 
-def _reading_with(path: str, value) -> dict:
-    reading = payload(1)
-    section, _, name = path.partition(".")
-    if name:
-        reading[section][name] = value
-    else:
-        reading[section] = value
-    return reading
-
-
 shaped_records = st.one_of(
     json_values.map(lambda value: json.dumps(value).encode()),
-    st.builds(_reading_with, st.sampled_from(["message_id", "device_id", "patient_id", "timestamp", "metadata.firmware_version",
-                                              "vitals.spo2", "vitals", "extra", "metadata"]),
+    # Reading 1 with one field (``section__name`` or a top-level key) set to a hostile value.
+    st.builds(lambda field, value: payload(1, **{field: value}),
+              st.sampled_from(["message_id", "device_id", "patient_id", "timestamp", "metadata__firmware_version",
+                               "vitals__spo2", "vitals", "extra", "metadata"]),
               st.one_of(hostile_text, json_values)).map(lambda r: json.dumps(r).encode()),
     st.integers(1, 3000).map(lambda depth: (json.dumps(payload(2))[:-1] + ', "d": ' + "[" * depth + "]" * depth + "}").encode()),
     st.just(json.dumps(payload(3)).encode()),

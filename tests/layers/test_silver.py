@@ -8,7 +8,7 @@ from transforms.bronze import raw_to_bronze
 from transforms.clinical.baselines import genotype_default_spo2
 from transforms.pipeline import GATE_REJECTED_SCHEMA
 from transforms.silver import LOADED_COLUMNS, bronze_to_silver, loaded_readings
-from tests.layers.helpers import ARRIVAL, NEXT, land, payload, registry
+from tests.layers.helpers import ARRIVAL, NEXT, land, payload, register_devices, registry
 from transforms.clinical.rules import default_rules
 
 NO_REJECTS = GATE_REJECTED_SCHEMA.empty_table()
@@ -19,7 +19,7 @@ RULES = default_rules()
 
 def _baselines(reg: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame({
-        "patient_id": reg["patient_id"], "spo2_baseline": genotype_default_spo2(reg["genotype"]),
+        "patient_id": reg["patient_id"], "spo2_baseline": genotype_default_spo2(reg["genotype"], RULES),
         "heart_rate_baseline": 85.0, "temperature_baseline": 36.8, "hydration_baseline": 80.0,
     })
 
@@ -57,13 +57,8 @@ def test_reading_already_loaded_from_another_record_is_a_duplicate(lake):
 
 def test_warehouse_lookup_returns_other_records_only(lake, fresh_database_url):
     from transforms.load import load_measurements
-    from transforms.registry import import_registry
 
-    registry_csv = lake.local_path("registry.csv")
-    with open(registry_csv, "w") as handle:
-        handle.write("patient_id,birth_date,sex,genotype,device_id,care_team,baseline_spo2\n")
-        handle.write("patient-1,2015-03-01,F,HbSS,device-1,team-a,\npatient-2,2015-03-01,F,HbSS,device-2,team-a,\n")
-    import_registry(registry_csv, fresh_database_url, pseudonym_key="test-key")
+    register_devices(fresh_database_url, lake.local_path("registry.csv"), 2)
     bronze = _bronze(lake, [payload(1), payload(2)])
     load_measurements(fresh_database_url, _silver(bronze).silver, "r1")
     assert loaded_readings(fresh_database_url, bronze).empty  # the same records replayed: not duplicates
@@ -75,13 +70,8 @@ def test_warehouse_lookup_returns_other_records_only(lake, fresh_database_url):
 
 def test_warehouse_lookup_finds_a_late_copy_older_than_the_device_latest_reading(lake, fresh_database_url):
     from transforms.load import load_measurements
-    from transforms.registry import import_registry
 
-    registry_csv = lake.local_path("registry.csv")
-    with open(registry_csv, "w") as handle:
-        handle.write("patient_id,birth_date,sex,genotype,device_id,care_team,baseline_spo2\n")
-        handle.write("patient-1,2015-03-01,F,HbSS,device-1,team-a,\n")
-    import_registry(registry_csv, fresh_database_url, pseudonym_key="test-key")
+    register_devices(fresh_database_url, lake.local_path("registry.csv"), 1)
     bronze = _bronze(lake, [payload(1, timestamp="2026-11-27T15:30:00Z", message_id="a"),
                             payload(1, timestamp="2026-11-27T15:30:30Z", message_id="b")])
     load_measurements(fresh_database_url, _silver(bronze).silver, "r1")

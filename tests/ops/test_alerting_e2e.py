@@ -93,6 +93,19 @@ def _serve(name: str, command: list[str], ready_url: str, folder: Path, processe
     raise AssertionError(f"{name} did not answer {ready_url} within 60 s: {log.read_text()[-2000:]}")
 
 
+def _serve_configured(name: str, binary: str, config: dict, storage_option: str, folder: Path, processes: list,
+                      *options: str) -> int:
+    """Start Prometheus or Alertmanager (``binary``) with ``config`` and its storage under ``folder``, on a free
+    loopback port, as :func:`_serve` does; return the port."""
+    config_file = folder / f"{name}.yml"
+    config_file.write_text(yaml.safe_dump(config))
+    port = free_port()
+    _serve(name, [binary, f"--config.file={config_file}", f"{storage_option}={folder / name}",
+                  f"--web.listen-address=127.0.0.1:{port}", *options],
+           f"http://127.0.0.1:{port}/-/ready", folder, processes)
+    return port
+
+
 @pytest.fixture
 def monitored_pipeline(fresh_database_url: str, lake: Lake, tmp_path: Path):
     """Exporter, ingestion service, Prometheus and Alertmanager on loopback; yields (receiver, lake, fleet, url)."""
@@ -116,12 +129,8 @@ def monitored_pipeline(fresh_database_url: str, lake: Lake, tmp_path: Path):
             route.pop("repeat_interval", None)
         for hook in alertmanager_config["receivers"][0]["webhook_configs"]:
             hook["url"] = receiver.url
-        (tmp_path / "alertmanager.yml").write_text(yaml.safe_dump(alertmanager_config))
-        alertmanager_port = free_port()
-        _serve("alertmanager", [ALERTMANAGER, f"--config.file={tmp_path / 'alertmanager.yml'}",
-                                f"--storage.path={tmp_path / 'alertmanager'}",
-                                f"--web.listen-address=127.0.0.1:{alertmanager_port}", "--cluster.listen-address="],
-               f"http://127.0.0.1:{alertmanager_port}/-/ready", tmp_path, processes)
+        alertmanager_port = _serve_configured("alertmanager", ALERTMANAGER, alertmanager_config, "--storage.path",
+                                              tmp_path, processes, "--cluster.listen-address=")
 
         prometheus_config = {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
@@ -132,12 +141,8 @@ def monitored_pipeline(fresh_database_url: str, lake: Lake, tmp_path: Path):
                 {"job_name": "kidjamo-ingestion", "static_configs": [{"targets": [f"127.0.0.1:{service.port}"]}]},
             ],
         }
-        (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(prometheus_config))
-        prometheus_port = free_port()
-        _serve("prometheus", [PROMETHEUS, f"--config.file={tmp_path / 'prometheus.yml'}",
-                              f"--storage.tsdb.path={tmp_path / 'prometheus'}",
-                              f"--web.listen-address=127.0.0.1:{prometheus_port}", "--rules.alert.resend-delay=1s"],
-               f"http://127.0.0.1:{prometheus_port}/-/ready", tmp_path, processes)
+        prometheus_port = _serve_configured("prometheus", PROMETHEUS, prometheus_config, "--storage.tsdb.path",
+                                            tmp_path, processes, "--rules.alert.resend-delay=1s")
         yield receiver, lake, fleet, fresh_database_url, f"http://127.0.0.1:{prometheus_port}"
     finally:
         for process in reversed(processes):

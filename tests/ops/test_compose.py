@@ -31,9 +31,6 @@ BACKING_SERVICES = {"airflow-db", "warehouse", "redis", "lake", "ingestion"}
 ONE_SHOT_SERVICES = {"airflow-init", "lake-init"}
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|FERNET|_KEY$|TOKEN", re.IGNORECASE)
 INTERPOLATION = re.compile(r"(?<!\$)\$\{([A-Z0-9_]+)(?:(:?[-?])[^}]*)?\}")
-# Options documented by apache-airflow-providers-celery, which the apache/airflow image ships but the
-# local virtualenv (LocalExecutor) does not install.
-CELERY_PROVIDER_OPTIONS = {("celery", "result_backend")}
 
 
 def _run_compose(*args: str, env_file: Path) -> subprocess.CompletedProcess:
@@ -144,11 +141,17 @@ def _airflow_options() -> set[tuple[str, str]]:
     fallback = configparser.ConfigParser(interpolation=None)
     fallback.read(templates / "provider_config_fallback_defaults.cfg")
     options |= {(section, option) for section in fallback.sections() for option in fallback[section]}
+    # The Celery executor's own options (broker, result backend, worker concurrency), from its provider.
+    provider_info = templates.parent / "providers" / "celery" / "get_provider_info.py"
+    namespace: dict = {}
+    exec(compile(provider_info.read_text(), str(provider_info), "exec"), namespace)  # a module of one literal function
+    celery_config = namespace["get_provider_info"]()["config"]
+    options |= {(section, option) for section, spec in celery_config.items() for option in spec.get("options", {})}
     return options
 
 
 def test_airflow_variables_are_airflow_configuration_options(compose_config: dict):
-    known = _airflow_options() | CELERY_PROVIDER_OPTIONS
+    known = _airflow_options()
     for name, service in compose_config["services"].items():
         for variable in service.get("environment") or {}:
             match = re.fullmatch(r"AIRFLOW__([A-Z0-9_]+)__([A-Z0-9_]+)", variable)

@@ -32,21 +32,23 @@ def _samples(config: ExporterConfig, now: datetime) -> dict[tuple, float]:
             for family in text_string_to_metric_families(text) for s in family.samples}
 
 
-@pytest.fixture(scope="module")
-def processed_minute(postgres_server, tmp_path_factory):
-    """One minute of a fleet (a hypoxic patient, one unparseable line) through every pipeline step."""
+@pytest.fixture(scope="module", params=[1, 3], ids=["one-shard", "three-shards"])
+def processed_minute(postgres_server, tmp_path_factory, request):
+    """One minute of a fleet (a hypoxic patient, one unparseable line) through every pipeline step,
+    in one shard or in three (each step's counts then summed over its shards' rows)."""
     from tests.databases import migrated_database
 
     folder = tmp_path_factory.mktemp("exporter")
     lake = Lake(f"file://{folder / 'lake'}")
     arrival = datetime.now(timezone.utc).replace(second=0, microsecond=0) - timedelta(minutes=2)
     fleet = Fleet.generate(PATIENTS, seed=3)
-    with migrated_database(postgres_server, "exporter_minute") as url:
+    with migrated_database(postgres_server, f"exporter_minute_{request.param}") as url:
         import_registry(fleet.write_registry_csv(folder / "registry.csv"), url, pseudonym_key="test-key")
         readings = fleet.readings(arrival - timedelta(minutes=1), arrival, hypoxia_patient=True)
         write_landing(lake, arrival, readings, name="sensors")
         lake.write_bytes(f"landing/vitals/{minute_partition(arrival)}/broken.ndjson", b"{not json\n")
-        process_interval(arrival, arrival + timedelta(minutes=1), lake=lake, database_url=url, run_id="exporter-test")
+        process_interval(arrival, arrival + timedelta(minutes=1), lake=lake, database_url=url, run_id="exporter-test",
+                         shards=request.param)
         yield ExporterConfig(url, lake, ESCALATION), arrival, len(readings)
 
 

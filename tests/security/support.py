@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import psycopg
 from psycopg import sql
@@ -26,6 +26,15 @@ def set_test_password(connection: psycopg.Connection, login: str) -> None:
     connection.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(login), sql.Literal(scram_verifier(test_password(login)))))
 
 
+def drop_logins(url: str, names: Iterable[str]) -> None:
+    """Drop test login roles (cluster-wide) after what they own or were granted in this database; absent ones are skipped."""
+    with psycopg.connect(url, autocommit=True) as connection:
+        for login in names:
+            if connection.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (login,)).fetchone():
+                connection.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(login)))
+                connection.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(login)))
+
+
 @contextmanager
 def logins(url: str, groups: dict[str, str]) -> Iterator[None]:
     """Create login roles {login: group role} with their test passwords (cluster-wide); drop them afterwards."""
@@ -38,9 +47,7 @@ def logins(url: str, groups: dict[str, str]) -> Iterator[None]:
     try:
         yield
     finally:
-        with psycopg.connect(url, autocommit=True) as connection:
-            for login in groups:
-                connection.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(login)))
+        drop_logins(url, groups)
 
 
 @contextmanager
@@ -53,6 +60,4 @@ def clinicians(url: str, logins_and_teams: dict[str, list[str]]) -> Iterator[dic
     try:
         yield logins_and_teams
     finally:
-        with psycopg.connect(url, autocommit=True) as connection:
-            for login in logins_and_teams:
-                connection.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(login)))
+        drop_logins(url, logins_and_teams)

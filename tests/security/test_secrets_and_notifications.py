@@ -9,7 +9,6 @@ import secrets as random
 import time
 from datetime import datetime, timedelta, timezone
 
-import boto3
 import psycopg
 import pytest
 from click.testing import CliRunner
@@ -18,7 +17,7 @@ from kidjamo import notify
 from kidjamo.cli import main
 from kidjamo.lake.storage import Lake
 from kidjamo.settings import Settings
-from tests.alerts.servers import MotoServer, WebhookReceiver
+from tests.alerts.servers import WebhookReceiver, sns_topic_with_queue
 from tests.clinical.readings import T0, frame, reading
 from transforms.alerts.delivery import deliver_notifications
 from transforms.alerts.store import raise_alerts
@@ -146,19 +145,11 @@ def test_the_log_channel_writes_no_patient_or_device_identifier(alerts_db, tmp_p
 
 
 def test_the_sns_subject_names_the_alert_not_the_patient(alerts_db, tmp_path, monkeypatch):
-    for name, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        monkeypatch.setenv(name, value)
-    with MotoServer() as moto:
-        sns = boto3.client("sns", region_name="us-east-1", endpoint_url=moto.url)
-        sqs = boto3.client("sqs", region_name="us-east-1", endpoint_url=moto.url)
-        topic_arn = sns.create_topic(Name="kidjamo-alerts")["TopicArn"]
-        queue_url = sqs.create_queue(QueueName="care-team")["QueueUrl"]
-        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-        sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
-        settings = Settings(home=tmp_path, notify_channels="sns", sns_topic_arn=topic_arn, sns_endpoint_url=moto.url)
+    with sns_topic_with_queue(monkeypatch) as topic:
+        settings = Settings(home=tmp_path, notify_channels="sns", sns_topic_arn=topic.topic_arn, sns_endpoint_url=topic.url)
         raise_fever(alerts_db, settings)
         assert deliver_notifications(alerts_db, now=END, settings=settings)["sent"] == 1
-        (message,) = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1)["Messages"]
+        (message,) = topic.messages()
     envelope = json.loads(message["Body"])
     assert envelope["Subject"].startswith("[CRITICAL]") and "alert " in envelope["Subject"]
     assert "patient-Zq81" not in envelope["Subject"] and "device-Xw42" not in envelope["Subject"]

@@ -29,16 +29,13 @@ import psycopg
 import pytest
 
 from kidjamo.warehouse import migrations
-from kidjamo.cli.airflow_env import PROJECT_ROOT, airflow_environment, pool_commands
+from kidjamo.cli.airflow_env import PROJECT_ROOT, airflow_environment, start_standalone
 from kidjamo.settings import Settings
 from kidjamo.lake.storage import Lake
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 ARTIFACTS = PROJECT_ROOT / "test-artifacts" / "ui"
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-background-networking", "--disable-gpu", "--disable-component-update",
-                 "--disable-sync"]
 EXPECTED_DAGS = {"kidjamo_vitals", "kidjamo_reprocess", "kidjamo_maintenance", "kidjamo_maintenance_hourly",
                  "kidjamo_notifications"}
 AIRFLOW = str(Path(sys.executable).parent / "airflow")
@@ -157,13 +154,8 @@ def airflow_ui(postgres_server, tmp_path_factory):
         # standalone starts its components as `airflow …` from PATH.
         "PATH": os.pathsep.join([str(Path(AIRFLOW).parent), os.environ.get("PATH", "")]),
     }
-    subprocess.run([AIRFLOW, "db", "migrate"], env=environment, check=True, capture_output=True, timeout=300)
-    for pool in pool_commands(AIRFLOW):
-        subprocess.run(pool, env=environment, check=True, capture_output=True, timeout=120)
     log_path = home / "airflow-standalone.log"
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen([AIRFLOW, "standalone"], env=environment, stdout=log, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, start_new_session=True)
+    process = start_standalone(AIRFLOW, environment, log_path)
     base_url = f"http://127.0.0.1:{port}"
     api = httpx.Client(base_url=base_url, timeout=120)
     try:
@@ -182,16 +174,6 @@ def airflow_ui(postgres_server, tmp_path_factory):
         api.close()
         _stop_process_group(process)
         shutil.copyfile(log_path, ARTIFACTS / "airflow-standalone.log")
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture(scope="module")

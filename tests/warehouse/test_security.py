@@ -120,12 +120,16 @@ def test_clinician_cannot_change_an_alert_severity(shared_url):
         connection.execute("UPDATE kidjamo.alerts SET severity = 'info'")
 
 
-@pytest.mark.parametrize("statement", [
+#: Writes a clinician is refused: the registry (their own team included), the readings, the partitions.
+CLINICIAN_WRITES = [
     "INSERT INTO kidjamo.patients (patient_id, birth_date, sex, genotype, care_team) VALUES ('p9', '2000-01-01', 'F', 'HbSS', 'team-a')",
     "UPDATE kidjamo.patients SET care_team = 'team-b'",
     "DELETE FROM kidjamo.measurements",
     "SELECT kidjamo.ensure_measurement_partitions('2030-01-01', '2030-01-02')",
-])
+]
+
+
+@pytest.mark.parametrize("statement", CLINICIAN_WRITES)
 def test_clinician_cannot_write(shared_url, statement):
     with as_role(shared_url, "wh_team_a") as connection, pytest.raises(Denied):
         connection.execute(statement)

@@ -10,15 +10,22 @@ implausible value is left out, as bronze leaves it out). The minute batch later 
 same open alerts, so nothing is counted or notified twice.
 
 :class:`FastPath` batches the readings the ingestion service accepted every
-``FLUSH_INTERVAL_S`` and judges each batch in one vectorized pass on a worker thread.
+``FLUSH_INTERVAL_S`` and judges each batch in one vectorized pass in a worker *process*: a batch
+costs about 0.1 s of pandas work whatever its size, and on a thread of the service that work held
+the GIL the service's event loop needs to answer requests (measured with bench/ingestion_load.py:
+it doubled the service's CPU per request and multiplied its latency under load).
 """
 
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import os
 import queue
 import threading
 import time
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable
@@ -42,6 +49,7 @@ log = logging.getLogger(__name__)
 
 FLUSH_INTERVAL_S = 0.2  # readings wait at most this long for their batch
 CONTEXT_REFRESH_S = 60.0  # registry and stored baselines are re-read this often
+PARENT_CHECK_S = 1.0  # the worker process checks this often that the service still runs
 
 
 def single_reading_rules(rules: RuleSet) -> list[str]:
@@ -134,9 +142,38 @@ def raise_fast_path_alert(database_url: str, reading: dict, *, received_at: date
     return row[0] if row else None
 
 
-class FastPath:
-    """Accepted readings in, alert rows out within a fraction of a second, on one worker thread.
+# --- the worker process -------------------------------------------------------------------------------
+_worker: dict = {}  # in the worker process: its rules, settings and cached patient context
 
+
+def _start_worker(rules: RuleSet, settings: Settings, parent_pid: int) -> None:
+    _worker.update(rules=rules, settings=settings, context=None)
+    threading.Thread(target=_exit_with_parent, args=(parent_pid,), name="parent-watch", daemon=True).start()
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    """End the worker once its service is gone, even killed (an orphan would hold a connection slot)."""
+    while os.getppid() == parent_pid:
+        time.sleep(PARENT_CHECK_S)
+    os._exit(0)
+
+
+def _judge_in_worker(database_url: str, readings: list[dict], received_at: datetime) -> set:
+    """One batch in the worker process: the patients it raised or updated alerts for."""
+    rules, settings, context = _worker["rules"], _worker["settings"], _worker["context"]
+    if context is None or time.monotonic() - context.loaded_at > CONTEXT_REFRESH_S:
+        context = _worker["context"] = PatientContext.load(database_url, rules, received_at)
+    return raise_fast_path_alerts(database_url, readings, received_at=received_at, rules=rules, settings=settings,
+                                  context=context)["patients"]
+
+
+class FastPath:
+    """Accepted readings in, alert rows out within a fraction of a second.
+
+    One thread collects the readings into batches; each batch is judged in a worker process (spawned,
+    not forked: the service has threads and open connections), so the judging never holds the
+    service's GIL. A worker that died is replaced and the batch judged again (once: a batch that kills
+    its worker twice counts as failed).
     ``on_batch(readings, raised_patients, failed, started_times)`` reports each judged batch
     (the ingestion service turns it into metrics).
     """
@@ -150,14 +187,23 @@ class FastPath:
         self._queue: queue.Queue = queue.Queue()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="fast-path", daemon=True)
-        self._context: PatientContext | None = None
+        self._executor: ProcessPoolExecutor | None = None
 
     def start(self) -> None:
+        self._executor = self._new_worker()
         self._thread.start()
 
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=5)
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+
+    def _new_worker(self) -> ProcessPoolExecutor:
+        executor = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker,
+                                       initargs=(self.rules, self.settings, os.getpid()))
+        executor.submit(time.monotonic)  # start the process now, not on the first alerting reading
+        return executor
 
     def submit(self, readings: list[dict], received_at: datetime, started: float) -> None:
         """Queue accepted readings (never blocks the caller)."""
@@ -186,14 +232,18 @@ class FastPath:
             readings = [reading for readings, _, _ in batch for reading in readings]
             received_at = max(received for _, received, _ in batch)
             started = [began for readings, _, began in batch for _ in readings]
-            try:
-                if self._context is None or time.monotonic() - self._context.loaded_at > CONTEXT_REFRESH_S:
-                    self._context = PatientContext.load(self._database_url(), self.rules, received_at)
-                result = raise_fast_path_alerts(self._database_url(), readings, received_at=received_at, rules=self.rules,
-                                                settings=self.settings, context=self._context)
-                raised, failed = result["patients"], False
-            except Exception:
-                log.exception("fast-path batch of %d readings failed", len(readings))
-                raised, failed = set(), True
+            raised, failed = set(), True
+            for attempt in (1, 2):  # a worker found dead is replaced and the batch judged again, once
+                try:
+                    raised = self._executor.submit(_judge_in_worker, self._database_url(), readings, received_at).result()
+                    failed = False
+                except BrokenProcessPool:
+                    log.error("the fast-path worker process died (attempt %d for %d readings); starting a new one",
+                              attempt, len(readings))
+                    self._executor = self._new_worker()
+                    continue
+                except Exception:
+                    log.exception("fast-path batch of %d readings failed", len(readings))
+                break
             if self.on_batch is not None:
                 self.on_batch(readings, raised, failed, started)

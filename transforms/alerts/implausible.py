@@ -20,6 +20,8 @@ from transforms.alerts.evaluate import CANDIDATE_COLUMNS, LINEAGE_IN_ALERT, evid
 from transforms.clinical.rules import RuleSet
 
 MATCH_COLUMNS = ["patient_id", "rule_id", "device_id", "measured_at", "raw_file", "record_index"]
+#: Said with every implausible-vital alert (the care screen translates it: care/locale).
+QUALIFIER = "value outside the plausible range: check the patient and the sensor"
 
 
 def _value(original_text: str, field: str):
@@ -61,7 +63,7 @@ def implausible_candidates(connection, quarantine: pa.Table | None, rules: RuleS
             thresholds={"plausible_ranges": {field: ranges[field] for field in sorted(set(readings["field"]))}},
             baseline={}, device_id=latest["device_id"], measured_at=latest["measured_at"].isoformat(), is_late=False,
             delay_seconds=delay, quarantine_detail=latest["detail"],
-            qualifiers=["value outside the plausible range: check the patient and the sensor"],
+            qualifiers=[QUALIFIER],
         )
         records.append({
             "patient_id": patient_id, "rule_id": rule.id, "rule_version": str(rule.version), "severity": rule.severity,

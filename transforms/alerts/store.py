@@ -18,6 +18,7 @@ import pyarrow as pa
 
 from kidjamo import notify
 from kidjamo.settings import Settings
+from kidjamo.warehouse.bulk import copy_out
 from kidjamo.warehouse.database import connect
 from transforms.alerts.evaluate import (CANDIDATE_COLUMNS, LINEAGE_IN_ALERT, NORMAL_COLUMNS, candidates_from_matches,
                                        match_and_clear)
@@ -245,8 +246,25 @@ def _channels_for(severity: str, settings: Settings) -> list[str]:
 
 
 def _record_normal_readings(connection, normals: pd.DataFrame) -> int:
-    """Remember, on each unresolved alert, the latest normal reading after its last matching one."""
+    """Remember, on each unresolved alert, the latest normal reading after its last matching one.
+
+    ``normals`` has a row per (patient, resolvable rule) of the batch — most of them for rules with
+    no unresolved alert. The unresolved alerts are read first (through the partial unique index),
+    and only the normal readings that move one of them are sent back: a few rows instead of
+    patients x rules.
+    """
     if normals.empty:
+        return 0
+    unresolved = copy_out(
+        connection, "SELECT patient_id, rule_id, last_reading_at FROM kidjamo.alerts WHERE status <> 'resolved'",
+        {"patient_id": pa.string(), "rule_id": pa.string(), "last_reading_at": pa.timestamp("us", tz="UTC")})
+    if unresolved.empty:
+        return 0
+    normal_at = pd.to_datetime(normals["normal_at"], utc=True)
+    moved = unresolved.merge(normals[["patient_id", "rule_id"]].assign(normal_at=normal_at),
+                             on=["patient_id", "rule_id"])
+    moved = moved.loc[moved["normal_at"] > moved["last_reading_at"]]
+    if moved.empty:
         return 0
     return connection.execute(
         """
@@ -255,8 +273,7 @@ def _record_normal_readings(connection, normals: pd.DataFrame) -> int:
         WHERE a.patient_id = n.patient_id AND a.rule_id = n.rule_id AND a.status <> 'resolved'
           AND n.normal_at > a.last_reading_at
         """,
-        (_values(normals["patient_id"]), _values(normals["rule_id"]),
-         [_py_time(t) for t in pd.to_datetime(normals["normal_at"], utc=True)]),
+        (_values(moved["patient_id"]), _values(moved["rule_id"]), list(moved["normal_at"].dt.to_pydatetime())),
     ).rowcount
 
 
@@ -301,11 +318,14 @@ def _auto_resolve(connection, as_of: datetime, run_id: str, rules: RuleSet, sett
 
 
 def raise_alerts(database_url: str, silver: pa.Table | pd.DataFrame, *, interval_start: datetime, interval_end: datetime,
-                 run_id: str, rules: RuleSet, settings: Settings, quarantine: pa.Table | None = None) -> dict:
+                 run_id: str, rules: RuleSet, settings: Settings, quarantine: pa.Table | None = None,
+                 sweep: bool = True) -> dict:
     """Evaluate the interval's silver readings and bring ``kidjamo.alerts`` up to date (idempotent).
 
     ``quarantine`` (the interval's bronze quarantine) raises ``implausible_vital`` for vitals out of
-    their plausibility range: quarantined, but never silently.
+    their plausibility range: quarantined, but never silently. ``sweep=False`` leaves out what looks
+    at every device and alert (silent devices, auto-resolution): a shard of a minute evaluates its
+    own patients, and :func:`sweep_alerts` runs once after every shard.
 
     Returns counts (opened, updated, escalated, unchanged, resolved, silent, notifications_queued…)
     and ``candidates``: the DataFrame of :func:`evaluate_rules` plus silent-device candidates.
@@ -317,7 +337,8 @@ def raise_alerts(database_url: str, silver: pa.Table | pd.DataFrame, *, interval
             else (pd.DataFrame(), pd.DataFrame(columns=NORMAL_COLUMNS))
         candidates = candidates_from_matches(matches, rules) if len(frame) else pd.DataFrame(columns=CANDIDATE_COLUMNS)
         devices_seen = update_last_seen(connection, frame)
-        silent, silent_matches = silent_device_candidates(connection, interval_end, rules)
+        silent, silent_matches = silent_device_candidates(connection, interval_end, rules) if sweep \
+            else (pd.DataFrame(), pd.DataFrame())
         implausible, implausible_matches = implausible_candidates(connection, quarantine, rules)
         all_candidates = pd.concat([c for c in (candidates, silent, implausible) if len(c)], ignore_index=True) \
             if len(candidates) or len(silent) or len(implausible) else pd.DataFrame(columns=CANDIDATE_COLUMNS)
@@ -329,7 +350,22 @@ def raise_alerts(database_url: str, silver: pa.Table | pd.DataFrame, *, interval
         counts = upsert_candidates(connection, all_candidates, all_matches, at=interval_end, run_id=run_id,
                                     source="batch", settings=settings)
         counts["normal_readings"] = _record_normal_readings(connection, normals)
-        counts["resolved"] = _auto_resolve(connection, interval_end, run_id, rules, settings)
+        counts["resolved"] = _auto_resolve(connection, interval_end, run_id, rules, settings) if sweep else 0
     all_candidates["as_of"] = interval_end
     return {"readings": len(frame), "history_readings": len(history), "devices_seen": devices_seen,
             "matches": len(matches), "silent_devices": len(silent), **counts, "candidates": all_candidates}
+
+
+def sweep_alerts(database_url: str, *, interval_end: datetime, run_id: str, rules: RuleSet, settings: Settings) -> dict:
+    """What :func:`raise_alerts` leaves out with ``sweep=False``, once every shard's readings are in:
+    silent devices (from every shard's last-seen times) and auto-resolution over all alerts."""
+    with connect(database_url, application_name="kidjamo-alerts") as connection:
+        silent, silent_matches = silent_device_candidates(connection, interval_end, rules)
+        counts = upsert_candidates(connection, silent if len(silent) else pd.DataFrame(columns=CANDIDATE_COLUMNS),
+                                   silent_matches if len(silent_matches) else
+                                   pd.DataFrame(columns=["patient_id", "rule_id", "device_id", "measured_at"]),
+                                   at=interval_end, run_id=run_id, source="batch", settings=settings)
+        counts["resolved"] = _auto_resolve(connection, interval_end, run_id, rules, settings)
+    candidates = silent if len(silent) else pd.DataFrame(columns=CANDIDATE_COLUMNS)
+    candidates["as_of"] = interval_end
+    return {"silent_devices": len(silent), **counts, "candidates": candidates}

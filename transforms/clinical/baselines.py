@@ -21,23 +21,22 @@ import pandas as pd
 
 from kidjamo.warehouse.database import connect
 from transforms.clinical import scores
-from transforms.clinical.rules import RuleSet, default_rules
+from transforms.clinical.rules import RuleSet
 
 BASELINE_COLUMNS = ["spo2_baseline", "heart_rate_baseline", "temperature_baseline", "hydration_baseline"]
 # Sensor-health rules do not make a reading clinically abnormal: their episodes stay in baselines.
 NON_CLINICAL_RULES = ("sensor_flatline", "sensor_battery", "sensor_silent")
 
 
-def genotype_default_spo2(genotype: pd.Series, rules: RuleSet | None = None) -> pd.Series:
+def genotype_default_spo2(genotype: pd.Series, rules: RuleSet) -> pd.Series:
     """The genotype's default SpO2 baseline (unknown genotypes use the ``other`` value)."""
-    defaults = (rules or default_rules()).baselines.genotype_spo2_default
+    defaults = rules.baselines.genotype_spo2_default
     values = pd.Series(genotype, dtype="object").map(defaults)
     return values.fillna(defaults["other"]).astype("float64")
 
 
-def typical_heart_rate(age_band_ids: pd.Series, rules: RuleSet | None = None) -> pd.Series:
+def typical_heart_rate(age_band_ids: pd.Series, rules: RuleSet) -> pd.Series:
     """Mid-normal heart rate of each PEWS age band (NaN when the band is unknown)."""
-    rules = rules or default_rules()
     mapping = {band.id: band.typical_heart_rate for band in rules.age_bands}
     return pd.Series(age_band_ids, dtype="object").map(mapping).astype("float64")
 
@@ -55,13 +54,12 @@ def stored_baselines(database_url: str) -> pd.DataFrame:
 
 
 def patient_baselines(
-    database_url: str, registry: pd.DataFrame, *, at: datetime | None = None, rules: RuleSet | None = None
+    database_url: str, registry: pd.DataFrame, *, rules: RuleSet, at: datetime | None = None
 ) -> pd.DataFrame:
     """One row per registry patient: ``patient_id`` and the four baselines, with their fallbacks.
 
     ``at`` is the time the age-band fallback is judged at (pass the interval start; default now).
     """
-    rules = rules or default_rules()
     patients = registry.drop_duplicates("patient_id")[["patient_id", "birth_date", "genotype", "baseline_spo2"]]
     frame = patients.merge(stored_baselines(database_url), on="patient_id", how="left")
     moment = at or datetime.now(timezone.utc)
@@ -130,13 +128,12 @@ SELECT (SELECT count(*) FROM computed), (SELECT count(*) FROM upserted), (SELECT
 """
 
 
-def recompute_baselines(database_url: str, as_of: datetime, *, rules: RuleSet | None = None) -> dict:
+def recompute_baselines(database_url: str, as_of: datetime, *, rules: RuleSet) -> dict:
     """Recompute and store every patient's personal baseline from the window ending at ``as_of``.
 
     Patients without enough data lose any stored baseline (their fallbacks apply). Returns counts:
     ``patients_with_readings``, ``stored``, ``removed``.
     """
-    rules = rules or default_rules()
     window_end = as_of
     window_start = as_of - timedelta(days=rules.baselines.window_days)
     with connect(database_url) as connection:

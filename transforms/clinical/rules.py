@@ -387,9 +387,8 @@ def _resolution_text(rule: Rule) -> str:
     return "after a normal " + ", ".join(name.replace("_", " ") for name in rule.resolve_on) + " reading"
 
 
-def rules_markdown(ruleset: RuleSet | None = None) -> str:
+def rules_markdown(ruleset: RuleSet) -> str:
     """The rule set as Markdown tables (the generated part of docs/clinical-rules.md)."""
-    ruleset = ruleset or default_rules()
     lines = [f"Rule set version **{ruleset.ruleset_version}** (`transforms/clinical/rules.yaml`).", "",
              "| rule | version | condition | severity | thresholds (as configured) | resolves itself | source |",
              "|---|---|---|---|---|---|---|"]
@@ -437,21 +436,21 @@ GENERATED_START = "(do not edit by hand; edit rules.yaml) -->\n"
 GENERATED_END = "<!-- end generated -->"
 
 
-def write_rules_page(path: Path | str) -> None:
-    """Replace the generated section of a Markdown page (docs/clinical-rules.md) with :func:`rules_markdown`."""
+def write_rules_page(path: Path | str, ruleset: RuleSet) -> None:
+    """Replace the generated section of a Markdown page (docs/clinical-rules.md) with :func:`rules_markdown` of ``ruleset``."""
     path = Path(path)
     text = path.read_text(encoding="utf-8")
     head, start, rest = text.partition(GENERATED_START)
     _, end, tail = rest.partition(GENERATED_END)
     if not start or not end:
         raise RuleFileError(f"{path}: expected the generated-section markers {GENERATED_START.strip()!r} and {GENERATED_END!r}")
-    path.write_text(head + GENERATED_START + rules_markdown() + GENERATED_END + tail, encoding="utf-8")
+    path.write_text(head + GENERATED_START + rules_markdown(ruleset) + GENERATED_END + tail, encoding="utf-8")
 
 
 if __name__ == "__main__":
     import sys
 
     if len(sys.argv) > 1:
-        write_rules_page(sys.argv[1])
+        write_rules_page(sys.argv[1], default_rules())
     else:
-        print(rules_markdown(), end="")
+        print(rules_markdown(default_rules()), end="")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from transforms.clinical.rules import Bound, RuleSet, VitalBand, default_rules
+from transforms.clinical.rules import Bound, RuleSet, VitalBand
 
 DAYS_PER_YEAR = 365.25
 NEWS2_MIN_AGE_YEARS = 16  # NEWS2 is validated for adults only
@@ -24,9 +24,8 @@ def age_years(birth_date: pd.Series, at: pd.Series) -> pd.Series:
     return (days / pd.Timedelta(days=1)).astype("float64") / DAYS_PER_YEAR
 
 
-def age_band(age_years: pd.Series, rules: RuleSet | None = None) -> pd.Series:
+def age_band(age_years: pd.Series, rules: RuleSet) -> pd.Series:
     """PEWS band id of each age ("0-3m", "3-12m", "1-4y", "4-12y", ">12y"); NA when unknown or negative."""
-    rules = rules or default_rules()
     ages = pd.Series(age_years, dtype="float64")
     conditions = [(ages >= band.min_years) & (ages < band.max_years) for band in rules.age_bands]
     labels = np.select(conditions, [band.id for band in rules.age_bands], default="")
@@ -43,7 +42,7 @@ def _band_lookup(band_ids: pd.Series, vital: str, rules: RuleSet) -> dict[str, V
     return {band.id: getattr(band, vital) for band in rules.age_bands}
 
 
-def pews_band(values: pd.Series, band_ids: pd.Series, vital: str, rules: RuleSet | None = None) -> pd.DataFrame:
+def pews_band(values: pd.Series, band_ids: pd.Series, vital: str, rules: RuleSet) -> pd.DataFrame:
     """Where each value sits in its age band's Bedside PEWS item for ``vital`` (heart_rate or respiratory_rate).
 
     Columns (booleans, False when the value or the band is unknown): ``above_normal`` /
@@ -52,7 +51,6 @@ def pews_band(values: pd.Series, band_ids: pd.Series, vital: str, rules: RuleSet
     item sub-score 0, 1, 2 or 4 (Parshuram 2009, Table 1; NA when unknown). A wearable measures two
     of the seven Bedside PEWS items, so no total PEWS is computed from these.
     """
-    rules = rules or default_rules()
     values = pd.Series(values, dtype="float64")
     index = values.index
     numbers = values.to_numpy(dtype="float64", na_value=np.nan)
@@ -88,12 +86,12 @@ def pews_band(values: pd.Series, band_ids: pd.Series, vital: str, rules: RuleSet
     )
 
 
-def heart_rate_pews_band(heart_rate: pd.Series, band_ids: pd.Series, rules: RuleSet | None = None) -> pd.DataFrame:
+def heart_rate_pews_band(heart_rate: pd.Series, band_ids: pd.Series, rules: RuleSet) -> pd.DataFrame:
     """PEWS heart-rate position by age band (see :func:`pews_band`)."""
     return pews_band(heart_rate, band_ids, "heart_rate", rules)
 
 
-def respiratory_rate_pews_band(respiratory_rate: pd.Series, band_ids: pd.Series, rules: RuleSet | None = None) -> pd.DataFrame:
+def respiratory_rate_pews_band(respiratory_rate: pd.Series, band_ids: pd.Series, rules: RuleSet) -> pd.DataFrame:
     """PEWS respiratory-rate position by age band (see :func:`pews_band`)."""
     return pews_band(respiratory_rate, band_ids, "respiratory_rate", rules)
 

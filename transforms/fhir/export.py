@@ -31,7 +31,7 @@ from transforms.fhir import resources as fhir
 from transforms.bronze import FIELD_QUARANTINE_FILE
 from transforms.fhir.profile import check_resource
 from transforms.gold import AGGREGATES, silver_to_gold
-from kidjamo.lake.partitions import layer_prefix
+from kidjamo.lake.partitions import is_layer_file, layer_prefix
 from kidjamo.lake.schema import GOLD, QUARANTINE, SILVER
 
 EXPORT_PREFIX = "exports/fhir"
@@ -74,7 +74,7 @@ def read_layer(lake: Lake, layer: str, file_name: str, start: datetime, end: dat
     day = pd.Timestamp(start).floor("D")
     while day < pd.Timestamp(end):
         for lake_file in lake.list_files(f"{layer_prefix(layer)}/dt={day:%Y-%m-%d}"):
-            if posixpath.basename(lake_file.path) == file_name and start <= _partition_minute(lake_file.path) < end:
+            if is_layer_file(posixpath.basename(lake_file.path), file_name) and start <= _partition_minute(lake_file.path) < end:
                 paths.append(lake_file.path)
         day += pd.Timedelta(days=1)
     return lake.read_parquet(paths, schema)

@@ -210,6 +210,18 @@ def _absent_reason(key: tuple, emptied: frozenset | set) -> str:
     return ABSENT_QUARANTINED if key in emptied else ABSENT_NOT_SENT
 
 
+def _per_vital(rows: pd.DataFrame, observation_of, complete) -> list[dict]:
+    """One Observation per vital sign of each row: ``observation_of(row, vital)``, then ``complete(observation, row, vital)``
+    sets its value (or why it is absent) and what else it carries."""
+    observations = []
+    for row in rows.itertuples(index=False):
+        for vital in VITAL_SIGNS:
+            observation = observation_of(row, vital)
+            complete(observation, row, vital)
+            observations.append(observation)
+    return observations
+
+
 def reading_observations(silver: pd.DataFrame, emptied: frozenset | set = frozenset()) -> list[dict]:
     """One Observation per vital of each silver reading (effectiveDateTime = measured_at).
 
@@ -217,28 +229,22 @@ def reading_observations(silver: pd.DataFrame, emptied: frozenset | set = frozen
     because its value was quarantined (``emptied``: (device_id, instant, column) keys) gets error.
     SpO2 below 70 % (outside the oximeter's specified accuracy) carries a note.
     """
-    observations = []
-    for row in silver.itertuples(index=False):
-        for vital in VITAL_SIGNS:
-            observation = _reading_observation(row, vital)
-            _set_value(observation, vital, getattr(row, vital.column),
-                       _absent_reason((row.device_id, instant(row.measured_at), vital.column), emptied))
-            if vital.column == "spo2" and getattr(row, "spo2_low_confidence", False):
-                observation["note"] = [{"text": "below 70 %: outside the oximeter's specified accuracy (ISO 80601-2-61)"}]
-            observations.append(observation)
-    return observations
+    def complete(observation: dict, row, vital: VitalSign) -> None:
+        _set_value(observation, vital, getattr(row, vital.column),
+                   _absent_reason((row.device_id, instant(row.measured_at), vital.column), emptied))
+        if vital.column == "spo2" and getattr(row, "spo2_low_confidence", False):
+            observation["note"] = [{"text": "below 70 %: outside the oximeter's specified accuracy (ISO 80601-2-61)"}]
+
+    return _per_vital(silver, _reading_observation, complete)
 
 
 def quarantined_reading_observations(quarantine: pd.DataFrame) -> list[dict]:
     """Observations with ``dataAbsentReason`` error for quarantined readings (device_id, patient_id, measured_at, reason, detail)."""
-    observations = []
-    for row in quarantine.itertuples(index=False):
-        for vital in VITAL_SIGNS:
-            observation = _reading_observation(row, vital)
-            _set_value(observation, vital, None, ABSENT_QUARANTINED)
-            observation["note"] = [{"text": f"reading quarantined ({row.reason}): {row.detail}"}]
-            observations.append(observation)
-    return observations
+    def complete(observation: dict, row, vital: VitalSign) -> None:
+        _set_value(observation, vital, None, ABSENT_QUARANTINED)
+        observation["note"] = [{"text": f"reading quarantined ({row.reason}): {row.detail}"}]
+
+    return _per_vital(quarantine, _reading_observation, complete)
 
 
 def merge_minutes(gold: pd.DataFrame) -> pd.DataFrame:
@@ -279,18 +285,15 @@ def minute_observations(minutes: pd.DataFrame, emptied: frozenset | set = frozen
     A vital without value is error when a reading of that minute had it quarantined (``emptied``:
     (patient_id, minute instant, column) keys), else not-performed.
     """
-    observations = []
-    for row in minutes.itertuples(index=False):
-        for vital in VITAL_SIGNS:
-            observation = _minute_observation(row, vital)
-            observation["extension"] = [
-                {"url": STATISTIC_EXTENSION, "valueCodeableConcept": {"coding": [{"system": OBSERVATION_STATISTICS, "code": vital.statistic}]}},
-                {"url": READINGS_EXTENSION, "valueInteger": int(row.readings)},
-            ]
-            _set_value(observation, vital, getattr(row, vital.minute_column),
-                       _absent_reason((row.patient_id, instant(row.minute), vital.column), emptied))
-            observations.append(observation)
-    return observations
+    def complete(observation: dict, row, vital: VitalSign) -> None:
+        observation["extension"] = [
+            {"url": STATISTIC_EXTENSION, "valueCodeableConcept": {"coding": [{"system": OBSERVATION_STATISTICS, "code": vital.statistic}]}},
+            {"url": READINGS_EXTENSION, "valueInteger": int(row.readings)},
+        ]
+        _set_value(observation, vital, getattr(row, vital.minute_column),
+                   _absent_reason((row.patient_id, instant(row.minute), vital.column), emptied))
+
+    return _per_vital(minutes, _minute_observation, complete)
 
 
 def quarantined_minute_observations(minutes: pd.DataFrame) -> list[dict]:
@@ -298,14 +301,11 @@ def quarantined_minute_observations(minutes: pd.DataFrame) -> list[dict]:
 
     ``minutes`` has patient_id, minute, readings (how many were quarantined) and reasons (comma-separated codes).
     """
-    observations = []
-    for row in minutes.itertuples(index=False):
-        for vital in VITAL_SIGNS:
-            observation = _minute_observation(row, vital)
-            _set_value(observation, vital, None, ABSENT_QUARANTINED)
-            observation["note"] = [{"text": f"{int(row.readings)} reading(s) of this minute quarantined ({row.reasons})"}]
-            observations.append(observation)
-    return observations
+    def complete(observation: dict, row, vital: VitalSign) -> None:
+        _set_value(observation, vital, None, ABSENT_QUARANTINED)
+        observation["note"] = [{"text": f"{int(row.readings)} reading(s) of this minute quarantined ({row.reasons})"}]
+
+    return _per_vital(minutes, _minute_observation, complete)
 
 
 # --- alerts ---------------------------------------------------------------------------------------

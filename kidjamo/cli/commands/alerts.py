@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import getpass
 import json
+from typing import NamedTuple
 
 import click
 
+from kidjamo.cli.commands import user_errors
 from kidjamo.warehouse import database
 
 SEVERITY_COLOURS = {"critical": "red", "high": "yellow", "warning": "cyan", "info": "white"}
@@ -60,45 +62,41 @@ def show(alert_id: int) -> None:
     click.echo(json.dumps(details, default=str, indent=2))
 
 
-def _act(action, alert_id: int, by: str | None, note: str | None, done: str) -> None:
-    """Apply ``action`` (acknowledge_alert or resolve_alert) as ``by`` (default: the login name)."""
-    from transforms.alerts.actions import AlertActionError
+class HandAction(NamedTuple):
+    """A command that changes one alert by hand: the function of transforms.alerts.actions that does it,
+    the past tense it reports, its help, and the help of its ``--by`` and ``--note`` options."""
 
-    try:
-        result = action(database.database_url(), alert_id, by=by or getpass.getuser(), note=note)
-    except AlertActionError as error:
-        raise click.ClickException(str(error))
-    click.echo(f"alert {alert_id} {done} by {result['by']} at {result['at']}")
-
-
-@command.command()
-@click.argument("alert_id", type=int)
-@click.option("--by", default=None, help="who acknowledges (default: the login name)")
-@click.option("--note", default=None)
-def ack(alert_id: int, by: str | None, note: str | None) -> None:
-    """Acknowledge ALERT_ID: records who and when, and stops its escalation."""
-    from transforms.alerts.actions import acknowledge_alert
-
-    _act(acknowledge_alert, alert_id, by, note, "acknowledged")
+    function: str
+    done: str
+    help: str
+    by_help: str
+    note_help: str | None
 
 
-@command.command()
-@click.argument("alert_id", type=int)
-@click.option("--by", default=None, help="who resolves (default: the login name)")
-@click.option("--note", default=None, help="why (kept with the alert)")
-def resolve(alert_id: int, by: str | None, note: str | None) -> None:
-    """Resolve ALERT_ID by hand."""
-    from transforms.alerts.actions import resolve_alert
+HAND_ACTIONS = {
+    "ack": HandAction("acknowledge_alert", "acknowledged", "Acknowledge ALERT_ID: records who and when, and stops its escalation.",
+                      "who acknowledges", None),
+    "resolve": HandAction("resolve_alert", "resolved", "Resolve ALERT_ID by hand.", "who resolves", "why (kept with the alert)"),
+    "escalate": HandAction("escalate_alert", "escalated",
+                           "Escalate ALERT_ID now: notify the next tier (escalation channel, then second tier).",
+                           "who escalates", "why (sent with the escalation)"),
+}
 
-    _act(resolve_alert, alert_id, by, note, "resolved")
+
+def _hand_action_command(name: str, action: HandAction) -> None:
+    """Add ``kidjamo alerts NAME ALERT_ID [--by WHO] [--note TEXT]`` for ``action`` (``--by`` defaults to the login name)."""
+
+    @command.command(name, help=action.help)
+    @click.argument("alert_id", type=int)
+    @click.option("--by", default=None, help=f"{action.by_help} (default: the login name)")
+    @click.option("--note", default=None, help=action.note_help)
+    def act(alert_id: int, by: str | None, note: str | None) -> None:
+        from transforms.alerts import actions
+
+        with user_errors(actions.AlertActionError):
+            result = getattr(actions, action.function)(database.database_url(), alert_id, by=by or getpass.getuser(), note=note)
+        click.echo(f"alert {alert_id} {action.done} by {result['by']} at {result['at']}")
 
 
-@command.command()
-@click.argument("alert_id", type=int)
-@click.option("--by", default=None, help="who escalates (default: the login name)")
-@click.option("--note", default=None, help="why (sent with the escalation)")
-def escalate(alert_id: int, by: str | None, note: str | None) -> None:
-    """Escalate ALERT_ID now: notify the next tier (escalation channel, then second tier)."""
-    from transforms.alerts.actions import escalate_alert
-
-    _act(escalate_alert, alert_id, by, note, "escalated")
+for _name, _action in HAND_ACTIONS.items():
+    _hand_action_command(_name, _action)

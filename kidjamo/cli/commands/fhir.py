@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 
 import click
 
+from kidjamo.cli.commands import user_errors
 from kidjamo.warehouse import database
 
 
@@ -35,12 +36,10 @@ def export(since: str, until: str | None, patient_id: str | None, granularity: s
     from transforms.fhir.export import export_bulk
 
     arguments = f"--since {since}" + (f" --until {until}" if until else "") + (f" --patient {patient_id}" if patient_id else "")
-    try:
+    with user_errors(LookupError, ValueError):
         result = export_bulk(Lake.from_settings(), database.database_url(), since=_instant(since),
                              until=_instant(until) if until else datetime.now(timezone.utc), patient_id=patient_id,
                              granularity=granularity, request=f"kidjamo fhir export {arguments} --granularity {granularity}")
-    except (LookupError, ValueError) as error:
-        raise click.ClickException(str(error))
     for output in result["manifest"]["output"]:
         click.echo(f"{output['type']:<14} {output['count']:>8}  {output['url']}")
     click.echo(f"manifest: {result['export']}/manifest.json")
@@ -80,10 +79,8 @@ def add(client_id: str, care_teams: tuple[str, ...], description: str | None) ->
     """Register a care system and print its token (shown once: store it in the care system)."""
     from transforms.fhir.clients import ClientError, add_client
 
-    try:
+    with user_errors(ClientError):
         click.echo(add_client(database.database_url(), client_id, list(care_teams), description=description))
-    except ClientError as error:
-        raise click.ClickException(str(error))
 
 
 @clients.command("rotate")
@@ -92,10 +89,8 @@ def rotate(client_id: str) -> None:
     """Give a care system a new token (the old one stops working at once) and print it."""
     from transforms.fhir.clients import ClientError, rotate_client
 
-    try:
+    with user_errors(ClientError):
         click.echo(rotate_client(database.database_url(), client_id))
-    except ClientError as error:
-        raise click.ClickException(str(error))
 
 
 @clients.command("revoke")
@@ -104,10 +99,8 @@ def revoke(client_id: str) -> None:
     """Revoke a care system's token."""
     from transforms.fhir.clients import ClientError, revoke_client
 
-    try:
+    with user_errors(ClientError):
         revoke_client(database.database_url(), client_id)
-    except ClientError as error:
-        raise click.ClickException(str(error))
     click.echo(f"revoked {client_id}")
 
 

@@ -21,7 +21,7 @@ import click
 import httpx
 
 from kidjamo.warehouse import database, migrations
-from kidjamo.cli.airflow_env import airflow_environment, pool_commands
+from kidjamo.cli.airflow_env import airflow_environment, prepare_airflow
 from kidjamo.settings import get_settings
 
 BIN = Path(sys.executable).parent
@@ -101,9 +101,7 @@ def command(minutes: int | None, patients: int, ui_port: int, ingest_port: int, 
                "AIRFLOW_CONN_KIDJAMO_POSTGRES": database.component_url("pipeline", settings),
                "KIDJAMO_HOME": str(settings.home),
                "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}  # standalone starts `airflow` by name
-        subprocess.run([str(BIN / "airflow"), "db", "migrate"], env=env, check=True, stdout=subprocess.DEVNULL)
-        for pool in pool_commands(str(BIN / "airflow")):
-            subprocess.run(pool, env=env, check=True, stdout=subprocess.DEVNULL)
+        prepare_airflow(str(BIN / "airflow"), env)
 
         ingest_url = f"http://127.0.0.1:{ingest_port}"
         services.start("ingestion", [str(BIN / "kidjamo"), "ingest", "serve", "--host", "127.0.0.1", "--port", str(ingest_port)], env)
@@ -179,7 +177,9 @@ def summary(url: str) -> str:
             FROM kidjamo.pipeline_runs AS r
             WHERE status = 'success'
               AND EXISTS (SELECT 1 FROM kidjamo.pipeline_runs AS l
-                          WHERE l.run_id = r.run_id AND l.step = 'load' AND l.status = 'success')
+                          -- the shards of one run (KIDJAMO_SHARDS) are <run>#shard-k-of-n
+                          WHERE split_part(l.run_id, '#shard-', 1) = split_part(r.run_id, '#shard-', 1)
+                            AND l.step = 'load' AND l.status = 'success')
             GROUP BY step
             """
         ).fetchall())

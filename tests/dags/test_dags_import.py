@@ -44,12 +44,14 @@ def test_vitals_tasks_run_in_pipeline_order(airflow_home):
 def test_warehouse_writers_share_a_pool_that_the_set_up_creates(airflow_home):
     from airflow.dag_processing.dagbag import DagBag
 
-    from kidjamo.cli.airflow_env import POOLS, PROJECT_ROOT
+    from kidjamo.cli.airflow_env import PROJECT_ROOT, pool_commands
+    from plugins.pools import WAREHOUSE
 
     bag = DagBag(dag_folder=str(DAGS_FOLDER))
     pooled = {(dag_id, task.task_id) for dag_id in ("kidjamo_vitals", "kidjamo_reprocess")
-              for task in bag.dags[dag_id].tasks if task.pool == "kidjamo_warehouse"}
+              for task in bag.dags[dag_id].tasks if task.pool == WAREHOUSE.name}
     assert pooled == {("kidjamo_vitals", "warehouse.load"), ("kidjamo_vitals", "warehouse.refresh_views"),
                       ("kidjamo_vitals", "alerts.raise_alerts"), ("kidjamo_reprocess", "reprocess")}
-    assert "kidjamo_warehouse" in POOLS
-    assert "airflow pools set kidjamo_warehouse" in (PROJECT_ROOT / "docker-compose.airflow.yml").read_text()
+    assert ["airflow", "pools", "set", WAREHOUSE.name, str(WAREHOUSE.slots)] in [command[:5] for command in pool_commands("airflow")]
+    # The compose file cannot import the constant: it must create the same pool with the same slots.
+    assert f"airflow pools set {WAREHOUSE.name} {WAREHOUSE.slots} " in (PROJECT_ROOT / "docker-compose.airflow.yml").read_text()
