@@ -77,6 +77,11 @@ def match_and_clear(silver: pd.DataFrame, history: pd.DataFrame | None, *, rules
     """
     frame = _prepare(silver, history, rules)
     matches, normals = [], []
+    # The frame is sorted by patient then time: a patient's latest row of a subset is the subset's
+    # last row before the patient code changes (plain NumPy, not a group-by per rule).
+    patient_codes, patients = pd.factorize(frame["patient_id"], sort=False)
+    in_batch = frame["in_batch"].to_numpy(dtype=bool)
+    measured_at = frame["measured_at"]
     for rule_id, matcher in MATCHERS.items():
         if only is not None and rule_id not in only:
             continue
@@ -89,11 +94,14 @@ def match_and_clear(silver: pd.DataFrame, history: pd.DataFrame | None, *, rules
             matched["severity"] = severity[hit]
             matches.append(matched)
         if rule.auto_resolve and rule.resolve_on:
-            measured = frame[list(rule.resolve_on)].notna().all(axis=1)
-            normal = frame.loc[severity.isna() & measured & frame["in_batch"], ["patient_id", "measured_at"]]
-            if len(normal):
-                latest = normal.groupby("patient_id", sort=False)["measured_at"].max().reset_index()
-                normals.append(latest.rename(columns={"measured_at": "normal_at"}).assign(rule_id=rule_id))
+            measured = frame[list(rule.resolve_on)].notna().all(axis=1).to_numpy(dtype=bool)
+            rows = np.flatnonzero(severity.isna().to_numpy(dtype=bool) & measured & in_batch & (patient_codes >= 0))
+            if len(rows):
+                codes = patient_codes[rows]
+                latest = rows[np.append(codes[1:] != codes[:-1], True)]
+                normals.append(pd.DataFrame({"patient_id": patients[patient_codes[latest]],
+                                             "rule_id": rule_id,
+                                             "normal_at": measured_at.array[latest]}))
     normal_frame = pd.concat(normals, ignore_index=True)[NORMAL_COLUMNS] if normals else pd.DataFrame(columns=NORMAL_COLUMNS)
     if not matches:
         empty = frame.iloc[0:0].assign(rule_id=pd.Series(dtype="object"), severity=pd.Series(dtype="object"))
