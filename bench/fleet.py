@@ -54,7 +54,10 @@ def run_in_fresh_home(module: str, args: list[str]) -> dict:
                 raise RuntimeError(f"{module} failed:\n{output.stderr[-3000:]}")
             return json.loads(output.stdout.strip().splitlines()[-1])
         finally:
-            subprocess.run([sys.executable, "-m", "kidjamo.cli", "db", "stop"], env=environment, capture_output=True)
+            stopped = subprocess.run([sys.executable, "-m", "kidjamo.cli", "db", "stop"], env=environment,
+                                     capture_output=True, text=True)
+            if stopped.returncode != 0:  # a server left running would skew every later measurement
+                raise RuntimeError(f"could not stop the benchmark's PostgreSQL:\n{stopped.stderr[-2000:]}")
 
 
 def load_average() -> str:

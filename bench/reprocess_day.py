@@ -4,11 +4,13 @@ The day is landed minute by minute (1,440 landing partitions), then :func:`proce
 processes [day, day + 1) in one call — what ``kidjamo_reprocess`` does in one Airflow run. A day
 takes minutes, so each size is measured once; the per-step split is printed with it, and the floor
 of the same rows (``bench/floor.py``, hour by hour: each hour parsed, written and COPYed at once).
-Usage: ``python -m bench.reprocess_day --sensors 1000 --hours 24``.
+Usage: ``python -m bench.reprocess_day --sensors 1000 --hours 24``; with ``KIDJAMO_BENCH_PROFILE=DIR`` in
+the environment, a pyinstrument profile of the run (text) is written to DIR.
 """
 
 from __future__ import annotations
 
+import os
 import resource
 import tempfile
 import time
@@ -32,9 +34,19 @@ def _child(sensors: int, hours: int) -> dict:
         # Hour by hour, as process_interval chunks the day: the floor's memory stays out of the peak RSS.
         floor = sum(measure_floor(lake, url, DAY + timedelta(hours=h), Path(scratch), end=DAY + timedelta(hours=h + 1))["floor_s"]
                     for h in range(hours))
+    profile_dir = os.environ.get("KIDJAMO_BENCH_PROFILE")
+    profiler = None
+    if profile_dir:
+        from pyinstrument import Profiler
+
+        profiler = Profiler(interval=0.01)
+        profiler.start()
     started = time.perf_counter()
     counts = process_interval(DAY, DAY + timedelta(hours=hours), lake=lake, database_url=url, run_id="bench-day")
     total = time.perf_counter() - started
+    if profiler:
+        profiler.stop()
+        Path(profile_dir, f"reprocess_day_{sensors}x{hours}h.txt").write_text(profiler.output_text(unicode=True))
     return {
         "sensors": sensors, "hours": hours, "readings": readings, "silver_rows": counts["to_silver"]["silver_rows"],
         "total_s": round(total, 1), "floor_s": round(floor, 1), "landing_setup_s": round(landing_s, 1),

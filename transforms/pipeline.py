@@ -14,8 +14,10 @@ module reads the settings or the rules file by itself.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from functools import cached_property
 from datetime import datetime, timedelta, timezone
@@ -531,13 +533,41 @@ STEPS = (step_to_raw, step_to_bronze, step_gate_bronze, step_to_silver, step_gat
 SHARDED_STEPS = ((step_to_raw, False), (step_to_bronze, True), (step_gate_bronze, True), (step_to_silver, True),
                  (step_gate_silver, True), (step_accounting, False), (step_to_gold, True), (step_load, True),
                  (step_alerts, True), (step_alerts_sweep, False), (step_refresh_views, False))
+#: What ``kidjamo_vitals`` runs side by side once silver is checked: the warehouse (load, then the
+#: views) and the alerts — the alerts' history is what earlier minutes loaded (this minute's readings
+#: come from silver), so they need not wait for the load. (Gold, a third branch in the DAG, runs
+#: before them here: it is short, and one silver table fewer in memory at a time.)
+AFTER_SILVER = ((step_load, step_refresh_views), (step_alerts,))
+
+
+def _run_branches(interval: Interval, branches) -> dict:
+    """Run each branch (its steps in order) in its own thread, as the DAG's parallel tasks; counts per step.
+
+    Every branch runs to its end or its first failure, as the DAG's other tasks do when one fails;
+    then the first failure (in branch order) is raised. The log context is carried into each thread.
+    """
+    def run_branch(steps) -> dict:
+        return {step.__name__.removeprefix("step_"): step(interval) for step in steps}
+
+    with ThreadPoolExecutor(max_workers=len(branches), thread_name_prefix="kidjamo-step") as pool:
+        futures = [pool.submit(contextvars.copy_context().run, run_branch, steps) for steps in branches]
+    counts = {}
+    for future in futures:
+        counts.update(future.result())  # raises the branch's failure
+    return counts
 
 
 def run_steps(interval: Interval) -> dict:
     """Every step over ``interval`` in order, shard by shard where the step is sharded; counts per step
-    (a sharded step's counts summed over its shards, with ``by_shard`` listing each shard's)."""
+    (a sharded step's counts summed over its shards, with ``by_shard`` listing each shard's).
+
+    With one shard, the warehouse and the alerts run side by side once silver is checked and gold
+    written, as in the DAG (:data:`AFTER_SILVER`); the counts keep the order of :data:`STEPS`."""
     if interval.shards == 1:
-        return {step.__name__.removeprefix("step_"): step(interval) for step in STEPS}
+        after_silver = {step for branch in AFTER_SILVER for step in branch}
+        counts = {step.__name__.removeprefix("step_"): step(interval) for step in STEPS if step not in after_silver}
+        counts.update(_run_branches(interval, AFTER_SILVER))
+        return {name: counts[name] for name in (step.__name__.removeprefix("step_") for step in STEPS)}
     interval.registry  # read once: every shard of the interval routes and checks with the same registry
     counts = {}
     for step, sharded in SHARDED_STEPS:

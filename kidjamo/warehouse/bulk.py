@@ -22,20 +22,27 @@ def _naive_utc(table: pa.Table) -> pa.Table:
     return pa.Table.from_arrays(columns, names=table.column_names)
 
 
+#: Rows per CSV slice sent to COPY (a few MB of text each).
+COPY_SLICE_ROWS = 20_000
+
+
 def copy_csv(connection: psycopg.Connection, table_name: str, table: pa.Table) -> None:
     """COPY an Arrow table into ``table_name`` (same column names) as CSV written by Arrow.
 
     Timestamps travel as naive UTC text, read with the session time zone set to UTC for the COPY
     only (the transaction's own setting is restored after it).
     """
-    buffer = io.BytesIO()
     # combine_chunks: pyarrow 26's CSV writer writes NUL bytes for strings that follow an empty chunk.
-    pacsv.write_csv(_naive_utc(table.combine_chunks()), buffer, pacsv.WriteOptions(include_header=False))
+    table = _naive_utc(table.combine_chunks())
     columns = ", ".join(table.column_names)
     local = not connection.autocommit  # SET LOCAL would end with the statement in autocommit mode
     previous = connection.execute("SELECT current_setting('TimeZone'), set_config('TimeZone', 'UTC', %s)", (local,)).fetchone()[0]
     with connection.cursor() as cursor, cursor.copy(f"COPY {table_name} ({columns}) FROM STDIN (FORMAT csv)") as copy:
-        copy.write(buffer.getbuffer())
+        # Slice by slice: the CSV text of a large minute (~100 MB at 200,000 readings) is never whole in memory.
+        for offset in range(0, table.num_rows, COPY_SLICE_ROWS):
+            buffer = io.BytesIO()
+            pacsv.write_csv(table.slice(offset, COPY_SLICE_ROWS), buffer, pacsv.WriteOptions(include_header=False))
+            copy.write(buffer.getbuffer())
     connection.execute("SELECT set_config('TimeZone', %s, %s)", (previous, local))
 
 
