@@ -466,7 +466,8 @@ def step_alerts(interval: Interval) -> dict:
     """Clinical rules over the interval's silver rows and recent history; alerts upserted; notifications sent."""
     from transforms.alerts.store import raise_alerts
 
-    silver = interval.read("silver", "part-0.parquet", SILVER)
+    # As pandas at once, the Arrow table let go: the rules work on pandas, and memory peaks here.
+    silver = interval.read("silver", "part-0.parquet", SILVER).to_pandas()
     whole = interval.shards == 1  # a shard leaves the sweep over every device and alert to alerts_sweep
     result = raise_alerts(interval.database_url, silver, interval_start=interval.start, interval_end=interval.end,
                           run_id=interval.run_id, rules=interval.rules, settings=interval.settings,

@@ -95,7 +95,8 @@ def arrow_times(values) -> pa.Array:
 
 
 def silver_frame(silver: pa.Table | pd.DataFrame) -> pd.DataFrame:
-    frame = silver.to_pandas() if isinstance(silver, pa.Table) else silver.copy()
+    # pandas copies on write: a shallow copy keeps the caller's frame as it was.
+    frame = silver.to_pandas() if isinstance(silver, pa.Table) else silver.copy(deep=False)
     if len(frame):
         frame["measured_at"] = pd.to_datetime(frame["measured_at"], utc=True)
     return frame

@@ -248,10 +248,10 @@ def _channels_for(severity: str, settings: Settings) -> list[str]:
 def _record_normal_readings(connection, normals: pd.DataFrame) -> int:
     """Remember, on each unresolved alert, the latest normal reading after its last matching one.
 
-    ``normals`` has a row per (patient, resolvable rule) of the batch — most of them for rules with
-    no unresolved alert. The unresolved alerts are read first (through the partial unique index),
-    and only the normal readings that move one of them are sent back: a few rows instead of
-    patients x rules.
+    ``normals`` has a row per (patient, resolvable rule) of the batch for the patients with an
+    unresolved alert or a match in the batch — still mostly rules with no unresolved alert. The
+    unresolved alerts are read first (through the partial unique index), and only the normal
+    readings that move one of them are sent back.
     """
     if normals.empty:
         return 0
@@ -335,7 +335,10 @@ def raise_alerts(database_url: str, silver: pa.Table | pd.DataFrame, *, interval
     frame = silver_frame(silver)
     with connect(database_url, application_name="kidjamo-alerts") as connection:
         history = read_history(connection, frame, rules)
-        matches, normals = match_and_clear(frame, history, rules=rules) if len(frame) \
+        # Normal readings matter only to patients with an unresolved alert (or one this batch opens).
+        unresolved = [row[0] for row in connection.execute(
+            "SELECT DISTINCT patient_id FROM kidjamo.alerts WHERE status <> 'resolved'")]
+        matches, normals = match_and_clear(frame, history, rules=rules, normals_for=unresolved) if len(frame) \
             else (pd.DataFrame(), pd.DataFrame(columns=NORMAL_COLUMNS))
         candidates = candidates_from_matches(matches, rules) if len(frame) else pd.DataFrame(columns=CANDIDATE_COLUMNS)
         devices_seen = update_last_seen(connection, frame)
