@@ -541,6 +541,11 @@ SHARDED_STEPS = ((step_to_raw, False), (step_to_bronze, True), (step_gate_bronze
 AFTER_SILVER = ((step_load, step_refresh_views), (step_alerts,))
 
 
+def _step_name(step) -> str:
+    """A step's name in counts, logs and ``kidjamo.pipeline_runs`` (``step_to_raw`` -> ``to_raw``)."""
+    return step.__name__.removeprefix("step_")
+
+
 def _run_branches(interval: Interval, branches) -> dict:
     """Run each branch (its steps in order) in its own thread, as the DAG's parallel tasks; counts per step.
 
@@ -548,7 +553,7 @@ def _run_branches(interval: Interval, branches) -> dict:
     then the first failure (in branch order) is raised. The log context is carried into each thread.
     """
     def run_branch(steps) -> dict:
-        return {step.__name__.removeprefix("step_"): step(interval) for step in steps}
+        return {_step_name(step): step(interval) for step in steps}
 
     with ThreadPoolExecutor(max_workers=len(branches), thread_name_prefix="kidjamo-step") as pool:
         futures = [pool.submit(contextvars.copy_context().run, run_branch, steps) for steps in branches]
@@ -566,13 +571,13 @@ def run_steps(interval: Interval) -> dict:
     written, as in the DAG (:data:`AFTER_SILVER`); the counts keep the order of :data:`STEPS`."""
     if interval.shards == 1:
         after_silver = {step for branch in AFTER_SILVER for step in branch}
-        counts = {step.__name__.removeprefix("step_"): step(interval) for step in STEPS if step not in after_silver}
+        counts = {_step_name(step): step(interval) for step in STEPS if step not in after_silver}
         counts.update(_run_branches(interval, AFTER_SILVER))
-        return {name: counts[name] for name in (step.__name__.removeprefix("step_") for step in STEPS)}
+        return {_step_name(step): counts[_step_name(step)] for step in STEPS}
     interval.registry  # read once: every shard of the interval routes and checks with the same registry
     counts = {}
     for step, sharded in SHARDED_STEPS:
-        name = step.__name__.removeprefix("step_")
+        name = _step_name(step)
         if not sharded:
             counts[name] = step(interval.for_shard(None))
             continue

@@ -103,8 +103,9 @@ def match_and_clear(silver: pd.DataFrame, history: pd.DataFrame | None, *, rules
                 normals.append((rule_id, rows[np.append(codes[1:] != codes[:-1], True)]))
     if normals_for is not None:
         wanted = np.zeros(len(patients), dtype=bool)
+        patient_index = pd.Index(patients)
         for chosen in [pd.Index(list(normals_for)), *(pd.Index(m["patient_id"].unique()) for m in matches)]:
-            codes = pd.Index(patients).get_indexer(chosen)
+            codes = patient_index.get_indexer(chosen)
             wanted[codes[codes >= 0]] = True
         normals = [(rule_id, latest[wanted[patient_codes[latest]]]) for rule_id, latest in normals]
     normal_frame = pd.concat(

@@ -260,8 +260,6 @@ def _record_normal_readings(connection, normals: pd.DataFrame) -> int:
         {"patient_id": pa.string(), "rule_id": pa.string(), "last_reading_at": pa.timestamp("us", tz="UTC")})
     if unresolved.empty:
         return 0
-    # Few patients have an unresolved alert: narrow on one column before the two-column merge.
-    normals = normals.loc[normals["patient_id"].isin(unresolved["patient_id"].unique())]
     normal_at = pd.to_datetime(normals["normal_at"], utc=True)
     moved = unresolved.merge(normals[["patient_id", "rule_id"]].assign(normal_at=normal_at),
                              on=["patient_id", "rule_id"])
